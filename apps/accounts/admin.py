@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from apps.accounts.models import Account, ApiKey
+from apps.accounts.services import api_key_issue, api_key_revoke
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    fields = ("name", "prefix", "created_at", "revoked_at")
+    readonly_fields = ("name", "prefix", "created_at", "revoked_at")
+
+    def has_add_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        return False
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "is_active", "rate_limit", "daily_quota", "callback_url", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("name",)
+    readonly_fields = ("id", "created_at", "updated_at")
+    inlines = [ApiKeyInline]
+    actions = ["issue_api_key", "disable_accounts", "enable_accounts"]
+
+    @admin.action(description="Issue a new API key (shown once)")
+    def issue_api_key(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        for account in queryset:
+            issued = api_key_issue(account=account, name=f"issued by {request.user}")
+            self.message_user(
+                request,
+                f"New API key for {account.name} — copy it now, it is not stored: {issued.raw_key}",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Disable selected accounts")
+    def disable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        queryset.update(is_active=False)
+
+    @admin.action(description="Enable selected accounts")
+    def enable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        queryset.update(is_active=True)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "account", "name", "created_at", "revoked_at")
+    list_filter = ("account",)
+    search_fields = ("prefix", "account__name", "name")
+    fields = ("account", "name", "prefix", "created_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "revoked_at")
+    actions = ["revoke_keys"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
+        return (*self.readonly_fields, "account") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: object, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        issued = api_key_issue(account=obj.account, name=obj.name)
+        obj.pk = issued.api_key.pk
+        obj.prefix = issued.api_key.prefix
+        obj.created_at = issued.api_key.created_at
+        self.message_user(request, f"New API key — copy it now, it is not stored: {issued.raw_key}", messages.WARNING)
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)

@@ -1,0 +1,1 @@
+"""The provider simulator: a local process speaking the providers' real HTTP APIs (API.md)."""

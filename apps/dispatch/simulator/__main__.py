@@ -1,0 +1,3 @@
+from apps.dispatch.simulator.server import main
+
+main()

@@ -1,0 +1,52 @@
+"""Opaque, time-ordered ids made in Python (UUIDv7), shown to clients as `<prefix>_<base32>`."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_DECODE = {char: index for index, char in enumerate(_ALPHABET)}
+_ENCODED_LENGTH = 26
+
+
+def uuid7() -> uuid.UUID:
+    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, then random bits; sorts by creation time."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
+    return uuid.UUID(int=value)
+
+
+def encode(prefix: str, value: uuid.UUID) -> str:
+    number = value.int
+    chars = []
+    for _ in range(_ENCODED_LENGTH):
+        chars.append(_ALPHABET[number & 31])
+        number >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def decode(prefix: str, text: str) -> uuid.UUID | None:
+    """The UUID behind an id of the given prefix, or None when the text is not such an id."""
+    head, _, body = text.partition("_")
+    if head != prefix or len(body) != _ENCODED_LENGTH:
+        return None
+    number = 0
+    for char in body.lower():
+        digit = _DECODE.get(char)
+        if digit is None:
+            return None
+        number = (number << 5) | digit
+    if number >> 128:
+        return None
+    return uuid.UUID(int=number)
+
+
+def new(prefix: str) -> str:
+    return encode(prefix, uuid7())

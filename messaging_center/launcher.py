@@ -1,0 +1,233 @@
+"""`make run`: every process of the default run, started together and stopped together.
+
+Starts (or reuses) the embedded PostgreSQL and Redis unless `DATABASE_URL`/`REDIS_URL` are set,
+migrates, creates an operator login on the first start, then runs the API (gunicorn), one worker per
+lane group, beat, Flower and the provider simulator. Ctrl-C or SIGTERM stops every child and the
+embedded servers; so does the death of the parent (`make`), through PR_SET_PDEATHSIG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from messaging_center import embedded
+from messaging_center.env import env_int
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+STOP_GRACE_SECONDS = 15
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = field(default=None)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _children(settings_env: dict[str, str]) -> list[Child]:
+    port = settings_env["PORT"]
+    web_workers = settings_env["WEB_WORKERS"]
+    celery = [str(BIN / "celery"), "-A", "celery_app"]
+    worker = [*celery, "worker", "--loglevel", "INFO", "--without-gossip"]
+    return [
+        Child(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "messaging_center.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                web_workers,
+                "--worker-class",
+                "sync",
+                "--max-requests",
+                "100000",
+                "--max-requests-jitter",
+                "1000",
+                "--graceful-timeout",
+                "10",
+                "--access-logfile",
+                "-",
+            ],
+        ),
+        Child("worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "--concurrency", "2"]),
+        Child("worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "--concurrency", "2"]),
+        Child("worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "--concurrency", "1"]),
+        Child("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="]),
+        Child("flower", [*celery, "flower", "--address=127.0.0.1", f"--port={settings_env['FLOWER_PORT']}"]),
+        Child("simulator", [sys.executable, "-m", "apps.dispatch.simulator", "--port", settings_env["SIM_PORT"]]),
+    ]
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, cwd=BASE_DIR, text=True, capture_output=True
+    )
+
+
+def _create_operator_once(env: dict[str, str], data_dir: Path) -> None:
+    marker = data_dir / "operator-created"
+    if marker.exists():
+        return
+    password = secrets.token_urlsafe(12)
+    result = _manage("create_operator", "--username", "operator", env=env | {"MC_OPERATOR_PASSWORD": password})
+    if result.returncode != 0:
+        raise RuntimeError(f"creating the operator login failed:\n{result.stderr}")
+    marker.write_text("operator\n")
+    if "exists" in result.stdout:
+        return
+    print("\n  Operator login for /admin/ (shown only this once):")
+    print("    username: operator")
+    print(f"    password: {password}\n", flush=True)
+
+
+def _wait_http(url: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.25)
+    return False
+
+
+class Launcher:
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self.stopping = False
+        self.data_dir = embedded.default_data_dir()
+        self.services: embedded.Services | None = None
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        _die_with_parent()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_signal)
+        try:
+            return self._run()
+        finally:
+            self._stop_all()
+
+    def _run(self) -> int:
+        env = dict(os.environ)
+        env.setdefault("DJANGO_SETTINGS_MODULE", "messaging_center.settings")
+        env["PORT"] = str(env_int("PORT", 8000, minimum=1, maximum=65535))
+        env["FLOWER_PORT"] = str(env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535))
+        env["SIM_PORT"] = str(env_int("SIM_PORT", 8025, minimum=1, maximum=65535))
+        env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 4, minimum=1, maximum=64))
+        if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
+            self.services = embedded.Services.at(self.data_dir)
+            print("Starting embedded PostgreSQL and Redis under", self.data_dir, flush=True)
+            urls = self.services.ensure_running()
+            env.setdefault("DATABASE_URL", urls["DATABASE_URL"])
+            if not env.get("REDIS_URL"):
+                env["REDIS_URL"] = urls["REDIS_URL"]
+        env.setdefault("SIMULATOR_URL", f"http://127.0.0.1:{env['SIM_PORT']}")
+        env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
+
+        metrics_dir = self.data_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+        print("Applying migrations…", flush=True)
+        migrated = _manage("migrate", "--noinput", env=env)
+        if migrated.returncode != 0:
+            print(migrated.stdout, migrated.stderr, file=sys.stderr)
+            return 1
+        _create_operator_once(env, self.data_dir)
+
+        log_dir = self.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.children = _children(env)
+        for child in self.children:
+            log = open(log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 - owned by the child
+            child.process = subprocess.Popen(
+                child.argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            log.close()
+
+        deadline = time.monotonic() + 120
+        checks = {
+            "API": f"http://127.0.0.1:{env['PORT']}/readyz",
+            "Flower": f"http://127.0.0.1:{env['FLOWER_PORT']}/healthcheck",
+            "provider simulator": f"http://127.0.0.1:{env['SIM_PORT']}/_sim/providers",
+        }
+        for name, url in checks.items():
+            if not _wait_http(url, deadline) and not self.stopping:
+                print(f"{name} did not come up; see {log_dir}", file=sys.stderr)
+                return 1
+        if self.stopping:
+            return 0
+        print(
+            "\nMessaging Center is up:\n"
+            f"  API          http://127.0.0.1:{env['PORT']}/api/v1/   (docs: /api/docs/, health: /readyz, /metrics)\n"
+            f"  Admin        http://127.0.0.1:{env['PORT']}/admin/\n"
+            f"  Flower       http://127.0.0.1:{env['FLOWER_PORT']}/\n"
+            f"  Simulator    http://127.0.0.1:{env['SIM_PORT']}/_sim/messages\n"
+            f"  Logs         {log_dir}/\n"
+            "  Create an account: .venv/bin/python manage.py create_account NAME\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        while not self.stopping:
+            for child in self.children:
+                assert child.process is not None
+                code = child.process.poll()
+                if code is not None:
+                    print(f"{child.name} exited with {code}; stopping (see {log_dir / (child.name + '.log')})", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+
+    def _stop_all(self) -> None:
+        print("\nStopping…", flush=True)
+        running = [c for c in self.children if c.process is not None and c.process.poll() is None]
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for child in running:
+            assert child.process is not None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        if self.services is not None:
+            self.services.stop()
+        print("Stopped.", flush=True)
+
+
+def main() -> int:
+    return Launcher().run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Prometheus metrics. Under gunicorn and Celery's prefork pool, `PROMETHEUS_MULTIPROC_DIR` is set
+by the launcher so that every process's samples are summed at scrape time."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+REQUEST_LATENCY = Histogram(
+    "mc_http_request_duration_seconds",
+    "HTTP request latency.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+MESSAGES_ACCEPTED = Counter("mc_messages_accepted_total", "Messages accepted for delivery.", ["channel", "lane"])
+MESSAGES_SENT = Counter("mc_messages_sent_total", "Messages a provider accepted.", ["channel", "provider"])
+MESSAGES_DELIVERED = Counter("mc_messages_delivered_total", "Messages with a delivered receipt.", ["channel", "provider"])
+MESSAGES_UNDELIVERED = Counter("mc_messages_undelivered_total", "Messages with an undelivered receipt.", ["channel", "provider"])
+MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
+
+
+class QueueDepthCollector(Collector):
+    """Reads each lane's queue length from the broker at scrape time."""
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from django.conf import settings
+
+        from messaging_center.broker import queue_depths
+
+        family = GaugeMetricFamily("mc_queue_depth", "Tasks waiting in a lane's queue.", labels=["queue"])
+        try:
+            depths = queue_depths()
+        except Exception:  # the broker being down must not break the scrape
+            depths = {}
+        for queue in settings.QUEUES:
+            if queue in depths:
+                family.add_metric([queue], depths[queue])
+        yield family
+
+
+def render() -> bytes:
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = REGISTRY
+    output = generate_latest(registry)
+    depth_registry = CollectorRegistry()
+    depth_registry.register(QueueDepthCollector())
+    return output + generate_latest(depth_registry)

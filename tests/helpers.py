@@ -1,0 +1,77 @@
+"""Process helpers for tests that start real servers and workers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+@contextlib.contextmanager
+def celery_worker(
+    env: dict[str, str], queues: str, log_path: Path, *, name: str = "test", concurrency: int = 2, pool: str = "prefork"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` process, stopped (whole process group) on exit."""
+    argv = [
+        str(BIN / "celery"),
+        "-A",
+        "celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: b" ready." in log_path.read_bytes() or process.poll() is not None, 60, "the celery worker")
+        assert process.poll() is None, log_path.read_text()[-3000:]
+        yield process
+    finally:
+        stop_process_group(process)
