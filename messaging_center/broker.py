@@ -1,4 +1,7 @@
-"""Direct Redis access shared by the web and worker processes (limits, health, queue depth)."""
+"""Direct Redis access shared by the web and worker processes (limits, health, queue depth).
+
+Clients are cached per URL and the URL is read from settings at call time, so that a process
+follows its settings (tests point a process at a dedicated Redis they stop and start)."""
 
 from __future__ import annotations
 
@@ -9,18 +12,16 @@ from django.conf import settings
 
 
 @functools.cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=10, max_connections=64)
+
+
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=1,
-        socket_timeout=2,
-        health_check_interval=10,
-        max_connections=64,
-    )
+    return _client(settings.REDIS_URL)
 
 
 def queue_depths() -> dict[str, int]:
-    client = redis_client()
+    client = _client(settings.CELERY_BROKER_URL)
     with client.pipeline(transaction=False) as pipe:
         for queue in settings.QUEUES:
             pipe.llen(queue)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 import uuid
@@ -50,3 +51,9 @@ def decode(prefix: str, text: str) -> uuid.UUID | None:
 
 def new(prefix: str) -> str:
     return encode(prefix, uuid7())
+
+
+def uuid7_floor(at: datetime.datetime) -> uuid.UUID:
+    """The smallest UUIDv7 of the given instant, for id-range filters on creation time."""
+    millis = int(at.timestamp() * 1000)
+    return uuid.UUID(int=((millis & 0xFFFF_FFFF_FFFF) << 80) | (0x7 << 76) | (0b10 << 62))

@@ -17,6 +17,7 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 MESSAGES_ACCEPTED = Counter("mc_messages_accepted_total", "Messages accepted for delivery.", ["channel", "lane"])
+LIMITS_DEGRADED = Counter("mc_limits_degraded_total", "Send requests accepted without quota checks because Redis was down.")
 MESSAGES_SENT = Counter("mc_messages_sent_total", "Messages a provider accepted.", ["channel", "provider"])
 MESSAGES_DELIVERED = Counter("mc_messages_delivered_total", "Messages with a delivered receipt.", ["channel", "provider"])
 MESSAGES_UNDELIVERED = Counter("mc_messages_undelivered_total", "Messages with an undelivered receipt.", ["channel", "provider"])

@@ -132,6 +132,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "messaging_center.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["apps.dispatch.throttling.AccountRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Messaging Center API",
@@ -181,7 +182,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = False
 # Every periodic job, in one place (django-celery-beat copies it into the admin-editable tables).
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+_MAINTENANCE = {"queue": "mc.maintenance", "expires": 30}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "relay-outbox": {"task": "dispatch.relay_outbox", "schedule": 2.0, "options": _MAINTENANCE},
+    "enqueue-due-scheduled": {"task": "dispatch.enqueue_due", "schedule": 2.0, "options": _MAINTENANCE},
+    "sweep-stuck-messages": {"task": "dispatch.sweep", "schedule": 15.0, "options": _MAINTENANCE},
+    "purge-idempotency-keys": {"task": "dispatch.purge_idempotency_keys", "schedule": 3600.0, "options": _MAINTENANCE},
+}
 
 # --- Ports of the default run -----------------------------------------------------------------
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)

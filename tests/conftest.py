@@ -59,3 +59,50 @@ def make_api_client(db: None) -> Callable[..., ApiClient]:
 @pytest.fixture
 def api(make_api_client: Callable[..., ApiClient]) -> ApiClient:
     return make_api_client("orders")
+
+
+@pytest.fixture
+def make_template(db: None) -> Callable[..., Any]:
+    from apps.templates.services import template_create
+
+    def make(api: ApiClient, code: str = "order_shipped", **fields: Any) -> Any:
+        defaults: dict[str, Any] = {
+            "name": code.replace("_", " ").title(),
+            "channel": "sms",
+            "category": "transactional",
+            "content": "Your order {{order_no}} has shipped.",
+            "sms_signature": "ACME",
+        }
+        return template_create(account=api.account, code=code, **(defaults | fields))
+
+    return make
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgresql://{auth}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup: None, django_db_blocker: Any) -> dict[str, str]:
+    """Environment for a subprocess (worker, launcher) that must see the test database and Redis."""
+    import os
+
+    from django.conf import settings
+
+    with django_db_blocker.unblock():
+        database_url = _database_url()
+    return os.environ | {"DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+
+
+@pytest.fixture(scope="session")
+def dispatch_worker(worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Celery worker consuming every lane of the test Redis, for the whole session."""
+    from tests.helpers import celery_worker
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with celery_worker(worker_env, "mc.critical,mc.high,mc.normal,mc.bulk,mc.maintenance", log, name="dispatch") as process:
+        yield process

@@ -1,0 +1,186 @@
+"""The worker side: claim messages by conditional UPDATE, hand each to its channel, finish
+conditionally. A duplicated task, a redelivery after a crash or a sweeper re-enqueue finds the
+message already claimed or finished and does nothing (DESIGN.md, reliability rules)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+
+from apps.dispatch import publish
+from apps.dispatch.models import Status
+from messaging_center import ids
+
+SENDING_LEASE = dt.timedelta(seconds=60)
+# A queued message whose task the broker lost is found by the sweeper once this lease runs out.
+QUEUED_LEASE = dt.timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: uuid.UUID
+    channel: str
+    address: str
+    attempt: int
+
+
+def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]]) -> None:
+    """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt) "
+            "VALUES (%s, %s, %s, now(), %s, %s, %s, %s)",
+            [(ids.uuid7(), *row) for row in rows],
+        )
+
+
+def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %s
+            WHERE id = ANY(%s)
+              AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
+              AND expires_at > now()
+            RETURNING id, channel, address, attempts
+            """,
+            [SENDING_LEASE, list(message_ids)],
+        )
+        return [Claimed(*row) for row in cursor.fetchall()]
+
+
+def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Messages whose TTL ran out before a provider took them → `expired`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE dispatch_message SET status = 'expired', code = 'ttl_expired',
+                   detail = 'The TTL passed before a provider accepted the message.', lease_until = NULL
+            WHERE id = ANY(%s) AND status IN ('scheduled', 'queued', 'retry_wait', 'sending') AND expires_at <= now()
+            RETURNING id
+            """,
+            [list(message_ids)],
+        )
+        expired = [row[0] for row in cursor.fetchall()]
+    record_events([(mid, Status.EXPIRED, "ttl_expired", "The TTL passed before a provider accepted it.", "", None) for mid in expired])
+    return expired
+
+
+def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
+    """The in-site inbox: storing the message for the recipient is delivering it."""
+    if not claimed:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE dispatch_message AS m SET status = 'delivered', provider = 'inbox', sent_at = now(), delivered_at = now(),
+                   lease_until = NULL
+            FROM unnest(%s::uuid[], %s::int[]) AS c(id, attempt)
+            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+            RETURNING m.id
+            """,
+            [[c.id for c in claimed], [c.attempt for c in claimed]],
+        )
+        done = [row[0] for row in cursor.fetchall()]
+    record_events([(mid, Status.DELIVERED, "", "stored in the recipient's inbox", "inbox", None) for mid in done])
+    return done
+
+
+def fail_without_channel(claimed: Sequence[Claimed]) -> None:
+    if not claimed:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE dispatch_message AS m SET status = 'failed', code = 'no_provider',
+                   detail = 'No provider is configured for this channel.', lease_until = NULL
+            FROM unnest(%s::uuid[], %s::int[]) AS c(id, attempt)
+            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+            RETURNING m.id
+            """,
+            [[c.id for c in claimed], [c.attempt for c in claimed]],
+        )
+        failed = [row[0] for row in cursor.fetchall()]
+    record_events([(mid, Status.FAILED, "no_provider", "No provider is configured for this channel.", "", None) for mid in failed])
+
+
+def deliver_messages(message_ids: Sequence[uuid.UUID]) -> None:
+    expire(message_ids)
+    claimed = claim(message_ids)
+    record_events([(c.id, Status.SENDING, "", f"attempt {c.attempt}", "", c.attempt) for c in claimed])
+    finish_delivered_inbox([c for c in claimed if c.channel == "inbox"])
+    fail_without_channel([c for c in claimed if c.channel != "inbox"])
+
+
+def enqueue_due(*, batch: int = 1000) -> int:
+    """Scheduled messages whose time has come → `queued`, published in chunks per lane."""
+    total = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH due AS (
+                    SELECT id FROM dispatch_message
+                    WHERE status = 'scheduled' AND scheduled_at <= now()
+                    ORDER BY scheduled_at LIMIT %s FOR UPDATE SKIP LOCKED
+                )
+                UPDATE dispatch_message AS m SET status = 'queued', lease_until = now() + %s
+                FROM due WHERE m.id = due.id
+                RETURNING m.id, m.priority
+                """,
+                [batch, QUEUED_LEASE],
+            )
+            due = cursor.fetchall()
+            lanes: dict[str, list[uuid.UUID]] = {}
+            for message_id, lane in due:
+                lanes.setdefault(lane, []).append(message_id)
+            record_events([(mid, Status.QUEUED, "", "due", "", None) for mid, _ in due])
+            rows = publish.chunk_rows(lanes)
+            publish.outbox_write(rows, now=dt.datetime.now(dt.UTC))
+            publish.publish_on_commit(rows)
+        total += len(due)
+        if len(due) < batch:
+            return total
+
+
+def sweep(*, batch: int = 1000) -> int:
+    """Messages left queued/retry_wait/sending past their lease (a lost task, a dead worker, a
+    flushed broker) are enqueued again; expired ones are closed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id FROM dispatch_message
+            WHERE status IN ('queued', 'retry_wait', 'sending') AND lease_until < now() AND expires_at <= now()
+            LIMIT %s
+            """,
+            [batch],
+        )
+        expire([row[0] for row in cursor.fetchall()])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH lost AS (
+                SELECT id FROM dispatch_message
+                WHERE status IN ('queued', 'retry_wait', 'sending') AND lease_until < now()
+                ORDER BY lease_until LIMIT %s FOR UPDATE SKIP LOCKED
+            )
+            UPDATE dispatch_message AS m SET lease_until = now() + %s
+            FROM lost WHERE m.id = lost.id
+            RETURNING m.id, m.priority
+            """,
+            [batch, QUEUED_LEASE],
+        )
+        lost = cursor.fetchall()
+        lanes: dict[str, list[uuid.UUID]] = {}
+        for message_id, lane in lost:
+            lanes.setdefault(lane, []).append(message_id)
+        rows = publish.chunk_rows(lanes)
+        publish.outbox_write(rows, now=dt.datetime.now(dt.UTC))
+        publish.publish_on_commit(rows)
+    return len(lost)

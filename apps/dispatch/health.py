@@ -1,0 +1,123 @@
+"""Provider health in Redis, shared by every worker: a rolling success rate and a circuit breaker.
+
+Each outcome lands in a per-10-second bucket; the rate over the last minute drives demotion. The
+breaker opens after a burst of failures (≥ FAILURE_MIN attempts with a failure share ≥
+FAILURE_RATIO in the window), stays open for OPEN_SECONDS, then lets one probe through at a time
+(half-open); a successful probe closes it, a failed one re-opens it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+BUCKET_SECONDS = 10
+WINDOW_BUCKETS = 6
+FAILURE_MIN = 10
+FAILURE_RATIO = 0.5
+OPEN_SECONDS = 30
+PROBE_LEASE_SECONDS = 10
+
+_RECORD = """
+local bucket = KEYS[1]
+local breaker = KEYS[2]
+local ok = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+redis.call('HINCRBY', bucket, ok == 1 and 'ok' or 'fail', 1)
+redis.call('EXPIRE', bucket, tonumber(ARGV[3]))
+local state = redis.call('HGET', breaker, 'state')
+if state == 'half_open' or state == 'open' then
+  if ok == 1 then
+    redis.call('DEL', breaker)
+    return 'closed'
+  end
+  if state == 'half_open' then
+    redis.call('HSET', breaker, 'state', 'open', 'until', now + tonumber(ARGV[6]))
+    return 'open'
+  end
+  return state
+end
+if ok == 1 then return 'closed' end
+local total_ok, total_fail = 0, 0
+for i = 7, #ARGV do
+  local counts = redis.call('HMGET', ARGV[i], 'ok', 'fail')
+  total_ok = total_ok + tonumber(counts[1] or '0')
+  total_fail = total_fail + tonumber(counts[2] or '0')
+end
+local total = total_ok + total_fail
+if total >= tonumber(ARGV[4]) and total_fail / total >= tonumber(ARGV[5]) then
+  redis.call('HSET', breaker, 'state', 'open', 'until', now + tonumber(ARGV[6]))
+  return 'open'
+end
+return 'closed'
+"""
+
+_ALLOW = """
+local breaker = KEYS[1]
+local now = tonumber(ARGV[1])
+local state = redis.call('HGET', breaker, 'state')
+if not state then return 1 end
+if state == 'open' then
+  if now < tonumber(redis.call('HGET', breaker, 'until')) then return 0 end
+  redis.call('HSET', breaker, 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
+  return 1
+end
+if now < tonumber(redis.call('HGET', breaker, 'probe_until') or '0') then return 0 end
+redis.call('HSET', breaker, 'probe_until', now + tonumber(ARGV[2]))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    state: str
+    attempts: int
+    success_rate: float | None
+
+
+class Health:
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self._record = client.register_script(_RECORD)
+        self._allow = client.register_script(_ALLOW)
+
+    @staticmethod
+    def _bucket_keys(provider: str, now: float) -> list[str]:
+        current = int(now) // BUCKET_SECONDS
+        return [f"mc:health:{provider}:{current - i}" for i in range(WINDOW_BUCKETS)]
+
+    def record(self, provider: str, *, ok: bool) -> str:
+        now = time.time()
+        buckets = self._bucket_keys(provider, now)
+        try:
+            return str(self._record(
+                keys=[buckets[0], f"mc:breaker:{provider}"],
+                args=[int(ok), now, BUCKET_SECONDS * (WINDOW_BUCKETS + 1), FAILURE_MIN, FAILURE_RATIO, OPEN_SECONDS, *buckets],
+            ), "utf-8")
+        except RedisError:
+            return "unknown"
+
+    def allows(self, provider: str) -> bool:
+        """Closed → yes; open → no until it cools down; half-open → one probe at a time."""
+        try:
+            return bool(self._allow(keys=[f"mc:breaker:{provider}"], args=[time.time(), PROBE_LEASE_SECONDS]))
+        except RedisError:
+            return True
+
+    def snapshot(self, provider: str) -> ProviderHealth:
+        now = time.time()
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hget(f"mc:breaker:{provider}", "state")
+            for key in self._bucket_keys(provider, now):
+                pipe.hmget(key, "ok", "fail")
+            state, *counts = pipe.execute()
+        ok = sum(int(c[0] or 0) for c in counts)
+        fail = sum(int(c[1] or 0) for c in counts)
+        total = ok + fail
+        return ProviderHealth((state or b"closed").decode(), total, ok / total if total else None)
+
+    def reset(self, provider: str) -> None:
+        self.client.delete(f"mc:breaker:{provider}")

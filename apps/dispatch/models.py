@@ -1,0 +1,185 @@
+"""Messages, their event timeline, the publish outbox and idempotency records.
+
+Built for ~100 M messages: UUIDv7 primary keys made in Python (time-ordered, so `ORDER BY id DESC`
+is newest first and keyset pagination needs no extra column; no sequence round trips), indexes that
+lead with the account, and partial indexes for the few hot states the background jobs scan.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from messaging_center import ids
+
+CHANNELS = ("sms", "wechat", "wecom", "push", "inbox", "email")
+CATEGORIES = ("verification", "transactional", "marketing")
+PRIORITIES = ("critical", "high", "normal", "bulk")
+
+
+class Status(models.TextChoices):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRY_WAIT = "retry_wait"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+    SUPPRESSED = "suppressed"
+    REJECTED = "rejected"
+
+
+FINAL_STATUSES = frozenset(
+    {Status.DELIVERED, Status.UNDELIVERED, Status.FAILED, Status.EXPIRED, Status.CANCELED, Status.SUPPRESSED, Status.REJECTED}
+)
+ACTIVE_STATUSES = (Status.QUEUED, Status.SENDING, Status.RETRY_WAIT)
+
+
+class Message(models.Model):
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.PROTECT, related_name="+", db_index=False)
+    batch_id = models.UUIDField()
+    template = models.ForeignKey(
+        "message_templates.MessageTemplate", on_delete=models.PROTECT, related_name="+", db_index=False, null=True
+    )
+    template_code = models.CharField(max_length=64)
+    channel = models.CharField(max_length=16)
+    category = models.CharField(max_length=16)
+    priority = models.CharField(max_length=16)
+    address = models.CharField(max_length=255, blank=True, default="")
+    user_id = models.CharField(max_length=255, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    title = models.TextField(blank=True, default="")
+    content = models.TextField(blank=True, default="")
+    segments = models.PositiveSmallIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    code = models.CharField(max_length=64, blank=True, default="")
+    detail = models.TextField(blank=True, default="")
+    provider = models.CharField(max_length=64, blank=True, default="")
+    provider_message_id = models.CharField(max_length=128, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    read_at = models.DateTimeField(null=True, blank=True, help_text="In-site inbox: when the recipient read it.")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "-id"], name="msg_account_id"),
+            models.Index(fields=["account", "batch_id"], name="msg_account_batch"),
+            models.Index(fields=["account", "address", "-id"], name="msg_account_address"),
+            models.Index(fields=["account", "user_id", "-id"], name="msg_account_user", condition=~Q(user_id="")),
+            models.Index(fields=["account", "status", "-id"], name="msg_account_status"),
+            models.Index(fields=["account", "template_code", "-id"], name="msg_account_template"),
+            models.Index(fields=["provider", "provider_message_id"], name="msg_provider_id", condition=~Q(provider_message_id="")),
+            models.Index(fields=["scheduled_at"], name="msg_due", condition=Q(status="scheduled")),
+            models.Index(fields=["lease_until"], name="msg_lease", condition=Q(status__in=["queued", "sending", "retry_wait"])),
+            models.Index(
+                fields=["account", "user_id", "-id"],
+                name="msg_inbox",
+                condition=Q(channel="inbox", status="delivered"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def public_id(self) -> str:
+        return ids.encode("msg", self.id)
+
+    @property
+    def public_batch_id(self) -> str:
+        return ids.encode("bat", self.batch_id)
+
+
+class MessageEvent(models.Model):
+    """One status change or delivery attempt of a message, for its `events` timeline."""
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events", db_index=False)
+    status = models.CharField(max_length=32)
+    at = models.DateTimeField()
+    code = models.CharField(max_length=64, blank=True, default="")
+    detail = models.TextField(blank=True, default="")
+    provider = models.CharField(max_length=64, blank=True, default="")
+    attempt = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["message", "id"], name="event_message")]
+
+    def __str__(self) -> str:
+        return f"{self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Outbox(models.Model):
+    """Dispatch tasks still to be published: written in the accepting transaction, deleted once the
+    broker has them. The relay publishes rows older than a few seconds (the on-commit publish failed)."""
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    lane = models.CharField(max_length=16)
+    message_ids = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "outbox"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to an `Idempotency-Key`, replayed byte for byte for 24 h."""
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=255)
+    body_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    response_body = models.BinaryField(null=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "key"], name="idempotency_account_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+
+class Provider(models.Model):
+    """A configured provider account. Changes take effect within seconds, without a restart
+    (routing re-reads enabled providers every few seconds)."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    channel = models.CharField(max_length=16, choices=[(c, c) for c in CHANNELS])
+    kind = models.CharField(max_length=32, help_text="The adapter: aliyun, tencent, twilio, …")
+    weight = models.PositiveIntegerField(default=100, help_text="Share of traffic within its priority group.")
+    priority_group = models.PositiveSmallIntegerField(default=1, help_text="Lower groups are tried first; higher ones are failover.")
+    enabled = models.BooleanField(default=True)
+    rate_limit = models.PositiveIntegerField(default=0, help_text="Sends per second across all workers; 0 = unlimited.")
+    settings_encrypted = models.TextField(blank=True, default="", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["channel", "priority_group", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.channel})"
+
+    @property
+    def settings(self) -> dict[str, str]:
+        import json
+
+        from messaging_center import crypto
+
+        return json.loads(crypto.decrypt(self.settings_encrypted)) if self.settings_encrypted else {}
+
+    @settings.setter
+    def settings(self, value: dict[str, str]) -> None:
+        import json
+
+        from messaging_center import crypto
+
+        self.settings_encrypted = crypto.encrypt(json.dumps(value, sort_keys=True))

@@ -1,0 +1,462 @@
+"""The accept path: one send request → every entry's outcome, stored and handed to its lane.
+
+Whole-batch work only (DESIGN.md, performance rules): one validation pass, one query for the
+recipients, one for preferences, one Redis call for dedup/frequency/quota, one COPY for messages
+and one for their events, a few outbox rows, and one pipelined publish after commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from apps.accounts.models import Account
+from apps.accounts.selectors import preferences_opted_out, quota_key, recipients_by_user_id
+from apps.dispatch import limits, publish
+from apps.dispatch.contacts import ADDRESS_KEYS, CHANNEL_ADDRESS_KEY, normalize_address, recipient_address
+from apps.dispatch.delivery import QUEUED_LEASE
+from apps.dispatch.models import IdempotencyRecord, Status
+from apps.dispatch.quiet_hours import quiet_until, zone
+from apps.dispatch.throttling import limiter
+from apps.templates.selectors import template_get
+from apps.templates.services import template_render
+from apps.templates.sms import sms_length
+from messaging_center import ids, metrics
+from messaging_center.errors import Conflict, ServiceError, Unavailable, ValidationFailed
+
+MAX_RECIPIENTS = 1000
+MAX_TTL_SECONDS = 7 * 24 * 3600
+SEND_AT_PAST_TOLERANCE = dt.timedelta(minutes=5)
+IDEMPOTENCY_TTL = dt.timedelta(hours=24)
+PRIORITIES = ("critical", "high", "normal", "bulk")
+ENTRY_KEYS = frozenset({*ADDRESS_KEYS, "user_id", "params"})
+TOP_LEVEL_KEYS = frozenset({"template", "to", "params", "priority", "send_at", "ttl"})
+
+
+class MissingParams(ServiceError):
+    code = "missing_params"
+
+
+class TooManyRecipients(ServiceError):
+    code = "too_many_recipients"
+
+
+class QuotaExceeded(ServiceError):
+    status_code = 429
+    code = "quota_exceeded"
+
+
+@dataclass
+class SendRequest:
+    template_code: str
+    entries: list[dict[str, Any]]
+    params: dict[str, str]
+    priority: str | None
+    send_at: dt.datetime | None
+    ttl: int | None
+
+
+@dataclass
+class Entry:
+    index: int
+    user_id: str = ""
+    address: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    status: str = Status.QUEUED
+    code: str = ""
+    detail: str = ""
+    content: str = ""
+    title: str = ""
+    segments: int | None = None
+    timezone: str = ""
+    scheduled_at: dt.datetime | None = None
+
+    def refuse(self, status: str, code: str, detail: str) -> None:
+        self.status, self.code, self.detail = status, code, detail
+
+
+@dataclass(frozen=True)
+class SendResponse:
+    status_code: int
+    body: bytes
+
+
+# --- request validation -----------------------------------------------------------------------
+
+
+def _params(value: Any, name: str, errors: dict[str, list[str]]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors[name] = ["Must be an object of name → string or number."]
+        return {}
+    clean: dict[str, str] = {}
+    for key, item in value.items():
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            errors.setdefault(f"{name}.{key}", []).append("Must be a string or a number.")
+        else:
+            clean[key] = item if isinstance(item, str) else format(item, "g") if isinstance(item, float) else str(item)
+    return clean
+
+
+def _parse_send_at(value: Any, errors: dict[str, list[str]], now: dt.datetime) -> dt.datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        errors["send_at"] = ["Must be an ISO 8601 timestamp with a zone."]
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        errors["send_at"] = ["Not an ISO 8601 timestamp (e.g. 2026-11-24T09:00:00+08:00)."]
+        return None
+    if parsed.tzinfo is None:
+        errors["send_at"] = ["The timestamp needs a zone (e.g. +08:00 or Z)."]
+        return None
+    if parsed < now - SEND_AT_PAST_TOLERANCE:
+        errors["send_at"] = ["Is more than 5 minutes in the past."]
+        return None
+    return parsed
+
+
+def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
+    if not isinstance(data, dict):
+        raise ValidationFailed("The body must be a JSON object.", errors={"non_field_errors": ["Expected a JSON object."]})
+    errors: dict[str, list[str]] = {}
+    for unknown in sorted(set(data) - TOP_LEVEL_KEYS):
+        errors[unknown] = ["Unknown field."]
+    template = data.get("template")
+    if not isinstance(template, str) or not template:
+        errors["template"] = ["A template code is required."]
+    to = data.get("to")
+    if isinstance(to, dict):
+        to = [to]
+    if not isinstance(to, list):
+        errors["to"] = ["Must be one recipient object or a list of them."]
+        to = []
+    elif not to:
+        errors["to"] = ["At least one recipient is required."]
+    elif len(to) > MAX_RECIPIENTS:
+        raise TooManyRecipients(f"At most {MAX_RECIPIENTS} recipients per request; got {len(to)}.")
+    entries: list[dict[str, Any]] = []
+    for index, entry in enumerate(to):
+        name = f"to[{index}]"
+        if not isinstance(entry, dict):
+            errors[name] = ["Must be an object such as {\"phone\": \"+86…\"} or {\"user_id\": \"…\"}."]
+            continue
+        for unknown in sorted(set(entry) - ENTRY_KEYS):
+            errors[f"{name}.{unknown}"] = ["Unknown field."]
+        for key in (*ADDRESS_KEYS, "user_id"):
+            if key in entry and (not isinstance(entry[key], str) or not entry[key].strip()):
+                errors[f"{name}.{key}"] = ["Must be a non-empty string."]
+        if not any(key in entry for key in (*ADDRESS_KEYS, "user_id")):
+            errors[name] = [f"Needs an address ({', '.join(ADDRESS_KEYS)}) or a user_id."]
+        entries.append({**entry, "params": _params(entry.get("params"), f"{name}.params", errors)})
+    shared = _params(data.get("params"), "params", errors)
+    priority = data.get("priority")
+    if priority is not None and priority not in PRIORITIES:
+        errors["priority"] = [f"Must be one of {', '.join(PRIORITIES)}."]
+    ttl = data.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL_SECONDS):
+        errors["ttl"] = [f"Must be an integer number of seconds from 1 to {MAX_TTL_SECONDS}."]
+    send_at = _parse_send_at(data.get("send_at"), errors, now)
+    if errors:
+        first = next(iter(errors))
+        raise ValidationFailed(f"Invalid {first}: {errors[first][0]}", errors=errors)
+    return SendRequest(template, entries, shared, priority, send_at, ttl)
+
+
+# --- idempotency ----------------------------------------------------------------------------------
+
+
+def body_fingerprint(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+def _replay_or_conflict(record: IdempotencyRecord, fingerprint: str) -> SendResponse:
+    if record.body_hash != fingerprint:
+        raise Conflict("This Idempotency-Key was used with a different body.", code="idempotency_conflict")
+    return SendResponse(record.status_code or 202, bytes(record.response_body or b""))
+
+
+def idempotent_replay(*, account: Account, key: str, fingerprint: str) -> SendResponse | None:
+    """The stored response for a completed earlier request with this key, if any."""
+    record = IdempotencyRecord.objects.filter(
+        account=account, key=key, created_at__gte=timezone.now() - IDEMPOTENCY_TTL, status_code__isnull=False
+    ).first()
+    return _replay_or_conflict(record, fingerprint) if record else None
+
+
+def _claim_idempotency_key(*, account: Account, key: str, fingerprint: str, now: dt.datetime) -> uuid.UUID | SendResponse:
+    """Inserts the key inside the request's transaction. A concurrent request with the same key
+    waits on the unique index until the first commits, then replays its response."""
+    record_id = ids.uuid7()
+    with connection.cursor() as cursor:
+        for _ in range(2):
+            cursor.execute(
+                "INSERT INTO dispatch_idempotencyrecord (id, account_id, key, body_hash, created_at) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (account_id, key) DO NOTHING RETURNING id",
+                [record_id, account.id, key, fingerprint, now],
+            )
+            if cursor.fetchone():
+                return record_id
+            existing = IdempotencyRecord.objects.get(account=account, key=key)
+            if existing.created_at >= now - IDEMPOTENCY_TTL:
+                return _replay_or_conflict(existing, fingerprint)
+            existing.delete()
+    raise Conflict("This Idempotency-Key is being used concurrently; retry.", code="idempotency_conflict")
+
+
+# --- entry decisions ------------------------------------------------------------------------------
+
+
+def _resolve_addresses(entries: list[Entry], raw: list[dict[str, Any]], channel: str, account: Account) -> dict[str, Any]:
+    user_ids = [str(r["user_id"]).strip() for r in raw if "user_id" in r]
+    recipients = recipients_by_user_id(account_id=account.id, user_ids=user_ids) if user_ids else {}
+    address_key = CHANNEL_ADDRESS_KEY.get(channel)
+    for entry, item in zip(entries, raw, strict=True):
+        entry.user_id = str(item.get("user_id", "")).strip()
+        recipient = recipients.get(entry.user_id) if entry.user_id else None
+        entry.timezone = getattr(recipient, "timezone", "") or account.timezone
+        if channel == "inbox":
+            if not entry.user_id:
+                entry.refuse(Status.REJECTED, "invalid_address", "The inbox channel needs a user_id.")
+            else:
+                entry.address = entry.user_id
+            continue
+        given = item.get(address_key) if address_key else None
+        if given is None:
+            if recipient is None:
+                wrong = [k for k in ADDRESS_KEYS if k in item]
+                why = (
+                    f"This {channel} template needs {address_key} or user_id, not {wrong[0]}."
+                    if wrong
+                    else f"Unknown user_id {entry.user_id!r}."
+                )
+                entry.refuse(Status.REJECTED, "invalid_address", why)
+                continue
+            given = recipient_address(recipient, channel)
+            if not given:
+                entry.refuse(Status.REJECTED, "invalid_address", f"Recipient {entry.user_id!r} has no {address_key}.")
+                continue
+        normalized, problem = normalize_address(channel, str(given))
+        if problem:
+            entry.refuse(Status.REJECTED, "invalid_address", problem)
+        else:
+            entry.address = normalized
+    return recipients
+
+
+def _render(entries: list[Entry], template: Any, shared: Mapping[str, str], raw: list[dict[str, Any]]) -> None:
+    for entry, item in zip(entries, raw, strict=True):
+        if entry.status != Status.QUEUED:
+            continue
+        entry.params = {**shared, **item["params"]}
+        rendered = template_render(template=template, params=entry.params)
+        if rendered.missing:
+            entry.refuse(Status.REJECTED, "missing_params", f"Missing template params: {', '.join(rendered.missing)}.")
+            continue
+        entry.content, entry.title = rendered.content, rendered.title
+        if template.channel == "sms":
+            entry.segments, _ = sms_length(entry.content, template.sms_signature)
+
+
+def _apply_preferences(entries: list[Entry], template: Any, account: Account) -> None:
+    if template.category == "verification":
+        return
+    live = [e for e in entries if e.status == Status.QUEUED]
+    if not live:
+        return
+    opted_out = preferences_opted_out(
+        account_id=account.id,
+        category=template.category,
+        channel=template.channel,
+        user_ids=[e.user_id for e in live if e.user_id],
+        addresses=[e.address for e in live],
+    )
+    for entry in live:
+        if (entry.user_id and entry.user_id in opted_out) or entry.address in opted_out:
+            entry.refuse(Status.SUPPRESSED, "opted_out", f"The recipient opted out of {template.category} {template.channel}.")
+
+
+def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt.datetime) -> None:
+    """Dedup, frequency and quota for the whole batch in one atomic Redis call."""
+    live = [e for e in entries if e.status == Status.QUEUED]
+    if not live:
+        return
+    dedup_window = template.effective_dedup_window
+    frequency = limits.parse_frequency_limits(template.effective_frequency_limits)
+    checked: list[tuple[Entry, limits.EntryLimits]] = []
+    for entry in live:
+        if not dedup_window and not frequency:
+            continue
+        checked.append(
+            (
+                entry,
+                limits.EntryLimits(
+                    dedup_key=limits.dedup_key(account_id=account.id, template_id=template.id, address=entry.address, content=entry.content)
+                    if dedup_window
+                    else "",
+                    dedup_ttl=dedup_window or 0,
+                    frequency_key=limits.frequency_key(account_id=account.id, category=template.category, address=entry.address)
+                    if frequency
+                    else "",
+                    frequency_limits=frequency,
+                ),
+            )
+        )
+    day = now.astimezone(zone(account.timezone)).date().isoformat()
+    try:
+        decision = limiter().batch_decide(
+            quota_key=quota_key(account.id, day),
+            quota_limit=account.daily_quota,
+            quota_ttl=2 * 24 * 3600,
+            entries=[lim for _, lim in checked],
+            extra_quota=len(live) - len(checked),
+        )
+    except RedisError:
+        if checked:
+            raise Unavailable("Frequency limits cannot be checked right now (Redis is down); nothing was sent.") from None
+        metrics.LIMITS_DEGRADED.inc()
+        return
+    if not decision.quota_ok:
+        left = max(0, account.daily_quota - decision.used_today)
+        raise QuotaExceeded(
+            f"The daily quota of {account.daily_quota} messages is used up ({left} left); nothing was sent.",
+            headers={"Retry-After": str(_seconds_to_midnight(now, account.timezone))},
+        )
+    for (entry, _), outcome in zip(checked, decision.outcomes, strict=True):
+        if outcome == limits.DUPLICATE:
+            entry.refuse(Status.SUPPRESSED, "duplicate", "The same content went to this address within the dedup window.")
+        elif outcome == limits.FREQUENCY_LIMITED:
+            entry.refuse(Status.REJECTED, "frequency_limited", f"Too many {template.category} messages to this address.")
+
+
+def _seconds_to_midnight(now: dt.datetime, tz_name: str) -> int:
+    local = now.astimezone(zone(tz_name))
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=zone(tz_name))
+    return max(1, int((midnight - local).total_seconds()))
+
+
+def _schedule(entries: list[Entry], template: Any, request: SendRequest, now: dt.datetime) -> None:
+    for entry in entries:
+        if entry.status != Status.QUEUED:
+            continue
+        at = request.send_at if request.send_at and request.send_at > now else None
+        if template.category == "marketing":
+            held = quiet_until(at or now, entry.timezone)
+            if held is not None:
+                at = held
+        if at is not None:
+            entry.status, entry.scheduled_at = Status.SCHEDULED, at
+
+
+# --- storing --------------------------------------------------------------------------------------
+
+_MESSAGE_COLUMNS = (
+    "id, account_id, batch_id, template_id, template_code, channel, category, priority, address, user_id, params, "
+    "title, content, segments, status, code, detail, provider, provider_message_id, attempts, lease_until, created_at, "
+    "scheduled_at, expires_at"
+)
+
+
+def _store(
+    entries: list[Entry], message_ids: list[uuid.UUID], template: Any, account: Account, batch_id: uuid.UUID, lane: str, ttl: int, now: dt.datetime
+) -> None:
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
+            for entry, message_id in zip(entries, message_ids, strict=True):
+                starts = entry.scheduled_at or now
+                copy.write_row(
+                    (
+                        message_id, account.id, batch_id, template.id, template.code, template.channel, template.category, lane,
+                        entry.address, entry.user_id, json.dumps(entry.params, ensure_ascii=False), entry.title, entry.content,
+                        entry.segments, entry.status, entry.code, entry.detail, "", "", 0,
+                        now + QUEUED_LEASE if entry.status == Status.QUEUED else None, now, entry.scheduled_at,
+                        starts + dt.timedelta(seconds=ttl),
+                    )
+                )
+        with cursor.cursor.copy("COPY dispatch_messageevent (id, message_id, status, at, code, detail, provider) FROM STDIN") as copy:
+            for entry, message_id in zip(entries, message_ids, strict=True):
+                detail = entry.detail or (f"scheduled for {entry.scheduled_at.isoformat()}" if entry.scheduled_at else "accepted")
+                copy.write_row((ids.uuid7(), message_id, entry.status, now, entry.code, detail, ""))
+
+
+def _response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id: uuid.UUID) -> bytes:
+    outcomes = []
+    for entry, message_id in zip(entries, message_ids, strict=True):
+        item: dict[str, Any] = {"id": ids.encode("msg", message_id), "status": str(entry.status)}
+        if entry.code:
+            item |= {"code": entry.code, "detail": entry.detail}
+        if entry.scheduled_at:
+            item["scheduled_at"] = entry.scheduled_at.isoformat()
+        outcomes.append(item)
+    accepted = sum(1 for e in entries if e.status in (Status.QUEUED, Status.SCHEDULED))
+    body = {"batch_id": ids.encode("bat", batch_id), "accepted": accepted, "rejected": len(entries) - accepted, "messages": outcomes}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def lane_for(template: Any, requested: str | None) -> str:
+    if template.category == "verification":
+        return "critical"
+    return requested or template.effective_priority
+
+
+def message_send(*, account: Account, data: Any, idempotency_key: str | None = None) -> SendResponse:
+    now = timezone.now()
+    request = parse_request(data, now=now)
+    fingerprint = body_fingerprint(data) if idempotency_key else ""
+    if idempotency_key:
+        replay = idempotent_replay(account=account, key=idempotency_key, fingerprint=fingerprint)
+        if replay:
+            return replay
+    template = template_get(account_id=account.id, code=request.template_code)
+    missing_everywhere = [v for v in template.variables if v not in request.params and not any(v in e["params"] for e in request.entries)]
+    if missing_everywhere:
+        raise MissingParams(
+            f"Template {template.code!r} needs params no entry supplies: {', '.join(missing_everywhere)}.",
+            errors={"params": [f"Missing: {', '.join(missing_everywhere)}."]},
+        )
+
+    entries = [Entry(index=i) for i in range(len(request.entries))]
+    _resolve_addresses(entries, request.entries, template.channel, account)
+    _render(entries, template, request.params, request.entries)
+    _apply_preferences(entries, template, account)
+    lane = lane_for(template, request.priority)
+    ttl = request.ttl or template.effective_ttl
+    batch_id = ids.uuid7()
+    message_ids = [ids.uuid7() for _ in entries]
+
+    try:
+        with transaction.atomic():
+            record_id = None
+            if idempotency_key:
+                claimed = _claim_idempotency_key(account=account, key=idempotency_key, fingerprint=fingerprint, now=now)
+                if isinstance(claimed, SendResponse):
+                    return claimed
+                record_id = claimed
+            _apply_limits(entries, template, account, now)
+            _schedule(entries, template, request, now)
+            _store(entries, message_ids, template, account, batch_id, lane, ttl, now)
+            queued = [mid for e, mid in zip(entries, message_ids, strict=True) if e.status == Status.QUEUED]
+            rows = publish.chunk_rows({lane: queued})
+            publish.outbox_write(rows, now=now)
+            body = _response_body(entries, message_ids, batch_id)
+            if record_id is not None:
+                IdempotencyRecord.objects.filter(id=record_id).update(status_code=202, response_body=body)
+            publish.publish_on_commit(rows)
+    except IntegrityError as error:
+        raise Unavailable(f"The messages could not be stored: {error}") from None
+    accepted = sum(1 for e in entries if e.status in (Status.QUEUED, Status.SCHEDULED))
+    if accepted:
+        metrics.MESSAGES_ACCEPTED.labels(template.channel, lane).inc(accepted)
+    return SendResponse(202, body)

@@ -1,0 +1,67 @@
+"""Message operations other than the accept path (apps/dispatch/send.py) and delivery (delivery.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.accounts.models import Account
+from apps.dispatch import publish
+from apps.dispatch.delivery import QUEUED_LEASE, record_events
+from apps.dispatch.models import IdempotencyRecord, Message, Status
+from apps.dispatch.send import IDEMPOTENCY_TTL, message_send
+from messaging_center.errors import Conflict
+
+__all__ = ["message_send"]
+
+
+def message_cancel(*, message: Message) -> Message:
+    """scheduled/queued → canceled; anything a provider may already have → 409 not_cancelable."""
+    updated = Message.objects.filter(id=message.id, status__in=[Status.SCHEDULED, Status.QUEUED]).update(
+        status=Status.CANCELED, code="canceled", detail="Canceled by the sender.", lease_until=None
+    )
+    if not updated:
+        message.refresh_from_db(fields=["status"])
+        raise Conflict(f"The message is {message.status}; only scheduled or queued messages can be canceled.", code="not_cancelable")
+    record_events([(message.id, Status.CANCELED, "canceled", "Canceled by the sender.", "", None)])
+    message.refresh_from_db()
+    return message
+
+
+def message_send_again(*, message: Message) -> Message:
+    """Operator action: a copy of a finished message, queued on its lane with a fresh TTL."""
+    now = timezone.now()
+    ttl = message.expires_at - (message.scheduled_at or message.created_at)
+    copy = Message.objects.create(
+        account_id=message.account_id, batch_id=message.batch_id, template_id=message.template_id, template_code=message.template_code,
+        channel=message.channel, category=message.category, priority=message.priority, address=message.address,
+        user_id=message.user_id, params=message.params, title=message.title, content=message.content, segments=message.segments,
+        status=Status.QUEUED, created_at=now, expires_at=now + ttl, lease_until=now + QUEUED_LEASE,
+    )
+    record_events([(copy.id, Status.QUEUED, "resend", f"sent again from {message.public_id} by an operator", "", None)])
+    rows = publish.chunk_rows({copy.priority: [copy.id]})
+    with transaction.atomic():
+        publish.outbox_write(rows, now=now)
+        publish.publish_on_commit(rows)
+    return copy
+
+
+def inbox_mark_read(*, account: Account, user_id: str, message: Message) -> Message:
+    if message.read_at is None:
+        Message.objects.filter(id=message.id, read_at__isnull=True).update(read_at=timezone.now())
+        message.refresh_from_db(fields=["read_at"])
+    return message
+
+
+def inbox_mark_all_read(*, account: Account, user_id: str) -> int:
+    return Message.objects.filter(
+        account=account, user_id=user_id, channel="inbox", status=Status.DELIVERED, read_at__isnull=True
+    ).update(read_at=timezone.now())
+
+
+def idempotency_purge(*, older_than: dt.timedelta = IDEMPOTENCY_TTL) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM dispatch_idempotencyrecord WHERE created_at < %s", [timezone.now() - older_than])
+        return cursor.rowcount

@@ -1,0 +1,36 @@
+"""Celery tasks: thin — load ids, call one service, own queue and retry only."""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import shared_task
+
+from apps.dispatch import delivery, publish
+
+
+@shared_task(name="dispatch.deliver")
+def deliver(message_ids: list[str]) -> None:
+    delivery.deliver_messages([uuid.UUID(mid) for mid in message_ids])
+
+
+@shared_task(name="dispatch.relay_outbox")
+def relay_outbox() -> int:
+    return publish.outbox_relay()
+
+
+@shared_task(name="dispatch.enqueue_due")
+def enqueue_due() -> int:
+    return delivery.enqueue_due()
+
+
+@shared_task(name="dispatch.sweep")
+def sweep() -> int:
+    return delivery.sweep()
+
+
+@shared_task(name="dispatch.purge_idempotency_keys")
+def purge_idempotency_keys() -> int:
+    from apps.dispatch.services import idempotency_purge
+
+    return idempotency_purge()

@@ -1,0 +1,1 @@
+"""`make bench`: starts the real stack and prints throughput and latency figures."""

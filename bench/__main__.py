@@ -1,0 +1,158 @@
+"""`make bench`: starts the real stack (the launcher, as `make run` does) on a scratch data folder
+and prints, from one run, the accept path's figures beside the same run's baselines."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.load import LoadResult, run_load
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = BASE_DIR / ".data" / "bench"
+SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    base_url: str
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env, check=True, capture_output=True,
+                              text=True).stdout
+
+
+def start_stack() -> Stack:
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
+    ports = {"PORT": _free_port(), "FLOWER_PORT": _free_port(), "SIM_PORT": _free_port()}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= {"MC_DATA_DIR": str(DATA_DIR), "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in ports.items()}}
+    DATA_DIR.mkdir(parents=True)
+    log = open(DATA_DIR / "launcher.log", "wb")  # noqa: SIM115 - the launcher owns it
+    process = subprocess.Popen([sys.executable, "-m", "messaging_center.launcher"], cwd=BASE_DIR, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while b"is up" not in (DATA_DIR / "launcher.log").read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the stack did not start:\n" + (DATA_DIR / "launcher.log").read_text()[-3000:])
+        time.sleep(0.5)
+    stack_env = env | dict(line.split("=", 1) for line in _embedded_urls(env))
+    return Stack(process, stack_env, f"http://127.0.0.1:{ports['PORT']}")
+
+
+def _embedded_urls(env: dict[str, str]) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", "messaging_center.embedded", "start"], cwd=BASE_DIR, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "=" in line]
+
+
+def stop_stack(stack: Stack) -> None:
+    os.killpg(stack.process.pid, signal.SIGTERM)
+    stack.process.wait(60)
+
+
+def _api(stack: Stack, method: str, path: str, key: str, body: object) -> dict[str, object]:
+    request = urllib.request.Request(f"{stack.base_url}{path}", data=json.dumps(body).encode(), method=method,
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own loopback URL
+        return json.load(response)
+
+
+class SendBodies:
+    """Send requests with distinct phone numbers (so dedup and frequency checks pass) and a fresh
+    Idempotency-Key each, so that every check of the accept path runs."""
+
+    def __init__(self, batch: int, key: str) -> None:
+        self.batch = batch
+        self.auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def __call__(self, slot: int, sequence: int) -> tuple[bytes, dict[str, str]]:
+        base = (slot * 1_000_000 + sequence) * self.batch
+        to = [{"phone": f"+8613{(base + i) % 1_000_000_000:09d}"} for i in range(self.batch)]
+        body = {"template": "bench_notice", "to": to, "params": {"order_no": str(sequence)}}
+        return json.dumps(body).encode(), {**self.auth, "Idempotency-Key": f"bench-{slot}-{sequence}-{self.batch}"}
+
+
+def copy_baseline(stack: Stack, rows_total: int = 50_000) -> float:
+    """Raw COPY rows/s of rows shaped like the accept path's, into a copy of the message table."""
+    import datetime as dt
+    import uuid
+
+    import psycopg
+
+    url = next(line.split("=", 1)[1] for line in _embedded_urls(stack.env) if line.startswith("DATABASE_URL"))
+    now = dt.datetime.now(dt.UTC)
+    account = uuid.uuid4()
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TEMP TABLE bench_message (LIKE dispatch_message INCLUDING DEFAULTS INCLUDING INDEXES)")
+        columns = ("id, account_id, batch_id, template_id, template_code, channel, category, priority, address, user_id, params, "
+                   "title, content, segments, status, code, detail, provider, provider_message_id, attempts, lease_until, "
+                   "created_at, scheduled_at, expires_at")
+        started = time.perf_counter()
+        for start in range(0, rows_total, 1000):
+            batch = uuid.uuid4()
+            with conn.transaction(), conn.cursor().copy(f"COPY bench_message ({columns}) FROM STDIN") as copy:
+                for i in range(start, start + 1000):
+                    copy.write_row((uuid.uuid4(), account, batch, None, "bench_notice", "sms", "transactional", "high",
+                                    f"+8613{i:09d}", "", json.dumps({"order_no": str(i)}), "", f"Your order {i} has shipped.",
+                                    1, "queued", "", "", "", "", 0, now, now, None, now + dt.timedelta(hours=1)))
+        return rows_total / (time.perf_counter() - started)
+
+
+def _line(name: str, result: LoadResult, per_request: int) -> str:
+    return (f"  {name:<34} {result.rate * per_request:>10,.0f} msg/s  {result.rate:>8,.0f} req/s  "
+            f"p50 {result.p50:>7.1f} ms  p99 {result.percentile(99):>7.1f} ms  errors {result.errors}  statuses {result.statuses}")
+
+
+def main() -> None:
+    print(f"Starting the stack under {DATA_DIR} …", flush=True)
+    stack = start_stack()
+    try:
+        key = stack.manage("create_account", "bench", "--rate-limit", "1000000", "--daily-quota", "2000000000").strip().splitlines()[-1]
+        _api(stack, "POST", "/api/v1/templates", key, {
+            "code": "bench_notice", "name": "Bench", "channel": "sms", "category": "transactional",
+            "content": "Your order {{order_no}} has shipped.", "sms_signature": "ACME",
+            "dedup_window": 3600, "frequency_limits": [{"limit": 100, "window": 86400}],
+        })
+        print(f"Load: {SECONDS:.0f} s per scenario, 2 client processes on the same 2 cores.\n", flush=True)
+        bare = run_load(f"{stack.base_url}/healthz", connections=32, seconds=SECONDS)
+        copy_rate = copy_baseline(stack)
+        runs = {}
+        for batch, connections in ((1, 32), (100, 8), (1000, 4)):
+            runs[batch] = run_load(f"{stack.base_url}/api/v1/messages", method="POST", make_body=SendBodies(batch, key),
+                                   connections=connections, seconds=SECONDS)
+        print("Baselines (same run, same server settings):")
+        print(_line("bare Django JSON endpoint /healthz", bare, 1))
+        print(f"  {'raw COPY of the same rows':<34} {copy_rate:>10,.0f} rows/s")
+        print("\nAccept path (POST /api/v1/messages; auth, rate limit, idempotency, dedup, frequency, quota, COPY, publish):")
+        for batch, result in runs.items():
+            print(_line(f"batch size {batch}", result, batch))
+        print("\nRatios:")
+        print(f"  batch 1    requests/s vs bare endpoint:  {runs[1].rate / bare.rate:6.1%}")
+        print(f"  batch 1000 messages/s vs raw COPY:       {runs[1000].rate * 1000 / copy_rate:6.1%}")
+        print(f"\nTargets: >= 20,000 msg/s at batch 1000 ({'met' if runs[1000].rate * 1000 >= 20_000 else 'NOT met'}); "
+              f">= 1,000 req/s single-recipient ({'met' if runs[1].rate >= 1000 else 'NOT met'})")
+    finally:
+        stop_stack(stack)
+
+
+if __name__ == "__main__":
+    main()

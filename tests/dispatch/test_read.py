@@ -1,0 +1,126 @@
+"""GET /messages/{id} with events, search with every filter, keyset pages, cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from apps.dispatch import delivery
+from apps.dispatch.models import Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(api, make_template):
+    make_template(api)
+    make_template(api, code="promo", category="marketing", channel="email", content="Hello {{name}}")
+
+    def send(template="order_shipped", to=None, **extra):
+        to = to or {"phone": "+8613800138000"}
+        body = {"template": template, "to": to, "params": {"order_no": "A1", "name": "Ann"}, **extra}
+        response = api.post("/api/v1/messages", body)
+        assert response.status_code == 202, response.content
+        return response.json()
+
+    return send
+
+
+def test_get_message_with_events(api, sent) -> None:
+    [outcome] = sent()["messages"]
+    body = api.get(f"/api/v1/messages/{outcome['id']}").json()
+    assert body["id"] == outcome["id"]
+    assert body["to"] == {"phone": "+8613800138000"}
+    assert body["content"] == "Your order A1 has shipped."
+    assert (body["status"], body["channel"], body["category"], body["priority"], body["template"]) == (
+        "queued", "sms", "transactional", "high", "order_shipped")
+    assert body["segments"] == 1 and body["attempts"] == 0
+    assert dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.fromisoformat(body["created_at"]) == dt.timedelta(hours=1)
+    assert [e["status"] for e in body["events"]] == ["queued"]
+
+
+def test_other_accounts_message_is_404(api, sent, make_api_client) -> None:
+    [outcome] = sent()["messages"]
+    other = make_api_client("other")
+    for path in (f"/api/v1/messages/{outcome['id']}", "/api/v1/messages/msg_nonsense"):
+        response = other.get(path)
+        assert (response.status_code, response.json()["code"]) == (404, "not_found")
+    assert other.post(f"/api/v1/messages/{outcome['id']}/cancel").status_code == 404
+
+
+def test_search_filters_combine(api, sent) -> None:
+    a = sent()["messages"][0]["id"]
+    batch = sent(to=[{"phone": "+8613800138001"}, {"phone": "bad"}])
+    c = sent("promo", to={"email": "ann@example.com"}, send_at=(timezone.now() + dt.timedelta(days=1)).replace(hour=4).isoformat())
+
+    def ids(**filters):
+        return [m["id"] for m in api.get("/api/v1/messages", filters).json()["results"]]
+
+    everything = ids()
+    assert len(everything) == 4
+    assert everything[-1] == a  # newest first
+    assert ids(status="rejected") == [batch["messages"][1]["id"]]
+    assert ids(channel="email") == [c["messages"][0]["id"]]
+    assert ids(template="promo", category="marketing") == [c["messages"][0]["id"]]
+    assert ids(batch_id=batch["batch_id"]) == [m["id"] for m in reversed(batch["messages"])]
+    assert ids(to="+8613800138000") == [a]
+    assert ids(to="ann@example.com") == [c["messages"][0]["id"]]
+    assert ids(q="order A1", status="queued") == [batch["messages"][0]["id"], a]
+    assert ids(provider="aliyun") == []
+    assert ids(created_after=(timezone.now() + dt.timedelta(minutes=1)).isoformat()) == []
+    assert len(ids(created_before=(timezone.now() + dt.timedelta(minutes=1)).isoformat())) == 4
+
+
+def test_search_by_user_id(api, sent) -> None:
+    from apps.accounts.models import Recipient
+
+    Recipient.objects.create(account=api.account, user_id="u7", phone="+8613800138007")
+    outcome = sent(to={"user_id": "u7"})["messages"][0]
+    assert [m["id"] for m in api.get("/api/v1/messages", {"user_id": "u7"}).json()["results"]] == [outcome["id"]]
+
+
+def test_keyset_pagination_walks_every_message_once(api, sent) -> None:
+    sent(to=[{"phone": f"+86138001380{i:02d}"} for i in range(7)])
+    seen, cursor = [], None
+    while True:
+        page = api.get("/api/v1/messages", {"limit": 3, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [m["id"] for m in page["results"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 7
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"limit": "x"}, {"cursor": "garbage"}, {"status": "lost"},
+                                    {"created_after": "yesterday"}, {"batch_id": "nope"}])
+def test_bad_search_parameters_are_400(api, params) -> None:
+    response = api.get("/api/v1/messages", params)
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+
+
+def test_cancel_queued_and_scheduled_but_not_after_handoff(api, sent) -> None:
+    queued = sent()["messages"][0]["id"]
+    scheduled = sent(send_at=(timezone.now() + dt.timedelta(hours=2)).isoformat())["messages"][0]["id"]
+    for message_id in (queued, scheduled):
+        response = api.post(f"/api/v1/messages/{message_id}/cancel")
+        assert response.status_code == 200
+        assert response.json()["status"] == "canceled"
+        assert response.json()["events"][-1]["status"] == "canceled"
+
+    handed = sent(to={"phone": "+8613800138009"})["messages"][0]["id"]
+    message = Message.objects.get(address="+8613800138009")
+    delivery.claim([message.id])
+    response = api.post(f"/api/v1/messages/{handed}/cancel")
+    assert (response.status_code, response.json()["code"]) == (409, "not_cancelable")
+    again = api.post(f"/api/v1/messages/{queued}/cancel")
+    assert again.status_code == 409
+
+
+def test_claim_is_conditional_so_a_duplicate_task_does_nothing(api, sent) -> None:
+    sent()
+    message = Message.objects.get()
+    assert len(delivery.claim([message.id])) == 1
+    assert delivery.claim([message.id]) == []  # second task: lease still held
