@@ -8,6 +8,7 @@ from messaging_center import ops
 
 api_v1 = [
     path("", include("apps.accounts.urls")),
+    path("", include("apps.templates.urls")),
 ]
 
 urlpatterns = [
