@@ -10,6 +10,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import phonenumbers
 from kombu import Exchange, Queue
 
 from messaging_center import embedded
@@ -108,6 +109,12 @@ TEMPLATES = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "Asia/Shanghai")
+# Region used to read phone numbers given without a country code (ISO 3166 code, e.g. CN, US).
+DEFAULT_PHONE_REGION = env_str("DEFAULT_PHONE_REGION", "CN").strip().upper()
+if DEFAULT_PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"Environment variable DEFAULT_PHONE_REGION={DEFAULT_PHONE_REGION!r} is not a known region.")
 USE_TZ = True
 USE_I18N = False
 STATIC_URL = "static/"

@@ -9,6 +9,7 @@ from messaging_center import ops
 api_v1 = [
     path("", include("apps.accounts.urls")),
     path("", include("apps.dispatch.urls")),
+    path("", include("apps.templates.urls")),
 ]
 
 urlpatterns = [

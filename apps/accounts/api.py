@@ -7,9 +7,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.accounts.models import Account
-from apps.accounts.selectors import account_used_today
-from apps.accounts.services import account_set_callback
+from apps.accounts.models import Account, PushPlatform, Recipient
+from apps.accounts.selectors import account_used_today, recipient_get, recipient_preferences
+from apps.accounts.services import PushTokenInput, account_set_callback, preferences_update, recipient_put
 
 
 class AccountOutput(serializers.Serializer):
@@ -55,3 +55,70 @@ class AccountView(APIView):
         if secret is not None:
             body["callback_secret"] = secret
         return Response(body)
+
+
+class PushTokenOutput(serializers.Serializer):
+    platform = serializers.CharField()
+    token = serializers.CharField()
+    active = serializers.BooleanField()
+
+
+class RecipientOutput(serializers.Serializer):
+    user_id = serializers.CharField()
+    phone = serializers.CharField(allow_null=True)
+    email = serializers.CharField(allow_null=True)
+    wechat_openid = serializers.CharField(allow_null=True)
+    wecom_userid = serializers.CharField(allow_null=True)
+    push_tokens = PushTokenOutput(many=True, source="push_tokens.all")
+    timezone = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, instance: Recipient) -> dict[str, Any]:
+        body = super().to_representation(instance)
+        # Stored blank, shown as null: "not known" rather than an empty address.
+        return {key: (None if value == "" else value) for key, value in body.items()}
+
+
+class RecipientView(APIView):
+    class PutInput(serializers.Serializer):
+        class PushTokenFields(serializers.Serializer):
+            platform = serializers.ChoiceField(choices=PushPlatform.choices)
+            token = serializers.CharField(max_length=512)
+
+        phone = serializers.CharField(max_length=32, required=False, allow_null=True, allow_blank=True)
+        email = serializers.CharField(max_length=254, required=False, allow_null=True, allow_blank=True)
+        wechat_openid = serializers.CharField(max_length=128, required=False, allow_null=True, allow_blank=True)
+        wecom_userid = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+        push_tokens = PushTokenFields(many=True, required=False, allow_null=True)
+        timezone = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
+
+    def get(self, request: Request, user_id: str) -> Response:
+        return Response(RecipientOutput(recipient_get(account_id=request.user.id, user_id=user_id)).data)
+
+    def put(self, request: Request, user_id: str) -> Response:
+        data = self.PutInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        recipient_put(
+            account=request.user,
+            user_id=user_id,
+            phone=fields.get("phone") or "",
+            email=fields.get("email") or "",
+            wechat_openid=fields.get("wechat_openid") or "",
+            wecom_userid=fields.get("wecom_userid") or "",
+            timezone_name=fields.get("timezone") or "",
+            push_tokens=[PushTokenInput(**token) for token in fields.get("push_tokens") or []],
+        )
+        return Response(RecipientOutput(recipient_get(account_id=request.user.id, user_id=user_id)).data)
+
+
+class PreferencesView(APIView):
+    def get(self, request: Request, user_id: str) -> Response:
+        recipient = recipient_get(account_id=request.user.id, user_id=user_id)
+        return Response(recipient_preferences(recipient=recipient))
+
+    def patch(self, request: Request, user_id: str) -> Response:
+        recipient = recipient_get(account_id=request.user.id, user_id=user_id)
+        preferences_update(recipient=recipient, changes=request.data)
+        return Response(recipient_preferences(recipient=recipient))

@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from apps.templates.choices import Category, Channel
 from messaging_center import ids
 
 
@@ -69,3 +70,87 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class Recipient(models.Model):
+    """An end user of a business system, known by the system's own `user_id`, and how to reach them."""
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="recipients")
+    user_id = models.CharField(max_length=128)
+    phone = models.CharField(max_length=20, blank=True, default="", help_text="E.164.")
+    email = models.EmailField(max_length=254, blank=True, default="")
+    wechat_openid = models.CharField("WeChat openid", max_length=128, blank=True, default="")
+    wecom_userid = models.CharField("WeCom user id", max_length=64, blank=True, default="")
+    timezone = models.CharField(max_length=64, blank=True, default="", help_text="IANA; empty means the account's.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user_id"]
+        constraints = [models.UniqueConstraint(fields=["account", "user_id"], name="recipient_user_id_unique")]
+        # The send path looks recipients up by address to honour opt-outs of directly addressed entries.
+        indexes = [
+            models.Index(fields=["account", "phone"], name="recipient_phone"),
+            models.Index(fields=["account", "email"], name="recipient_email"),
+            models.Index(fields=["account", "wechat_openid"], name="recipient_openid"),
+            models.Index(fields=["account", "wecom_userid"], name="recipient_wecom"),
+        ]
+
+    def __str__(self) -> str:
+        return self.user_id
+
+
+class PushPlatform(models.TextChoices):
+    FCM = "fcm", "Firebase Cloud Messaging"
+    APNS = "apns", "Apple Push Notification service"
+    JPUSH = "jpush", "JPush"
+
+
+class PushToken(models.Model):
+    """One device registration; a token a provider reports as unregistered is deactivated, not deleted."""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="push_tokens")
+    platform = models.CharField(max_length=8, choices=PushPlatform.choices)
+    token = models.CharField(max_length=512)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["recipient", "platform", "token"], name="push_token_unique_per_recipient")]
+        indexes = [models.Index(fields=["token"], name="push_token_token")]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.token[:12]}…"
+
+
+class Preference(models.Model):
+    """An explicit choice for one category and channel; without a row the recipient is subscribed."""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="preferences")
+    category = models.CharField(max_length=16, choices=Category.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    subscribed = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["category", "channel"]
+        constraints = [
+            models.UniqueConstraint(fields=["recipient", "category", "channel"], name="preference_unique"),
+            models.CheckConstraint(
+                condition=~models.Q(category=Category.VERIFICATION, subscribed=False), name="verification_always_on"
+            ),
+        ]
+        # Opt-out lookups filter on exactly this: who said no to this category on this channel.
+        indexes = [
+            models.Index(
+                fields=["category", "channel", "recipient"],
+                condition=models.Q(subscribed=False),
+                name="preference_opted_out",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category}/{self.channel}: {'on' if self.subscribed else 'off'}"

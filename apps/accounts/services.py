@@ -1,15 +1,18 @@
-"""Account and API-key operations."""
+"""Account, API-key, recipient and preference operations."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
-from apps.accounts.models import Account, ApiKey
+from apps.accounts.contacts import email_normalized, phone_e164, timezone_valid
+from apps.accounts.models import Account, ApiKey, Preference, PushPlatform, PushToken, Recipient
+from apps.templates.choices import Category, Channel
 from messaging_center import crypto
 from messaging_center.errors import ValidationFailed
 
@@ -79,3 +82,128 @@ def account_set_callback(*, account: Account, callback_url: str | None, rotate_s
         account.callback_secret_encrypted = crypto.encrypt(new_secret)
     account.save(update_fields=["callback_url", "callback_secret_encrypted", "updated_at"])
     return new_secret
+
+
+USER_ID_MAX_LENGTH = 128
+MAX_PUSH_TOKENS = 50
+
+
+@dataclass(frozen=True)
+class PushTokenInput:
+    platform: str
+    token: str
+
+
+def _recipient_errors(
+    *, user_id: str, phone: str, email: str, timezone_name: str, push_tokens: list[PushTokenInput]
+) -> tuple[dict[str, list[str]], str, str]:
+    errors: dict[str, list[str]] = {}
+    if not user_id or len(user_id) > USER_ID_MAX_LENGTH or user_id != user_id.strip():
+        errors["user_id"] = [f"Use 1-{USER_ID_MAX_LENGTH} characters without surrounding spaces."]
+    stored_phone = ""
+    if phone:
+        stored_phone = phone_e164(phone) or ""
+        if not stored_phone:
+            errors["phone"] = [f"{phone!r} is not a valid phone number (use +<country code><number>)."]
+    stored_email = ""
+    if email:
+        stored_email = email_normalized(email) or ""
+        if not stored_email:
+            errors["email"] = ["Enter a valid e-mail address."]
+    if timezone_name and not timezone_valid(timezone_name):
+        errors["timezone"] = [f"{timezone_name!r} is not an IANA time zone such as Asia/Shanghai."]
+    if len(push_tokens) > MAX_PUSH_TOKENS:
+        errors["push_tokens"] = [f"At most {MAX_PUSH_TOKENS} push tokens per recipient."]
+    for index, push_token in enumerate(push_tokens):
+        if push_token.platform not in PushPlatform.values:
+            errors[f"push_tokens.{index}.platform"] = [f"Use one of {', '.join(PushPlatform.values)}."]
+    return errors, stored_phone, stored_email
+
+
+@transaction.atomic
+def recipient_put(
+    *,
+    account: Account,
+    user_id: str,
+    phone: str = "",
+    email: str = "",
+    wechat_openid: str = "",
+    wecom_userid: str = "",
+    timezone_name: str = "",
+    push_tokens: Iterable[PushTokenInput] = (),
+) -> Recipient:
+    """Creates or replaces the recipient: fields left out are cleared, push tokens not listed removed."""
+    tokens = list({(t.platform, t.token): t for t in push_tokens}.values())
+    errors, stored_phone, stored_email = _recipient_errors(
+        user_id=user_id, phone=phone, email=email, timezone_name=timezone_name, push_tokens=tokens
+    )
+    if errors:
+        field, messages = next(iter(errors.items()))
+        raise ValidationFailed(f"Invalid {field}: {messages[0]}", errors=errors)
+    fields = {
+        "phone": stored_phone,
+        "email": stored_email,
+        "wechat_openid": wechat_openid,
+        "wecom_userid": wecom_userid,
+        "timezone": timezone_name,
+    }
+    # An upsert, so that two concurrent PUTs of a new user_id both succeed instead of one failing.
+    Recipient.objects.bulk_create(
+        [Recipient(account=account, user_id=user_id, **fields)],
+        update_conflicts=True,
+        unique_fields=["account", "user_id"],
+        update_fields=[*fields, "updated_at"],
+    )
+    # On conflict the object keeps the id generated in Python, not the stored row's: read the row back.
+    recipient = Recipient.objects.get(account=account, user_id=user_id)
+    wanted = {(t.platform, t.token) for t in tokens}
+    stale = [pk for pk, *key in recipient.push_tokens.values_list("pk", "platform", "token") if tuple(key) not in wanted]
+    if stale:
+        PushToken.objects.filter(pk__in=stale).delete()
+    if tokens:
+        PushToken.objects.bulk_create(
+            [PushToken(recipient=recipient, platform=t.platform, token=t.token, active=True) for t in tokens],
+            update_conflicts=True,
+            unique_fields=["recipient", "platform", "token"],
+            update_fields=["active", "updated_at"],
+        )
+    return recipient
+
+
+def push_tokens_deactivate(*, tokens: Iterable[str]) -> int:
+    """Marks tokens a push provider reported as unregistered; returns how many were active."""
+    return PushToken.objects.filter(token__in=list(tokens), active=True).update(active=False, updated_at=timezone.now())
+
+
+def preferences_update(*, recipient: Recipient, changes: Mapping[str, Mapping[str, object]]) -> None:
+    """Merges `{category: {channel: subscribed}}`; verification cannot be turned off."""
+    errors: dict[str, list[str]] = {}
+    rows: list[Preference] = []
+    if not isinstance(changes, Mapping):
+        raise ValidationFailed('Expected an object like {"marketing": {"sms": false}}.')
+    for category, channels in changes.items():
+        if category not in Category.values:
+            errors[category] = [f"Unknown category; use one of {', '.join(Category.values)}."]
+            continue
+        if not isinstance(channels, Mapping):
+            errors[category] = ['Expected an object like {"sms": false}.']
+            continue
+        for channel, subscribed in channels.items():
+            field = f"{category}.{channel}"
+            if channel not in Channel.values:
+                errors[field] = [f"Unknown channel; use one of {', '.join(Channel.values)}."]
+            elif not isinstance(subscribed, bool):
+                errors[field] = ["Expected true or false."]
+            elif category == Category.VERIFICATION and not subscribed:
+                errors[field] = ["Verification messages cannot be turned off."]
+            else:
+                rows.append(Preference(recipient=recipient, category=category, channel=channel, subscribed=subscribed))
+    if errors:
+        field, messages = next(iter(errors.items()))
+        raise ValidationFailed(f"Invalid {field}: {messages[0]}", errors=errors)
+    Preference.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["recipient", "category", "channel"],
+        update_fields=["subscribed", "updated_at"],
+    )

@@ -1,0 +1,188 @@
+"""Template operations: create, change, soft-delete, render."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.accounts.models import Account
+from apps.templates.choices import Category, Channel, Status
+from apps.templates.models import MessageTemplate
+from apps.templates.rendering import PlaceholderError, compile_text, stringify
+from messaging_center.errors import ValidationFailed
+
+CODE_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
+PROVIDER_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+WECHAT_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
+# Formats of the approved template ids that template-based providers issue.
+PROVIDER_ID_FORMATS = {
+    "aliyun": (re.compile(r"SMS_\d{1,20}"), "an Aliyun template code like SMS_123456789"),
+    "tencent": (re.compile(r"\d{1,20}"), "a numeric Tencent template id"),
+}
+EDITABLE_FIELDS = (
+    "name",
+    "channel",
+    "category",
+    "title",
+    "content",
+    "sms_signature",
+    "priority",
+    "ttl",
+    "dedup_window",
+    "frequency_limits",
+    "provider_template_ids",
+    "sample_params",
+    "status",
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    content: str
+    title: str
+    html: str | None  # the content with params HTML-escaped; e-mail templates only
+    missing: list[str]  # variables without a value, in the template's order
+
+
+def template_render(*, template: MessageTemplate, params: Mapping[str, object]) -> Rendered:
+    """Substitutes params (None = not supplied); parsing is cached per text, so this is cheap per entry."""
+    values = stringify(params)
+    content = compile_text(template.content)
+    title = compile_text(template.title)
+    return Rendered(
+        content=content.substitute(values),
+        title=title.substitute(values),
+        html=content.substitute(values, escape=True) if template.channel == Channel.EMAIL else None,
+        missing=[name for name in template.variables if name not in values],
+    )
+
+
+def template_variables(*, content: str, title: str = "") -> list[str]:
+    """Content variables in order of first appearance (Tencent's positional order), then title-only ones."""
+    errors: dict[str, list[str]] = {}
+    names: list[str] = []
+    for field, text in (("content", content), ("title", title)):
+        try:
+            names.extend(name for name in compile_text(text).variables if name not in names)
+        except PlaceholderError as exc:
+            errors[field] = [str(exc)]
+    if errors:
+        raise ValidationFailed(next(iter(errors.values()))[0], errors=errors)
+    return names
+
+
+def template_check(template: MessageTemplate) -> None:
+    """Validates a template's cross-field rules and sets `variables`; raises ValidationFailed."""
+    errors: dict[str, list[str]] = {}
+    if not CODE_PATTERN.fullmatch(template.code):
+        errors["code"] = ["Use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit; no spaces."]
+    if not template.content.strip():
+        errors["content"] = ["This field may not be blank."]
+    try:
+        template.variables = template_variables(content=template.content, title=template.title)
+    except ValidationFailed as exc:
+        errors.update(exc.errors or {})
+        template.variables = []
+    if (
+        "content" not in errors
+        and template.category == Category.VERIFICATION
+        and "code" not in compile_text(template.content).variables
+    ):
+        errors["content"] = ["A verification template must contain {{code}}."]
+    signature = template.sms_signature.strip().removeprefix("【").removesuffix("】").strip()
+    if any(char in signature for char in "【】[]"):
+        errors["sms_signature"] = ["Give the signature without brackets, e.g. ACME; it is sent as 【ACME】."]
+    template.sms_signature = signature
+    errors.update(_provider_id_errors(template.provider_template_ids, template.variables))
+    if errors:
+        field, messages = next(iter(errors.items()))
+        raise ValidationFailed(f"Invalid {field}: {messages[0]}", errors=errors)
+
+
+def _provider_id_errors(provider_ids: Any, variables: list[str]) -> dict[str, list[str]]:
+    if not isinstance(provider_ids, dict):
+        return {"provider_template_ids": ['Expected an object like {"aliyun": "SMS_1234"}.']}
+    errors: dict[str, list[str]] = {}
+    for kind, value in provider_ids.items():
+        field = f"provider_template_ids.{kind}"
+        if not PROVIDER_KIND.fullmatch(str(kind)):
+            errors[field] = ["Provider kinds are lower-case names like aliyun, tencent, wechat."]
+        elif kind == "wechat" and isinstance(value, dict):
+            errors.update(_wechat_mapping_errors(field, value, variables))
+        elif not isinstance(value, str) or not value.strip() or len(value) > 128:
+            errors[field] = ["Expected the provider's template id as a non-empty string of at most 128 characters."]
+        elif kind in PROVIDER_ID_FORMATS and not PROVIDER_ID_FORMATS[kind][0].fullmatch(value):
+            errors[field] = [f"Expected {PROVIDER_ID_FORMATS[kind][1]}."]
+    return errors
+
+
+def _wechat_mapping_errors(field: str, value: dict[str, Any], variables: list[str]) -> dict[str, list[str]]:
+    """`{"template_id": "...", "fields": {"keyword1": "order_no", ...}}`: WeChat data keys → our variables."""
+    errors: dict[str, list[str]] = {}
+    template_id = value.get("template_id")
+    if not isinstance(template_id, str) or not template_id.strip() or len(template_id) > 128:
+        errors[f"{field}.template_id"] = ["Expected the WeChat template id as a non-empty string."]
+    fields = value.get("fields", {})
+    if not isinstance(fields, dict):
+        return {**errors, f"{field}.fields": ['Expected an object like {"keyword1": "order_no"}.']}
+    for key, variable in fields.items():
+        if not WECHAT_FIELD.fullmatch(str(key)):
+            errors[f"{field}.fields.{key}"] = ["Not a WeChat template field name."]
+        elif variable not in variables:
+            errors[f"{field}.fields.{key}"] = [f"{variable!r} is not a variable of this template."]
+    unknown = set(value) - {"template_id", "fields"}
+    if unknown:
+        errors[field] = [f"Unknown keys: {', '.join(sorted(unknown))}."]
+    return errors
+
+
+def _save(template: MessageTemplate) -> MessageTemplate:
+    try:
+        with transaction.atomic():
+            template.save()
+    except IntegrityError:
+        raise ValidationFailed(
+            f"A template with code {template.code!r} already exists.", errors={"code": ["Already exists."]}
+        ) from None
+    return template
+
+
+def template_create(
+    *, account: Account, code: str, name: str, channel: str, category: str, content: str, **fields: Any
+) -> MessageTemplate:
+    """Creates a template; `fields` are the optional EDITABLE_FIELDS. Duplicate live code → ValidationFailed."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown template fields: {sorted(unknown)}")
+    template = MessageTemplate(
+        account=account, code=code, name=name, channel=channel, category=category, content=content, **fields
+    )
+    if template.provider_template_ids is None:
+        template.provider_template_ids = {}
+    template_check(template)
+    if MessageTemplate.objects.filter(account=account, code=code, deleted_at__isnull=True).exists():
+        raise ValidationFailed(f"A template with code {code!r} already exists.", errors={"code": ["Already exists."]})
+    return _save(template)
+
+
+def template_update(*, template: MessageTemplate, **changes: Any) -> MessageTemplate:
+    """Applies changes to EDITABLE_FIELDS and re-validates the whole template; the code never changes."""
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown template fields: {sorted(unknown)}")
+    for field, value in changes.items():
+        setattr(template, field, value)
+    template_check(template)
+    return _save(template)
+
+
+def template_delete(*, template: MessageTemplate) -> None:
+    """Soft delete: the code answers 404 and is free again; messages keep pointing at this row."""
+    template.deleted_at = timezone.now()
+    template.status = Status.DISABLED
+    template.save(update_fields=["deleted_at", "status", "updated_at"])
