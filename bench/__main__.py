@@ -36,8 +36,9 @@ class Stack:
     base_url: str
 
     def manage(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env, check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=self.env, check=True, capture_output=True, text=True
+        ).stdout
 
 
 def start_stack() -> Stack:
@@ -47,8 +48,14 @@ def start_stack() -> Stack:
     env |= {"MC_DATA_DIR": str(DATA_DIR), "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in ports.items()}}
     DATA_DIR.mkdir(parents=True)
     log = open(DATA_DIR / "launcher.log", "wb")  # noqa: SIM115 - the launcher owns it
-    process = subprocess.Popen([sys.executable, "-m", "messaging_center.launcher"], cwd=BASE_DIR, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "messaging_center.launcher"],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 180
     while b"is up" not in (DATA_DIR / "launcher.log").read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -59,8 +66,14 @@ def start_stack() -> Stack:
 
 
 def _embedded_urls(env: dict[str, str]) -> list[str]:
-    out = subprocess.run([sys.executable, "-m", "messaging_center.embedded", "start"], cwd=BASE_DIR, env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "messaging_center.embedded", "start"],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return [line for line in out.splitlines() if "=" in line]
 
 
@@ -70,8 +83,12 @@ def stop_stack(stack: Stack) -> None:
 
 
 def _api(stack: Stack, method: str, path: str, key: str, body: object) -> dict[str, object]:
-    request = urllib.request.Request(f"{stack.base_url}{path}", data=json.dumps(body).encode(), method=method,
-                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    request = urllib.request.Request(  # noqa: S310 - our own loopback URL
+        f"{stack.base_url}{path}",
+        data=json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own loopback URL
         return json.load(response)
 
@@ -103,42 +120,91 @@ def copy_baseline(stack: Stack, rows_total: int = 50_000) -> float:
     account = uuid.uuid4()
     with psycopg.connect(url) as conn:
         conn.execute("CREATE TEMP TABLE bench_message (LIKE dispatch_message INCLUDING DEFAULTS INCLUDING INDEXES)")
-        columns = ("id, account_id, batch_id, template_id, template_code, channel, category, priority, address, user_id, params, "
-                   "title, content, segments, status, code, detail, provider, provider_message_id, attempts, lease_until, "
-                   "created_at, scheduled_at, expires_at")
+        columns = (
+            "id, account_id, batch_id, template_id, template_code, channel, category, priority, address, user_id, params, "
+            "title, content, segments, status, code, detail, provider, provider_message_id, attempts, lease_until, "
+            "created_at, scheduled_at, expires_at"
+        )
         started = time.perf_counter()
         for start in range(0, rows_total, 1000):
             batch = uuid.uuid4()
             with conn.transaction(), conn.cursor().copy(f"COPY bench_message ({columns}) FROM STDIN") as copy:
                 for i in range(start, start + 1000):
-                    copy.write_row((uuid.uuid4(), account, batch, None, "bench_notice", "sms", "transactional", "high",
-                                    f"+8613{i:09d}", "", json.dumps({"order_no": str(i)}), "", f"Your order {i} has shipped.",
-                                    1, "queued", "", "", "", "", 0, now, now, None, now + dt.timedelta(hours=1)))
+                    copy.write_row(
+                        (
+                            uuid.uuid4(),
+                            account,
+                            batch,
+                            None,
+                            "bench_notice",
+                            "sms",
+                            "transactional",
+                            "high",
+                            f"+8613{i:09d}",
+                            "",
+                            json.dumps({"order_no": str(i)}),
+                            "",
+                            f"Your order {i} has shipped.",
+                            1,
+                            "queued",
+                            "",
+                            "",
+                            "",
+                            "",
+                            0,
+                            now,
+                            now,
+                            None,
+                            now + dt.timedelta(hours=1),
+                        )
+                    )
         return rows_total / (time.perf_counter() - started)
 
 
 def _line(name: str, result: LoadResult, per_request: int) -> str:
-    return (f"  {name:<34} {result.rate * per_request:>10,.0f} msg/s  {result.rate:>8,.0f} req/s  "
-            f"p50 {result.p50:>7.1f} ms  p99 {result.percentile(99):>7.1f} ms  errors {result.errors}  statuses {result.statuses}")
+    return (
+        f"  {name:<34} {result.rate * per_request:>10,.0f} msg/s  {result.rate:>8,.0f} req/s  "
+        f"p50 {result.p50:>7.1f} ms  p99 {result.percentile(99):>7.1f} ms  errors {result.errors}  statuses {result.statuses}"
+    )
 
 
 def main() -> None:
     print(f"Starting the stack under {DATA_DIR} …", flush=True)
     stack = start_stack()
     try:
-        key = stack.manage("create_account", "bench", "--rate-limit", "1000000", "--daily-quota", "2000000000").strip().splitlines()[-1]
-        _api(stack, "POST", "/api/v1/templates", key, {
-            "code": "bench_notice", "name": "Bench", "channel": "sms", "category": "transactional",
-            "content": "Your order {{order_no}} has shipped.", "sms_signature": "ACME",
-            "dedup_window": 3600, "frequency_limits": [{"limit": 100, "window": 86400}],
-        })
+        key = (
+            stack.manage("create_account", "bench", "--rate-limit", "1000000", "--daily-quota", "2000000000")
+            .strip()
+            .splitlines()[-1]
+        )
+        _api(
+            stack,
+            "POST",
+            "/api/v1/templates",
+            key,
+            {
+                "code": "bench_notice",
+                "name": "Bench",
+                "channel": "sms",
+                "category": "transactional",
+                "content": "Your order {{order_no}} has shipped.",
+                "sms_signature": "ACME",
+                "dedup_window": 3600,
+                "frequency_limits": [{"limit": 100, "window": 86400}],
+            },
+        )
         print(f"Load: {SECONDS:.0f} s per scenario, 2 client processes on the same 2 cores.\n", flush=True)
         bare = run_load(f"{stack.base_url}/healthz", connections=32, seconds=SECONDS)
         copy_rate = copy_baseline(stack)
         runs = {}
         for batch, connections in ((1, 32), (100, 8), (1000, 4)):
-            runs[batch] = run_load(f"{stack.base_url}/api/v1/messages", method="POST", make_body=SendBodies(batch, key),
-                                   connections=connections, seconds=SECONDS)
+            runs[batch] = run_load(
+                f"{stack.base_url}/api/v1/messages",
+                method="POST",
+                make_body=SendBodies(batch, key),
+                connections=connections,
+                seconds=SECONDS,
+            )
         print("Baselines (same run, same server settings):")
         print(_line("bare Django JSON endpoint /healthz", bare, 1))
         print(f"  {'raw COPY of the same rows':<34} {copy_rate:>10,.0f} rows/s")
@@ -148,8 +214,10 @@ def main() -> None:
         print("\nRatios:")
         print(f"  batch 1    requests/s vs bare endpoint:  {runs[1].rate / bare.rate:6.1%}")
         print(f"  batch 1000 messages/s vs raw COPY:       {runs[1000].rate * 1000 / copy_rate:6.1%}")
-        print(f"\nTargets: >= 20,000 msg/s at batch 1000 ({'met' if runs[1000].rate * 1000 >= 20_000 else 'NOT met'}); "
-              f">= 1,000 req/s single-recipient ({'met' if runs[1].rate >= 1000 else 'NOT met'})")
+        print(
+            f"\nTargets: >= 20,000 msg/s at batch 1000 ({'met' if runs[1000].rate * 1000 >= 20_000 else 'NOT met'}); "
+            f">= 1,000 req/s single-recipient ({'met' if runs[1].rate >= 1000 else 'NOT met'})"
+        )
     finally:
         stop_stack(stack)
 

@@ -61,7 +61,7 @@ async def _client_loop(
                         statuses[response.status] = statuses.get(response.status, 0) + 1
                         if response.status >= 400:
                             errors += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     errors += 1
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
 import time
 import uuid
 
@@ -12,15 +13,27 @@ _DECODE = {char: index for index, char in enumerate(_ALPHABET)}
 _ENCODED_LENGTH = 26
 
 
+_lock = threading.Lock()
+_last = [0, 0]  # milliseconds, 12-bit counter
+
+
 def uuid7() -> uuid.UUID:
-    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, then random bits; sorts by creation time."""
+    """RFC 9562 UUIDv7: 48-bit Unix milliseconds, a 12-bit counter (method 1, so ids made within one
+    millisecond by this process still sort in creation order), then 62 random bits."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    with _lock:
+        if millis <= _last[0]:
+            millis, counter = _last[0], _last[1] + 1
+            if counter > 0xFFF:
+                millis, counter = millis + 1, 0
+        else:
+            counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+        _last[0], _last[1] = millis, counter
     value = (millis & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= counter << 64
     value |= 0b10 << 62
-    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
+    value |= int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
     return uuid.UUID(int=value)
 
 

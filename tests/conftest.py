@@ -95,7 +95,11 @@ def worker_env(django_db_setup: None, django_db_blocker: Any) -> dict[str, str]:
 
     with django_db_blocker.unblock():
         database_url = _database_url()
-    return os.environ | {"DATABASE_URL": database_url, "REDIS_URL": settings.REDIS_URL, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    return os.environ | {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,18 @@ class MessageEventInline(admin.TabularInline):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("public_id", "account", "template_code", "channel", "priority", "masked_address", "status", "code", "provider", "created_at")
+    list_display = (
+        "public_id",
+        "account",
+        "template_code",
+        "channel",
+        "priority",
+        "masked_address",
+        "status",
+        "code",
+        "provider",
+        "created_at",
+    )
     list_filter = ("status", "channel", "priority", "category", "account", "created_at")
     search_fields = ("address", "provider_message_id", "template_code")
     date_hierarchy = "created_at"
@@ -70,7 +81,9 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.action(description="Send again (a new message with a fresh TTL)")
     def send_again(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
         copies = [services.message_send_again(message=m) for m in queryset]
-        self.message_user(request, f"Queued {len(copies)} new message(s): {', '.join(c.public_id for c in copies[:10])}", messages.INFO)
+        self.message_user(
+            request, f"Queued {len(copies)} new message(s): {', '.join(c.public_id for c in copies[:10])}", messages.INFO
+        )
 
 
 @admin.register(Outbox)

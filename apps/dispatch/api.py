@@ -24,7 +24,10 @@ class MessageOutput(serializers.Serializer):
             "channel": message.channel,
             "category": message.category,
             "priority": message.priority,
-            "to": {_ADDRESS_KEY.get(message.channel, "address"): message.address, **({"user_id": message.user_id} if message.user_id else {})},
+            "to": {
+                _ADDRESS_KEY.get(message.channel, "address"): message.address,
+                **({"user_id": message.user_id} if message.user_id else {}),
+            },
             "content": message.content,
             "title": message.title or None,
             "status": message.status,
@@ -42,7 +45,14 @@ class MessageOutput(serializers.Serializer):
         }
 
 
-_ADDRESS_KEY = {"sms": "phone", "email": "email", "wechat": "wechat_openid", "wecom": "wecom_userid", "push": "push_token", "inbox": "user_id"}
+_ADDRESS_KEY = {
+    "sms": "phone",
+    "email": "email",
+    "wechat": "wechat_openid",
+    "wecom": "wecom_userid",
+    "push": "push_token",
+    "inbox": "user_id",
+}
 
 
 def _iso(value: Any) -> str | None:
@@ -53,8 +63,14 @@ def message_body(message: Message, *, with_events: bool) -> dict[str, Any]:
     body = MessageOutput(message).data
     if with_events:
         body["events"] = [
-            {"status": e.status, "at": _iso(e.at), "detail": e.detail or None, "code": e.code or None,
-             "provider": e.provider or None, "attempt": e.attempt}
+            {
+                "status": e.status,
+                "at": _iso(e.at),
+                "detail": e.detail or None,
+                "code": e.code or None,
+                "provider": e.provider or None,
+                "attempt": e.attempt,
+            }
             for e in message.events.order_by("id")
         ]
     return body
@@ -88,8 +104,13 @@ class MessageCancelView(APIView):
 
 
 def _inbox_item(message: Message) -> dict[str, Any]:
-    return {"id": message.public_id, "title": message.title, "content": message.content,
-            "created_at": _iso(message.created_at), "read_at": _iso(message.read_at)}
+    return {
+        "id": message.public_id,
+        "title": message.title,
+        "content": message.content,
+        "created_at": _iso(message.created_at),
+        "read_at": _iso(message.read_at),
+    }
 
 
 class InboxView(APIView):
@@ -98,8 +119,11 @@ class InboxView(APIView):
         if unread not in ("", "true", "false", "1", "0"):
             raise ValidationFailed("unread must be true or false.", errors={"unread": ["Must be true or false."]})
         page, unread_count = selectors.inbox_page(
-            account=request.user, user_id=user_id, unread_only=unread in ("true", "1"),
-            limit=selectors.parse_limit(request.query_params.get("limit")), cursor=request.query_params.get("cursor"),
+            account=request.user,
+            user_id=user_id,
+            unread_only=unread in ("true", "1"),
+            limit=selectors.parse_limit(request.query_params.get("limit")),
+            cursor=request.query_params.get("cursor"),
         )
         return Response({"results": [_inbox_item(m) for m in page.results], "next": page.next, "unread_count": unread_count})
 

@@ -68,7 +68,9 @@ def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
             [list(message_ids)],
         )
         expired = [row[0] for row in cursor.fetchall()]
-    record_events([(mid, Status.EXPIRED, "ttl_expired", "The TTL passed before a provider accepted it.", "", None) for mid in expired])
+    record_events(
+        [(mid, Status.EXPIRED, "ttl_expired", "The TTL passed before a provider accepted it.", "", None) for mid in expired]
+    )
     return expired
 
 
@@ -107,7 +109,9 @@ def fail_without_channel(claimed: Sequence[Claimed]) -> None:
             [[c.id for c in claimed], [c.attempt for c in claimed]],
         )
         failed = [row[0] for row in cursor.fetchall()]
-    record_events([(mid, Status.FAILED, "no_provider", "No provider is configured for this channel.", "", None) for mid in failed])
+    record_events(
+        [(mid, Status.FAILED, "no_provider", "No provider is configured for this channel.", "", None) for mid in failed]
+    )
 
 
 def deliver_messages(message_ids: Sequence[uuid.UUID]) -> None:

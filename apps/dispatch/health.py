@@ -93,10 +93,21 @@ class Health:
         now = time.time()
         buckets = self._bucket_keys(provider, now)
         try:
-            return str(self._record(
-                keys=[buckets[0], f"mc:breaker:{provider}"],
-                args=[int(ok), now, BUCKET_SECONDS * (WINDOW_BUCKETS + 1), FAILURE_MIN, FAILURE_RATIO, OPEN_SECONDS, *buckets],
-            ), "utf-8")
+            return str(
+                self._record(
+                    keys=[buckets[0], f"mc:breaker:{provider}"],
+                    args=[
+                        int(ok),
+                        now,
+                        BUCKET_SECONDS * (WINDOW_BUCKETS + 1),
+                        FAILURE_MIN,
+                        FAILURE_RATIO,
+                        OPEN_SECONDS,
+                        *buckets,
+                    ],
+                ),
+                "utf-8",
+            )
         except RedisError:
             return "unknown"
 

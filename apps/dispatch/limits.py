@@ -14,7 +14,7 @@ from typing import Any
 
 from redis import Redis
 
-_TOKEN_BUCKET = """
+_RATE_BUCKET_SCRIPT = """
 local key = KEYS[1]
 local rate = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
@@ -146,7 +146,7 @@ class BatchDecision:
 class Limiter:
     def __init__(self, client: Redis) -> None:
         self.client = client
-        self._bucket = client.register_script(_TOKEN_BUCKET)
+        self._bucket = client.register_script(_RATE_BUCKET_SCRIPT)
         self._decide = client.register_script(_BATCH_DECIDE)
 
     def take_request_token(self, *, account_id: object, per_second: int) -> RateDecision:
@@ -162,7 +162,14 @@ class Limiter:
         args: list[Any] = [int(time.time() * 1000), quota_limit, quota_ttl, extra_quota, len(entries)]
         for index, entry in enumerate(entries):
             limits = ",".join(f"{window}:{maximum}" for window, maximum in entry.frequency_limits)
-            args += [entry.dedup_key, entry.dedup_ttl, entry.frequency_key, limits, int(entry.counts_quota), f"{time.time_ns()}:{index}"]
+            args += [
+                entry.dedup_key,
+                entry.dedup_ttl,
+                entry.frequency_key,
+                limits,
+                int(entry.counts_quota),
+                f"{time.time_ns()}:{index}",
+            ]
         status, used, outcomes = self._decide(keys=[quota_key], args=args)
         return BatchDecision(bool(status), int(used), [int(o) for o in outcomes])
 
@@ -179,5 +186,3 @@ def frequency_key(*, account_id: object, category: str, address: str) -> str:
 def parse_frequency_limits(raw: list[dict[str, int]]) -> tuple[tuple[int, int], ...]:
     """`[{"limit": 1, "window": 60}, …]` (a template's effective limits) → ((60, 1), …)."""
     return tuple(sorted((int(rule["window"]), int(rule["limit"])) for rule in raw))
-
-

@@ -77,7 +77,9 @@ class Message(models.Model):
             models.Index(fields=["account", "user_id", "-id"], name="msg_account_user", condition=~Q(user_id="")),
             models.Index(fields=["account", "status", "-id"], name="msg_account_status"),
             models.Index(fields=["account", "template_code", "-id"], name="msg_account_template"),
-            models.Index(fields=["provider", "provider_message_id"], name="msg_provider_id", condition=~Q(provider_message_id="")),
+            models.Index(
+                fields=["provider", "provider_message_id"], name="msg_provider_id", condition=~Q(provider_message_id="")
+            ),
             models.Index(fields=["scheduled_at"], name="msg_due", condition=Q(status="scheduled")),
             models.Index(fields=["lease_until"], name="msg_lease", condition=Q(status__in=["queued", "sending", "retry_wait"])),
             models.Index(
@@ -130,6 +132,9 @@ class Outbox(models.Model):
     class Meta:
         verbose_name_plural = "outbox"
 
+    def __str__(self) -> str:
+        return f"{self.lane}: {len(self.message_ids)} message(s)"
+
 
 class IdempotencyRecord(models.Model):
     """The first response to an `Idempotency-Key`, replayed byte for byte for 24 h."""
@@ -146,6 +151,9 @@ class IdempotencyRecord(models.Model):
         constraints = [models.UniqueConstraint(fields=["account", "key"], name="idempotency_account_key")]
         indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
 
+    def __str__(self) -> str:
+        return self.key
+
 
 class Provider(models.Model):
     """A configured provider account. Changes take effect within seconds, without a restart
@@ -155,7 +163,9 @@ class Provider(models.Model):
     channel = models.CharField(max_length=16, choices=[(c, c) for c in CHANNELS])
     kind = models.CharField(max_length=32, help_text="The adapter: aliyun, tencent, twilio, …")
     weight = models.PositiveIntegerField(default=100, help_text="Share of traffic within its priority group.")
-    priority_group = models.PositiveSmallIntegerField(default=1, help_text="Lower groups are tried first; higher ones are failover.")
+    priority_group = models.PositiveSmallIntegerField(
+        default=1, help_text="Lower groups are tried first; higher ones are failover."
+    )
     enabled = models.BooleanField(default=True)
     rate_limit = models.PositiveIntegerField(default=0, help_text="Sends per second across all workers; 0 = unlimited.")
     settings_encrypted = models.TextField(blank=True, default="", editable=False)

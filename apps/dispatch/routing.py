@@ -58,7 +58,15 @@ class _Routes:
             adapter = self._adapters.get(version) or adapter_class(provider.kind)(provider.settings)
             adapters[version] = adapter
             by_channel.setdefault(provider.channel, []).append(
-                Route(provider.name, provider.kind, provider.channel, provider.weight, provider.priority_group, provider.rate_limit, adapter)
+                Route(
+                    provider.name,
+                    provider.kind,
+                    provider.channel,
+                    provider.weight,
+                    provider.priority_group,
+                    provider.rate_limit,
+                    adapter,
+                )
             )
         self._by_channel, self._adapters, self._loaded_at = by_channel, adapters, time.monotonic()
 

@@ -54,7 +54,9 @@ def parse_limit(raw: str | None) -> int:
     except ValueError:
         limit = 0
     if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed(f"limit must be an integer from 1 to {MAX_LIMIT}.", errors={"limit": [f"Must be 1 to {MAX_LIMIT}."]})
+        raise ValidationFailed(
+            f"limit must be an integer from 1 to {MAX_LIMIT}.", errors={"limit": [f"Must be 1 to {MAX_LIMIT}."]}
+        )
     return limit
 
 
@@ -77,7 +79,19 @@ def _timestamp(name: str, raw: str) -> dt.datetime:
     return value
 
 
-SEARCH_FILTERS = ("status", "channel", "template", "category", "batch_id", "to", "user_id", "provider", "created_after", "created_before", "q")
+SEARCH_FILTERS = (
+    "status",
+    "channel",
+    "template",
+    "category",
+    "batch_id",
+    "to",
+    "user_id",
+    "provider",
+    "created_after",
+    "created_before",
+    "q",
+)
 
 
 def message_search(*, account: Account, params: dict[str, Any]) -> Page:
@@ -87,8 +101,13 @@ def message_search(*, account: Account, params: dict[str, Any]) -> Page:
         if status not in Status.values:
             errors["status"] = [f"Must be one of {', '.join(Status.values)}."]
         queryset = queryset.filter(status=status)
-    for name, column in (("channel", "channel"), ("template", "template_code"), ("category", "category"),
-                         ("user_id", "user_id"), ("provider", "provider")):
+    for name, column in (
+        ("channel", "channel"),
+        ("template", "template_code"),
+        ("category", "category"),
+        ("user_id", "user_id"),
+        ("provider", "provider"),
+    ):
         if value := params.get(name):
             queryset = queryset.filter(**{column: value})
     if batch := params.get("batch_id"):
@@ -120,7 +139,9 @@ def inbox_page(*, account: Account, user_id: str, unread_only: bool, limit: int,
 def inbox_item(*, account: Account, user_id: str, public_id: str) -> Message:
     message_id = ids.decode("msg", public_id)
     message = (
-        Message.objects.filter(Q(id=message_id), account=account, user_id=user_id, channel="inbox", status=Status.DELIVERED).first()
+        Message.objects.filter(
+            Q(id=message_id), account=account, user_id=user_id, channel="inbox", status=Status.DELIVERED
+        ).first()
         if message_id
         else None
     )

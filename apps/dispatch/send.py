@@ -151,7 +151,7 @@ def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
     for index, entry in enumerate(to):
         name = f"to[{index}]"
         if not isinstance(entry, dict):
-            errors[name] = ["Must be an object such as {\"phone\": \"+86…\"} or {\"user_id\": \"…\"}."]
+            errors[name] = ['Must be an object such as {"phone": "+86…"} or {"user_id": "…"}.']
             continue
         for unknown in sorted(set(entry) - ENTRY_KEYS):
             errors[f"{name}.{unknown}"] = ["Unknown field."]
@@ -303,7 +303,9 @@ def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt
             (
                 entry,
                 limits.EntryLimits(
-                    dedup_key=limits.dedup_key(account_id=account.id, template_id=template.id, address=entry.address, content=entry.content)
+                    dedup_key=limits.dedup_key(
+                        account_id=account.id, template_id=template.id, address=entry.address, content=entry.content
+                    )
                     if dedup_window
                     else "",
                     dedup_ttl=dedup_window or 0,
@@ -370,7 +372,14 @@ _MESSAGE_COLUMNS = (
 
 
 def _store(
-    entries: list[Entry], message_ids: list[uuid.UUID], template: Any, account: Account, batch_id: uuid.UUID, lane: str, ttl: int, now: dt.datetime
+    entries: list[Entry],
+    message_ids: list[uuid.UUID],
+    template: Any,
+    account: Account,
+    batch_id: uuid.UUID,
+    lane: str,
+    ttl: int,
+    now: dt.datetime,
 ) -> None:
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
@@ -378,14 +387,35 @@ def _store(
                 starts = entry.scheduled_at or now
                 copy.write_row(
                     (
-                        message_id, account.id, batch_id, template.id, template.code, template.channel, template.category, lane,
-                        entry.address, entry.user_id, json.dumps(entry.params, ensure_ascii=False), entry.title, entry.content,
-                        entry.segments, entry.status, entry.code, entry.detail, "", "", 0,
-                        now + QUEUED_LEASE if entry.status == Status.QUEUED else None, now, entry.scheduled_at,
+                        message_id,
+                        account.id,
+                        batch_id,
+                        template.id,
+                        template.code,
+                        template.channel,
+                        template.category,
+                        lane,
+                        entry.address,
+                        entry.user_id,
+                        json.dumps(entry.params, ensure_ascii=False),
+                        entry.title,
+                        entry.content,
+                        entry.segments,
+                        entry.status,
+                        entry.code,
+                        entry.detail,
+                        "",
+                        "",
+                        0,
+                        now + QUEUED_LEASE if entry.status == Status.QUEUED else None,
+                        now,
+                        entry.scheduled_at,
                         starts + dt.timedelta(seconds=ttl),
                     )
                 )
-        with cursor.cursor.copy("COPY dispatch_messageevent (id, message_id, status, at, code, detail, provider) FROM STDIN") as copy:
+        with cursor.cursor.copy(
+            "COPY dispatch_messageevent (id, message_id, status, at, code, detail, provider) FROM STDIN"
+        ) as copy:
             for entry, message_id in zip(entries, message_ids, strict=True):
                 detail = entry.detail or (f"scheduled for {entry.scheduled_at.isoformat()}" if entry.scheduled_at else "accepted")
                 copy.write_row((ids.uuid7(), message_id, entry.status, now, entry.code, detail, ""))
@@ -401,7 +431,12 @@ def _response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id:
             item["scheduled_at"] = entry.scheduled_at.isoformat()
         outcomes.append(item)
     accepted = sum(1 for e in entries if e.status in (Status.QUEUED, Status.SCHEDULED))
-    body = {"batch_id": ids.encode("bat", batch_id), "accepted": accepted, "rejected": len(entries) - accepted, "messages": outcomes}
+    body = {
+        "batch_id": ids.encode("bat", batch_id),
+        "accepted": accepted,
+        "rejected": len(entries) - accepted,
+        "messages": outcomes,
+    }
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -420,7 +455,9 @@ def message_send(*, account: Account, data: Any, idempotency_key: str | None = N
         if replay:
             return replay
     template = template_get(account_id=account.id, code=request.template_code)
-    missing_everywhere = [v for v in template.variables if v not in request.params and not any(v in e["params"] for e in request.entries)]
+    missing_everywhere = [
+        v for v in template.variables if v not in request.params and not any(v in e["params"] for e in request.entries)
+    ]
     if missing_everywhere:
         raise MissingParams(
             f"Template {template.code!r} needs params no entry supplies: {', '.join(missing_everywhere)}.",

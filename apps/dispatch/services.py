@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.accounts.models import Account
 from apps.dispatch import publish
 from apps.dispatch.delivery import QUEUED_LEASE, record_events
-from apps.dispatch.models import IdempotencyRecord, Message, Status
+from apps.dispatch.models import Message, Status
 from apps.dispatch.send import IDEMPOTENCY_TTL, message_send
 from messaging_center.errors import Conflict
 
@@ -24,7 +24,9 @@ def message_cancel(*, message: Message) -> Message:
     )
     if not updated:
         message.refresh_from_db(fields=["status"])
-        raise Conflict(f"The message is {message.status}; only scheduled or queued messages can be canceled.", code="not_cancelable")
+        raise Conflict(
+            f"The message is {message.status}; only scheduled or queued messages can be canceled.", code="not_cancelable"
+        )
     record_events([(message.id, Status.CANCELED, "canceled", "Canceled by the sender.", "", None)])
     message.refresh_from_db()
     return message
@@ -35,10 +37,23 @@ def message_send_again(*, message: Message) -> Message:
     now = timezone.now()
     ttl = message.expires_at - (message.scheduled_at or message.created_at)
     copy = Message.objects.create(
-        account_id=message.account_id, batch_id=message.batch_id, template_id=message.template_id, template_code=message.template_code,
-        channel=message.channel, category=message.category, priority=message.priority, address=message.address,
-        user_id=message.user_id, params=message.params, title=message.title, content=message.content, segments=message.segments,
-        status=Status.QUEUED, created_at=now, expires_at=now + ttl, lease_until=now + QUEUED_LEASE,
+        account_id=message.account_id,
+        batch_id=message.batch_id,
+        template_id=message.template_id,
+        template_code=message.template_code,
+        channel=message.channel,
+        category=message.category,
+        priority=message.priority,
+        address=message.address,
+        user_id=message.user_id,
+        params=message.params,
+        title=message.title,
+        content=message.content,
+        segments=message.segments,
+        status=Status.QUEUED,
+        created_at=now,
+        expires_at=now + ttl,
+        lease_until=now + QUEUED_LEASE,
     )
     record_events([(copy.id, Status.QUEUED, "resend", f"sent again from {message.public_id} by an operator", "", None)])
     rows = publish.chunk_rows({copy.priority: [copy.id]})

@@ -2,16 +2,20 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
-from rest_framework.views import APIView
 
 from apps.accounts.models import Account
 from apps.dispatch.limits import Limiter
 from messaging_center.broker import redis_client
+
+if TYPE_CHECKING:
+    # Only for typing: rest_framework.views reads the throttle classes (this module) while it loads.
+    from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,12 @@ def test_get_message_with_events(api, sent) -> None:
     assert body["to"] == {"phone": "+8613800138000"}
     assert body["content"] == "Your order A1 has shipped."
     assert (body["status"], body["channel"], body["category"], body["priority"], body["template"]) == (
-        "queued", "sms", "transactional", "high", "order_shipped")
+        "queued",
+        "sms",
+        "transactional",
+        "high",
+        "order_shipped",
+    )
     assert body["segments"] == 1 and body["attempts"] == 0
     assert dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.fromisoformat(body["created_at"]) == dt.timedelta(hours=1)
     assert [e["status"] for e in body["events"]] == ["queued"]
@@ -53,7 +58,9 @@ def test_other_accounts_message_is_404(api, sent, make_api_client) -> None:
 def test_search_filters_combine(api, sent) -> None:
     a = sent()["messages"][0]["id"]
     batch = sent(to=[{"phone": "+8613800138001"}, {"phone": "bad"}])
-    c = sent("promo", to={"email": "ann@example.com"}, send_at=(timezone.now() + dt.timedelta(days=1)).replace(hour=4).isoformat())
+    c = sent(
+        "promo", to={"email": "ann@example.com"}, send_at=(timezone.now() + dt.timedelta(days=1)).replace(hour=4).isoformat()
+    )
 
     def ids(**filters):
         return [m["id"] for m in api.get("/api/v1/messages", filters).json()["results"]]
@@ -93,8 +100,18 @@ def test_keyset_pagination_walks_every_message_once(api, sent) -> None:
     assert len(seen) == len(set(seen)) == 7
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"limit": "x"}, {"cursor": "garbage"}, {"status": "lost"},
-                                    {"created_after": "yesterday"}, {"batch_id": "nope"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 501},
+        {"limit": "x"},
+        {"cursor": "garbage"},
+        {"status": "lost"},
+        {"created_after": "yesterday"},
+        {"batch_id": "nope"},
+    ],
+)
 def test_bad_search_parameters_are_400(api, params) -> None:
     response = api.get("/api/v1/messages", params)
     assert response.status_code == 400

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.test import TestCase
 from django.utils import timezone
 
 from apps.accounts.models import Preference, Recipient
@@ -28,7 +29,9 @@ def shipped(api, make_template):
 
 
 def _send(api, body, **headers):
-    return api.post("/api/v1/messages", body, **headers)
+    # The test runs inside a transaction that never commits: run the on-commit publish explicitly.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return api.post("/api/v1/messages", body, **headers)
 
 
 def test_single_recipient_is_queued_stored_and_published(api, shipped) -> None:
@@ -42,7 +45,11 @@ def test_single_recipient_is_queued_stored_and_published(api, shipped) -> None:
     assert outcome["status"] == "queued" and outcome["id"].startswith("msg_")
     message = Message.objects.get()
     assert (message.address, message.content, message.priority, message.segments) == (
-        "+8613800138000", "Your order A1 has shipped.", "high", 1)
+        "+8613800138000",
+        "Your order A1 has shipped.",
+        "high",
+        1,
+    )
     assert list(message.events.values_list("status", flat=True)) == ["queued"]
     assert redis_client().llen("mc.high") == 1  # one task for the lane, published on commit
     assert Outbox.objects.count() == 0  # cleared once the broker had it
@@ -50,21 +57,27 @@ def test_single_recipient_is_queued_stored_and_published(api, shipped) -> None:
 
 def test_outcomes_are_in_request_order_and_entry_params_override(api, shipped) -> None:
     Recipient.objects.create(account=api.account, user_id="u42", phone="+8613800138001")
-    response = _send(api, {
-        "template": "order_shipped",
-        "to": [
-            {"phone": "+8613800138000", "params": {"order_no": "A1"}},
-            {"user_id": "u42"},
-            {"phone": "12"},
-            {"user_id": "nobody"},
-            {"email": "a@example.com"},
-        ],
-        "params": {"order_no": "A0"},
-    })
+    response = _send(
+        api,
+        {
+            "template": "order_shipped",
+            "to": [
+                {"phone": "+8613800138000", "params": {"order_no": "A1"}},
+                {"user_id": "u42"},
+                {"phone": "12"},
+                {"user_id": "nobody"},
+                {"email": "a@example.com"},
+            ],
+            "params": {"order_no": "A0"},
+        },
+    )
     assert response.status_code == 202
     outcomes = response.json()["messages"]
     assert [(o["status"], o.get("code")) for o in outcomes] == [
-        ("queued", None), ("queued", None), ("rejected", "invalid_address"), ("rejected", "invalid_address"),
+        ("queued", None),
+        ("queued", None),
+        ("rejected", "invalid_address"),
+        ("rejected", "invalid_address"),
         ("rejected", "invalid_address"),
     ]
     contents = {m.address: m.content for m in Message.objects.filter(status="queued")}
@@ -79,9 +92,17 @@ def test_national_phone_format_is_stored_e164(api, shipped) -> None:
 
 
 def test_entry_missing_params_is_rejected_while_others_go(api, shipped) -> None:
-    response = _send(api, {"template": "order_shipped", "to": [
-        {"phone": "+8613800138000", "params": {"order_no": "A1"}}, {"phone": "+8613800138001"}]})
-    assert [(o["status"], o.get("code")) for o in response.json()["messages"]] == [("queued", None), ("rejected", "missing_params")]
+    response = _send(
+        api,
+        {
+            "template": "order_shipped",
+            "to": [{"phone": "+8613800138000", "params": {"order_no": "A1"}}, {"phone": "+8613800138001"}],
+        },
+    )
+    assert [(o["status"], o.get("code")) for o in response.json()["messages"]] == [
+        ("queued", None),
+        ("rejected", "missing_params"),
+    ]
     assert "order_no" in response.json()["messages"][1]["detail"]
 
 
@@ -97,8 +118,14 @@ def test_opted_out_recipient_is_suppressed(api, make_template) -> None:
     make_template(api, code="promo", category="marketing", content="Sale!")
     recipient = Recipient.objects.create(account=api.account, user_id="u1", phone="+8613800138000", timezone="UTC")
     Preference.objects.create(recipient=recipient, category="marketing", channel="sms", subscribed=False)
-    response = _send(api, {"template": "promo", "to": [{"user_id": "u1"}, {"phone": "+8613800138000"}, {"phone": "+8613800138001"}],
-                           "send_at": _daytime_utc()})
+    response = _send(
+        api,
+        {
+            "template": "promo",
+            "to": [{"user_id": "u1"}, {"phone": "+8613800138000"}, {"phone": "+8613800138001"}],
+            "send_at": _daytime_utc(),
+        },
+    )
     outcomes = [(o["status"], o.get("code")) for o in response.json()["messages"]]
     assert outcomes[:2] == [("suppressed", "opted_out"), ("suppressed", "opted_out")]
     assert outcomes[2][0] in ("queued", "scheduled")
@@ -117,7 +144,8 @@ def test_marketing_inside_quiet_hours_is_scheduled_for_the_window_end(api, make_
     make_template(api, code="promo", category="marketing", content="Sale!")
     Recipient.objects.create(account=api.account, user_id="night", phone="+8613800138000", timezone="Asia/Shanghai")
     local_night = (timezone.now().astimezone(dt.timezone(dt.timedelta(hours=8))) + dt.timedelta(days=1)).replace(
-        hour=23, minute=0, second=0, microsecond=0)
+        hour=23, minute=0, second=0, microsecond=0
+    )
     response = _send(api, {"template": "promo", "to": {"user_id": "night"}, "send_at": local_night.isoformat()})
     [outcome] = response.json()["messages"]
     assert outcome["status"] == "scheduled"
@@ -128,8 +156,10 @@ def test_marketing_inside_quiet_hours_is_scheduled_for_the_window_end(api, make_
 
 def test_transactional_ignores_quiet_hours_and_future_send_at_is_scheduled(api, shipped) -> None:
     at = timezone.now() + dt.timedelta(hours=3)
-    response = _send(api, {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"},
-                           "send_at": at.isoformat()})
+    response = _send(
+        api,
+        {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}, "send_at": at.isoformat()},
+    )
     [outcome] = response.json()["messages"]
     assert outcome["status"] == "scheduled"
     message = Message.objects.get()
@@ -154,7 +184,10 @@ def test_duplicate_entries_in_one_request_each_get_an_outcome(api, make_template
     make_template(api, code="login", category="verification", content="Code {{code}}")
     response = _send(api, {"template": "login", "to": [{"phone": "+8613800138000"}] * 3, "params": {"code": "123456"}})
     assert [(o["status"], o.get("code")) for o in response.json()["messages"]] == [
-        ("queued", None), ("suppressed", "duplicate"), ("suppressed", "duplicate")]
+        ("queued", None),
+        ("suppressed", "duplicate"),
+        ("suppressed", "duplicate"),
+    ]
     assert len({o["id"] for o in response.json()["messages"]}) == 3
 
 
@@ -208,7 +241,9 @@ def test_request_level_validation_errors_store_nothing(api, shipped, body, field
 
 def test_send_at_a_few_minutes_late_is_sent_now(api, shipped) -> None:
     late = (timezone.now() - dt.timedelta(minutes=2)).isoformat()
-    response = _send(api, {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}, "send_at": late})
+    response = _send(
+        api, {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}, "send_at": late}
+    )
     assert response.json()["messages"][0]["status"] == "queued"
 
 
@@ -275,8 +310,11 @@ def test_idempotency_keys_are_per_account(api, shipped, make_api_client, make_te
 
 
 def test_overlong_idempotency_key_is_400(api, shipped) -> None:
-    response = _send(api, {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}},
-                     HTTP_IDEMPOTENCY_KEY="k" * 256)
+    response = _send(
+        api,
+        {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}},
+        HTTP_IDEMPOTENCY_KEY="k" * 256,
+    )
     assert response.status_code == 400
     _nothing_stored()
 

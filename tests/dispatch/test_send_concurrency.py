@@ -17,8 +17,9 @@ def _post_concurrently(api, bodies_and_headers, workers: int):
     def post(item):
         body, headers = item
         try:
-            return Client().post("/api/v1/messages", body, content_type="application/json",
-                                 HTTP_AUTHORIZATION=f"Bearer {api.key}", **headers)
+            return Client().post(
+                "/api/v1/messages", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api.key}", **headers
+            )
         finally:
             connection.close()
 
@@ -29,7 +30,11 @@ def _post_concurrently(api, bodies_and_headers, workers: int):
 def test_twenty_concurrent_identical_requests_create_one_set(make_api_client, make_template) -> None:
     api = make_api_client("concurrent", rate_limit=1000)
     make_template(api)
-    body = {"template": "order_shipped", "to": [{"phone": "+8613800138000"}, {"phone": "+8613800138001"}], "params": {"order_no": "1"}}
+    body = {
+        "template": "order_shipped",
+        "to": [{"phone": "+8613800138000"}, {"phone": "+8613800138001"}],
+        "params": {"order_no": "1"},
+    }
     responses = _post_concurrently(api, [(body, {"HTTP_IDEMPOTENCY_KEY": "same-key"})] * 20, workers=20)
 
     assert {r.status_code for r in responses} == {202}
@@ -40,8 +45,10 @@ def test_twenty_concurrent_identical_requests_create_one_set(make_api_client, ma
 def test_quota_holds_under_fifty_concurrent_requests(make_api_client, make_template) -> None:
     api = make_api_client("quota", rate_limit=1000, daily_quota=30)
     make_template(api)
-    bodies = [({"template": "order_shipped", "to": {"phone": f"+86138001380{i:02d}"}, "params": {"order_no": "1"}}, {})
-              for i in range(50)]
+    bodies = [
+        ({"template": "order_shipped", "to": {"phone": f"+86138001380{i:02d}"}, "params": {"order_no": "1"}}, {})
+        for i in range(50)
+    ]
     responses = _post_concurrently(api, bodies, workers=25)
 
     codes = [r.status_code for r in responses]

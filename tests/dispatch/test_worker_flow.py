@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 @pytest.fixture
 def inbox_template(api, make_template):
-    return make_template(api, code="notice", channel="inbox", content="Hello {{name}}, your report is ready.", title="Report ready")
+    return make_template(
+        api, code="notice", channel="inbox", content="Hello {{name}}, your report is ready.", title="Report ready"
+    )
 
 
 def _status(api, message_id: str) -> str:
@@ -28,7 +30,9 @@ def _status(api, message_id: str) -> str:
 
 
 def _send_inbox(api, user_id: str = "u1", **extra) -> str:
-    response = api.post("/api/v1/messages", {"template": "notice", "to": {"user_id": user_id}, "params": {"name": "Ann"}, **extra})
+    response = api.post(
+        "/api/v1/messages", {"template": "notice", "to": {"user_id": user_id}, "params": {"name": "Ann"}, **extra}
+    )
     assert response.status_code == 202, response.content
     return response.json()["messages"][0]["id"]
 
@@ -45,7 +49,11 @@ def test_inbox_message_is_delivered_and_readable(api, inbox_template, dispatch_w
     assert inbox["unread_count"] == 1
     [item] = inbox["results"]
     assert (item["id"], item["title"], item["content"], item["read_at"]) == (
-        message_id, "Report ready", "Hello Ann, your report is ready.", None)
+        message_id,
+        "Report ready",
+        "Hello Ann, your report is ready.",
+        None,
+    )
 
     read = api.post(f"/api/v1/recipients/u1/inbox/{message_id}/read")
     assert read.status_code == 200 and read.json()["read_at"]
@@ -81,8 +89,9 @@ def test_relay_publishes_after_redis_was_down(api, inbox_template, worker_env, t
     redis = EmbeddedRedis(tmp_path / "redis")
     url = redis.ensure_running().rsplit("/", 1)[0] + "/1"
     try:
-        with override_settings(REDIS_URL=url, CELERY_BROKER_URL=url), celery_worker(
-            worker_env | {"REDIS_URL": url}, "mc.high", tmp_path / "worker.log", name="relay"
+        with (
+            override_settings(REDIS_URL=url, CELERY_BROKER_URL=url),
+            celery_worker(worker_env | {"REDIS_URL": url}, "mc.high", tmp_path / "worker.log", name="relay"),
         ):
             redis.stop()
             message_id = _send_inbox(api)  # accepted: the database is the source of truth
