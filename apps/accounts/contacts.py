@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from functools import lru_cache
 
@@ -12,8 +13,56 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 
+_E164 = re.compile(r"^\+([1-9]\d{0,2})(\d{4,14})$")
+
+
+_Desc = tuple[re.Pattern[str], frozenset[int]]
+
+
+@lru_cache(maxsize=512)
+def _type_patterns(country_code: str) -> tuple[_Desc, tuple[_Desc, ...]] | None:
+    """(general, (mobile, fixed line)) number descriptions — pattern and possible lengths, as the
+    library checks them — of a country code that belongs to exactly one region."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(country_code), ())
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(regions[0]) if len(regions) == 1 else None
+    if metadata is None or metadata.general_desc is None or not metadata.general_desc.national_number_pattern:
+        return None
+    general_lengths = frozenset(metadata.general_desc.possible_length or ())
+
+    def desc(d: phonenumbers.PhoneNumberDesc) -> _Desc:
+        return re.compile(d.national_number_pattern), frozenset(d.possible_length or ()) or general_lengths
+
+    types = tuple(desc(d) for d in (metadata.mobile, metadata.fixed_line) if d is not None and d.national_number_pattern)
+    return desc(metadata.general_desc), types
+
+
+def _matches(national: str, description: _Desc) -> bool:
+    pattern, lengths = description
+    return len(national) in lengths and pattern.fullmatch(national) is not None
+
+
+def _fast_e164(raw: str) -> str | None:
+    """An already-E.164 number of a single-region country that is a valid mobile or fixed-line number
+    by the library's own patterns: the send path validates 1,000 of these per request, and this is
+    ~20x cheaper than a full parse. None means "ask the full parser", never "invalid"."""
+    match = _E164.match(raw)
+    if not match:
+        return None
+    for split in range(1, 4):
+        country, national = raw[1 : 1 + split], raw[1 + split :]
+        if int(country) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            descriptions = _type_patterns(country)
+            if descriptions and _matches(national, descriptions[0]) and any(_matches(national, d) for d in descriptions[1]):
+                return raw
+            return None
+    return None
+
+
 def phone_e164(raw: str, *, region: str | None = None) -> str | None:
     """E.164 form of a valid number (national formats read in DEFAULT_PHONE_REGION), else None."""
+    fast = _fast_e164(raw)
+    if fast is not None:
+        return fast
     try:
         number = phonenumbers.parse(raw, region or settings.DEFAULT_PHONE_REGION)
     except phonenumbers.NumberParseException:

@@ -3,12 +3,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from django.contrib.postgres.expressions import ArraySubquery
-from django.contrib.postgres.fields import ArrayField
-from django.db.models import CharField, Exists, OuterRef, Prefetch, Q, Value
+from django.db import connection
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
-from apps.accounts.models import Account, Preference, PushToken, Recipient
+from apps.accounts.models import Account, PushToken, Recipient
 from apps.templates.choices import Category, Channel
 from messaging_center.broker import redis_client
 from messaging_center.errors import NotFound
@@ -40,8 +39,13 @@ def recipients_by_user_id(*, account_id: uuid.UUID, user_ids: Iterable[str]) -> 
     wanted = list(set(user_ids))
     if not wanted:
         return {}
-    recipients = Recipient.objects.filter(account_id=account_id, user_id__in=wanted).prefetch_related(
-        Prefetch("push_tokens", queryset=PushToken.objects.filter(active=True), to_attr="active_push_tokens")
+    recipients = list(
+        Recipient.objects.raw(
+            "SELECT * FROM accounts_recipient WHERE account_id = %s AND user_id = ANY(%s)", [account_id, wanted]
+        )
+    )
+    prefetch_related_objects(
+        recipients, Prefetch("push_tokens", queryset=PushToken.objects.filter(active=True), to_attr="active_push_tokens")
     )
     return {recipient.user_id: recipient for recipient in recipients}
 
@@ -55,39 +59,59 @@ def recipient_preferences(*, recipient: Recipient) -> dict[str, dict[str, bool]]
     return table
 
 
+_ADDRESS_COLUMN = {
+    Channel.SMS: "phone",
+    Channel.EMAIL: "email",
+    Channel.WECHAT: "wechat_openid",
+    Channel.WECOM: "wecom_userid",
+}
+
+
 def preferences_opted_out(
     *, account_id: uuid.UUID, category: str, channel: str, user_ids: Iterable[str] = (), addresses: Iterable[str] = ()
 ) -> set[str]:
-    """The given user_ids, and the given addresses (phone E.164, e-mail, openid, WeCom id, push token) of
-    recipients, that opted out of `category` on `channel`. One query for a whole batch."""
+    """The given user_ids, and the given addresses on `channel` (phone E.164, e-mail, openid, WeCom id,
+    push token) of recipients, that opted out of `category` on `channel`. One query for a whole batch,
+    with each list bound as one array parameter (a 1,000-entry IN list costs more to build than to run)."""
     if category == Category.VERIFICATION:
         return set()
-    wanted_ids = set(user_ids)
-    wanted_addresses = set(addresses)
+    wanted_ids = list(set(user_ids))
+    wanted_addresses = list(set(addresses))
     if not wanted_ids and not wanted_addresses:
         return set()
-    match = Q(user_id__in=wanted_ids) if wanted_ids else Q()
-    if wanted_addresses:
-        address_match = (
-            Q(phone__in=wanted_addresses)
-            | Q(email__in=wanted_addresses)
-            | Q(wechat_openid__in=wanted_addresses)
-            | Q(wecom_userid__in=wanted_addresses)
-            | Exists(PushToken.objects.filter(recipient=OuterRef("pk"), token__in=wanted_addresses))
-        )
-        match = match | address_match if wanted_ids else address_match
-    opted_out = Preference.objects.filter(recipient=OuterRef("pk"), category=category, channel=channel, subscribed=False)
-    rows = Recipient.objects.filter(match, Exists(opted_out), account_id=account_id)
-    if wanted_addresses:
-        tokens = PushToken.objects.filter(recipient=OuterRef("pk"), token__in=wanted_addresses).values("token")
-        rows = rows.annotate(tokens=ArraySubquery(tokens))
+    if channel == Channel.PUSH:
+        address_sql = "SELECT t.token FROM accounts_pushtoken t WHERE t.recipient_id = r.id AND t.token = ANY(%(addresses)s)"
+        match_sql = f"EXISTS ({address_sql})"
+        found_sql = f"ARRAY({address_sql})"
+    elif channel in _ADDRESS_COLUMN:
+        column = _ADDRESS_COLUMN[Channel(channel)]
+        match_sql = f"r.{column} = ANY(%(addresses)s)"
+        found_sql = f"ARRAY[r.{column}]"
     else:
-        rows = rows.annotate(tokens=Value([], output_field=ArrayField(CharField())))
+        match_sql, found_sql = "FALSE", "ARRAY[]::varchar[]"
+    query = f"""
+        SELECT r.user_id, {found_sql}
+        FROM accounts_recipient r
+        WHERE r.account_id = %(account)s
+          AND (r.user_id = ANY(%(user_ids)s) OR {match_sql})
+          AND EXISTS (
+              SELECT 1 FROM accounts_preference p
+              WHERE p.recipient_id = r.id AND p.category = %(category)s AND p.channel = %(channel)s AND NOT p.subscribed
+          )
+    """  # noqa: S608 - only fixed column names are interpolated
+    params = {
+        "account": account_id,
+        "user_ids": wanted_ids,
+        "addresses": wanted_addresses,
+        "category": category,
+        "channel": channel,
+    }
     found: set[str] = set()
-    for user_id, phone, email, openid, wecom_userid, tokens in rows.values_list(
-        "user_id", "phone", "email", "wechat_openid", "wecom_userid", "tokens"
-    ):
-        if user_id in wanted_ids:
-            found.add(user_id)
-        found.update(value for value in (phone, email, openid, wecom_userid, *tokens) if value in wanted_addresses)
+    requested_ids, requested_addresses = set(wanted_ids), set(wanted_addresses)
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        for user_id, matched in cursor.fetchall():
+            if user_id in requested_ids:
+                found.add(user_id)
+            found.update(value for value in matched if value in requested_addresses)
     return found

@@ -32,7 +32,7 @@ def normalize_address(channel: str, raw: str) -> tuple[str, str]:
 def recipient_address(recipient: Any, channel: str) -> str:
     """The recipient record's address on a channel ("" when it has none)."""
     if channel == "push":
-        tokens = [t for t in recipient.push_tokens.all() if t.active]
+        tokens = recipient.active_push_tokens  # prefetched by recipients_by_user_id
         return tokens[0].token if tokens else ""
     field = CHANNEL_ADDRESS_KEY.get(channel)
     return str(getattr(recipient, field, "") or "") if field else ""

@@ -8,9 +8,9 @@ for the entries that will go out, and writes nothing at all when the quota refus
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from redis import Redis
 
@@ -37,8 +37,9 @@ redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
 return {allowed, wait_us}
 """
 
-# ARGV: now_ms, quota_limit, quota_ttl_s, quota_count_extra, n_entries, then per entry 6 values:
-#   dedup_key ('' = none), dedup_ttl_s, freq_key ('' = none), freq_limits ('win:max,win:max'), counts_quota (1/0), member
+# ARGV: now_ms, quota_limit, quota_ttl_s, quota_count_extra, entries as one JSON array of
+#   [dedup_key ('' = none), dedup_ttl_s, freq_key ('' = none), freq_limits ('win:max,win:max'), counts_quota (1/0), member]
+# (one argument: packing thousands of separate arguments costs more than the script).
 # KEYS[1]: quota counter.
 # Returns {status, used, outcome per entry}: status 1 = ok, 0 = quota exceeded (nothing written);
 # outcome 0 = ok, 1 = duplicate, 2 = frequency limited.
@@ -47,21 +48,20 @@ local now_ms = tonumber(ARGV[1])
 local quota_limit = tonumber(ARGV[2])
 local quota_ttl = tonumber(ARGV[3])
 local extra = tonumber(ARGV[4])
-local n = tonumber(ARGV[5])
+local entries = cjson.decode(ARGV[5])
 local outcomes = {}
 local seen_dedup = {}
 local pending = {}
 local writes_dedup = {}
 local writes_freq = {}
 local to_count = extra
-for i = 0, n - 1 do
-  local base = 6 + i * 6
-  local dedup_key = ARGV[base]
-  local dedup_ttl = tonumber(ARGV[base + 1])
-  local freq_key = ARGV[base + 2]
-  local limits = ARGV[base + 3]
-  local counts = tonumber(ARGV[base + 4])
-  local member = ARGV[base + 5]
+for i, entry in ipairs(entries) do
+  local dedup_key = entry[1]
+  local dedup_ttl = tonumber(entry[2])
+  local freq_key = entry[3]
+  local limits = entry[4]
+  local counts = tonumber(entry[5])
+  local member = entry[6]
   local outcome = 0
   if dedup_key ~= '' and (seen_dedup[dedup_key] or redis.call('EXISTS', dedup_key) == 1) then
     outcome = 1
@@ -96,7 +96,7 @@ for i = 0, n - 1 do
     end
     if counts == 1 then to_count = to_count + 1 end
   end
-  outcomes[i + 1] = outcome
+  outcomes[i] = outcome
 end
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if to_count > 0 and used + to_count > quota_limit then
@@ -159,17 +159,19 @@ class Limiter:
         self, *, quota_key: str, quota_limit: int, quota_ttl: int, entries: list[EntryLimits], extra_quota: int = 0
     ) -> BatchDecision:
         """`extra_quota` counts entries that need no per-entry check but still use the quota."""
-        args: list[Any] = [int(time.time() * 1000), quota_limit, quota_ttl, extra_quota, len(entries)]
-        for index, entry in enumerate(entries):
-            limits = ",".join(f"{window}:{maximum}" for window, maximum in entry.frequency_limits)
-            args += [
+        stamp = time.time_ns()
+        packed = [
+            [
                 entry.dedup_key,
                 entry.dedup_ttl,
                 entry.frequency_key,
-                limits,
+                ",".join(f"{window}:{maximum}" for window, maximum in entry.frequency_limits),
                 int(entry.counts_quota),
-                f"{time.time_ns()}:{index}",
+                f"{stamp}:{index}",
             ]
+            for index, entry in enumerate(entries)
+        ]
+        args = [int(time.time() * 1000), quota_limit, quota_ttl, extra_quota, json.dumps(packed)]
         status, used, outcomes = self._decide(keys=[quota_key], args=args)
         return BatchDecision(bool(status), int(used), [int(o) for o in outcomes])
 

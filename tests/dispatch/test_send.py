@@ -349,3 +349,13 @@ def test_response_is_compact_json(api, shipped) -> None:
     response = _send(api, {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}})
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content)["accepted"] == 1
+
+
+def test_control_characters_survive_storage(api, make_template) -> None:
+    make_template(api, code="raw", channel="email", content="{{body}}", title="t")
+    tricky = "tab\there\nnew line\\backslash\r\\N and 中文 ✓"
+    response = _send(api, {"template": "raw", "to": {"email": "a@example.com"}, "params": {"body": tricky}})
+    assert response.status_code == 202
+    message = Message.objects.get()
+    assert message.content == tricky
+    assert message.params == {"body": tricky}
