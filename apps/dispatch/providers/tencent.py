@@ -33,7 +33,6 @@ DEFAULT_ENDPOINT = "https://sms.tencentcloudapi.com"
 DEFAULT_REGION = "ap-guangzhou"
 ALGORITHM = "TC3-HMAC-SHA256"
 CONTENT_TYPE = "application/json; charset=utf-8"
-SIGNED_HEADERS = "content-type;host"
 # Push and pull times are Beijing time without a zone.
 CHINA = dt.timezone(dt.timedelta(hours=8))
 PULL_LIMIT = 100
@@ -60,30 +59,24 @@ def _hmac(key: bytes, message: str) -> bytes:
 
 
 def tc3_signature(
-    secret_key: str,
-    *,
-    service: str,
-    host: str,
-    payload: bytes,
-    timestamp: int,
-    content_type: str = CONTENT_TYPE,
-    method: str = "POST",
+    secret_key: str, *, service: str, signed_headers: Mapping[str, str], payload: bytes, timestamp: int, method: str = "POST"
 ) -> str:
-    """The hex signature over `content-type;host`, as in Tencent's signature v3 example."""
-    canonical_request = "\n".join(
-        [method, "/", "", f"content-type:{content_type.lower()}\nhost:{host.lower()}\n", SIGNED_HEADERS, sha256_hex(payload)]
-    )
+    """The hex signature of a request to path "/" with no query, as in Tencent's signature v3 example."""
+    canonical_headers = "".join(f"{name.lower()}:{value.strip().lower()}\n" for name, value in sorted(signed_headers.items()))
+    names = ";".join(sorted(name.lower() for name in signed_headers))
+    canonical_request = "\n".join([method, "/", "", canonical_headers, names, sha256_hex(payload)])
     date = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
-    scope = f"{date}/{service}/tc3_request"
-    to_sign = f"{ALGORITHM}\n{timestamp}\n{scope}\n{sha256_hex(canonical_request.encode())}"
+    to_sign = f"{ALGORITHM}\n{timestamp}\n{date}/{service}/tc3_request\n{sha256_hex(canonical_request.encode())}"
     key = _hmac(_hmac(_hmac(f"TC3{secret_key}".encode(), date), service), "tc3_request")
     return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def tc3_authorization(secret_id: str, secret_key: str, *, service: str, host: str, payload: bytes, timestamp: int) -> str:
+    """Signs content-type and host only, as the official SDKs do."""
     date = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
-    sig = tc3_signature(secret_key, service=service, host=host, payload=payload, timestamp=timestamp)
-    return f"{ALGORITHM} Credential={secret_id}/{date}/{service}/tc3_request, SignedHeaders={SIGNED_HEADERS}, Signature={sig}"
+    signed = {"content-type": CONTENT_TYPE, "host": host}
+    sig = tc3_signature(secret_key, service=service, signed_headers=signed, payload=payload, timestamp=timestamp)
+    return f"{ALGORITHM} Credential={secret_id}/{date}/{service}/tc3_request, SignedHeaders=content-type;host, Signature={sig}"
 
 
 def china_time(value: Any) -> dt.datetime:

@@ -65,7 +65,7 @@ def _url_variants(url: str) -> list[str]:
 def with_message_id(callback_url: str, message_id: str) -> str:
     """Twilio has no client reference; the StatusCallback URL carries our id back in its query."""
     parts = urlsplit(callback_url)
-    query = parse_qsl(parts.query, keep_blank_values=True) + [(MESSAGE_ID_PARAM, message_id)]
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (MESSAGE_ID_PARAM, message_id)]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
