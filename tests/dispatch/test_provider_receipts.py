@@ -17,13 +17,12 @@ from tests.helpers import wait_until
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 # help.aliyun.com/document_detail/101867 (SmsReport, HTTP batch push), the documented sample.
-ALIYUN_REPORT = b"""[
+ALIYUN_REPORT = """[
   {"phone_number": "13900000001", "send_time": "2017-01-01 11:12:13", "report_time": "2017-02-02 22:23:24",
-   "success": true, "err_code": "DELIVERED", "err_msg": "\xe7\x94\xa8\xe6\x88\xb7\xe6\x8e\xa5\xe6\x94\xb6\xe6\x88\x90\xe5\x8a\x9f",
-   "sms_size": "1", "biz_id": "12345", "out_id": "67890"},
+   "success": true, "err_code": "DELIVERED", "err_msg": "用户接收成功", "sms_size": "1", "biz_id": "12345", "out_id": "67890"},
   {"phone_number": "13900000002", "send_time": "2017-01-01 11:12:13", "report_time": "2017-02-02 22:23:25",
    "success": false, "err_code": "MK:0001", "err_msg": "failed", "sms_size": "1", "biz_id": "12346", "out_id": ""}
-]"""
+]""".encode()
 # cloud.tencent.com/document/product/382/52077 (SMS sending status notification), the documented sample.
 TENCENT_REPORT = b"""[
   {"user_receive_time": "2015-10-17 08:03:04", "nationcode": "86", "mobile": "13xxxxxxxxx", "report_status": "SUCCESS",
