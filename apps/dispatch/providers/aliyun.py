@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -59,14 +60,21 @@ PERMANENT_CODES = {
 THROTTLE_CODES = {"isv.BUSINESS_LIMIT_CONTROL", "isv.DAY_LIMIT_CONTROL", "Throttling", "Throttling.User", "Throttling.Api"}
 
 
+UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def percent_encode(value: str) -> str:
     """RFC 3986 encoding as Aliyun's signature requires: only A-Z a-z 0-9 - _ . ~ stay literal."""
-    return quote(value, safe="~")
+    # Most names and values need no escaping; skipping `quote` for them matters to the simulator's throughput.
+    return value if UNRESERVED.fullmatch(value) else quote(value, safe="~")
 
 
 def string_to_sign(method: str, params: Mapping[str, str]) -> str:
     canonical = "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in sorted(params.items()) if k != "Signature")
-    return f"{method}&{percent_encode('/')}&{percent_encode(canonical)}"
+    # The canonical query holds only unreserved characters, "%XX", "=" and "&", so encoding it a
+    # second time is these three replacements (and much cheaper than `quote` on a long string).
+    encoded = canonical.replace("%", "%25").replace("=", "%3D").replace("&", "%26")
+    return f"{method}&%2F&{encoded}"
 
 
 def signature(method: str, params: Mapping[str, str], access_key_secret: str) -> str:

@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 
@@ -22,6 +22,19 @@ MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 PHONE = re.compile(r"^\+?\d{6,15}$")
 INVALID_JSON = "JSON参数不合法, 只接受字符串值"
 SIGNED_PARAMS = ("AccessKeyId", "Signature", "SignatureMethod", "SignatureNonce", "SignatureVersion", "Timestamp")
+
+
+def form_fields(encoded: str) -> dict[str, str]:
+    """`dict(parse_qsl(encoded))`, several times faster for the common case of few escapes."""
+    fields = {}
+    for pair in encoded.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "%" in pair or "+" in pair:
+            name, value = unquote_plus(name), unquote_plus(value)
+        fields[name] = value
+    return fields
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -38,9 +51,9 @@ def _china(moment: dt.datetime) -> str:
 
 async def handle(request: web.Request) -> web.Response:
     try:
-        params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+        params = form_fields(request.query_string)
         if request.method == "POST":
-            params.update(parse_qsl((await request.read()).decode("utf-8"), keep_blank_values=True))
+            params.update(form_fields((await request.read()).decode("utf-8")))
     except ValueError:
         return _error(400, "InvalidParameter", "The request parameters are not valid UTF-8 form data.")
     denied = _authenticate(request, params)
@@ -69,7 +82,9 @@ def _authenticate(request: web.Request, params: dict[str, str]) -> web.Response 
     if not hmac.compare_digest(expected, params["Signature"]):
         return _error(400, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation.")
     try:
-        sent_at = dt.datetime.strptime(params["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        sent_at = dt.datetime.fromisoformat(params["Timestamp"])
+        if not params["Timestamp"].endswith("Z"):
+            raise ValueError("not UTC")
     except ValueError:
         return _error(400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted.")
     if abs(dt.datetime.now(dt.UTC) - sent_at) > MAX_CLOCK_SKEW:

@@ -71,8 +71,8 @@ DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
     "twilio": {"account_sid": "AC00000000000000000000000000000001", "auth_token": "sim-twilio-token"},
 }
 # Memory bounds for a simulator left running under load; the oldest entries go first.
-MAX_RECORDS = 200_000
-MAX_SENT = 200_000
+MAX_RECORDS = 100_000
+MAX_SENT = 100_000
 
 
 def credentials_from_env(environ: dict[str, str]) -> dict[str, dict[str, str]]:
