@@ -175,6 +175,9 @@ def test_aliyun_polling_returns_receipts_once_reported(sim: Simulator) -> None:
         "DELIVERED",
     )
     assert sender.poll_receipts(since=since, phones_and_ids=[(outbound.to, "unknown^0")]) == []
+    # Without a BizId (after an ambiguous timeout) the phone's receipts carry our id back.
+    [by_phone] = sender.poll_receipts(since=since, phones_and_ids=[(outbound.to, "")])
+    assert (by_phone.message_id, by_phone.status) == (outbound.message_id, "delivered")
     assert sender.poll_receipts(since=since) == []
 
 

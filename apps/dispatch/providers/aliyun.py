@@ -211,32 +211,28 @@ class AliyunSms(ProviderAdapter):
         return receipts
 
     def poll_receipts(self, *, since: dt.datetime, phones_and_ids: list[tuple[str, str]] | None = None) -> list[Receipt]:
-        """QuerySendDetails per (phone, BizId). Aliyun cannot list by time, so without ids there is nothing to ask."""
+        """QuerySendDetails per (phone, BizId); Aliyun cannot list by time, so without pairs there is nothing to ask.
+
+        An empty BizId asks for everything sent to the phone since `since`: after an ambiguous timeout
+        the receipts' `message_id` (our OutId) tells whether the lost request got through.
+        """
         receipts = []
-        first_day = since.astimezone(CHINA).date()
         today = dt.datetime.now(CHINA).date()
+        # Aliyun keeps 30 days; SendDate is the Beijing day, so a send near midnight may be filed on the next one.
+        first_day = max(since.astimezone(CHINA).date(), today - dt.timedelta(days=29))
         for phone, biz_id in phones_and_ids or []:
-            # SendDate is the Beijing day of sending; a message sent near midnight may be filed on the next one.
             day = first_day
             while day <= today:
                 found = self._query_send_details(phone, biz_id, day)
-                if found is not None:
-                    receipts.extend(found)
+                receipts.extend(found or [])
+                if found is not None and biz_id:
                     break
                 day += dt.timedelta(days=1)
         return receipts
 
     def _query_send_details(self, phone: str, biz_id: str, day: dt.date) -> list[Receipt] | None:
-        answer = self.call(
-            "QuerySendDetails",
-            {
-                "PhoneNumber": national_number(phone),
-                "BizId": biz_id,
-                "SendDate": day.strftime("%Y%m%d"),
-                "PageSize": "10",
-                "CurrentPage": "1",
-            },
-        )
+        query = {"PhoneNumber": national_number(phone), "SendDate": day.strftime("%Y%m%d"), "PageSize": "50", "CurrentPage": "1"}
+        answer = self.call("QuerySendDetails", {**query, "BizId": biz_id} if biz_id else query)
         details = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
         if not details:
             return None
@@ -248,7 +244,7 @@ class AliyunSms(ProviderAdapter):
             receipts.append(
                 Receipt(
                     provider=self.kind,
-                    provider_message_id=biz_id,
+                    provider_message_id=biz_id or None,
                     message_id=detail.get("OutId") or None,
                     to=e164(str(detail.get("PhoneNum") or phone)),
                     status="delivered" if detail["SendStatus"] == 3 else "undelivered",
