@@ -1,16 +1,35 @@
-"""The simulator's HTTP server (aiohttp): control endpoints under `/_sim/`, provider APIs beside them."""
+"""The simulator's HTTP server (aiohttp): control endpoints under `/_sim/`, provider APIs beside them.
+
+One process serves every provider on its real path: Aliyun's RPC API and Tencent's API 3.0 share
+`/` (Tencent's requests carry an `X-TC-Action` header, Aliyun's an `Action` parameter), Twilio's
+Messages resource lives under `/2010-04-01/`. Point each adapter's `endpoint` setting at the
+simulator's base URL.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from apps.dispatch.simulator.state import BehaviorError, SimulatorState, parse_behavior_changes
+from apps.dispatch.simulator import aliyun, tencent, twilio
+from apps.dispatch.simulator.common import STATE_KEY
+from apps.dispatch.simulator.receipts import receipt_pump
+from apps.dispatch.simulator.state import (
+    DEFAULT_CREDENTIALS,
+    BehaviorError,
+    SimulatorState,
+    credentials_from_env,
+    parse_behavior_changes,
+)
 
-STATE_KEY = web.AppKey("state", SimulatorState)
+logger = logging.getLogger(__name__)
+PROVIDERS = list(DEFAULT_CREDENTIALS)
 
 
 def _error(status: int, detail: str) -> web.Response:
@@ -52,9 +71,38 @@ async def behavior(request: web.Request) -> web.Response:
     return web.json_response({name: state.behavior(name).__dict__ for name in targets})
 
 
-def build_app(provider_names: list[str] | None = None) -> web.Application:
-    app = web.Application(client_max_size=8 * 1024 * 1024)
-    app[STATE_KEY] = SimulatorState(provider_names or [])
+async def root(request: web.Request) -> web.Response:
+    if "X-TC-Action" in request.headers:
+        return await tencent.handle(request)
+    return await aliyun.handle(request)
+
+
+@web.middleware
+async def never_crash(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A bug or a request nobody foresaw answers 500 JSON and leaves the simulator running."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("simulator failed on %s %s", request.method, request.path)
+        return web.json_response({"code": "simulator_error", "detail": "unexpected error, see the simulator log"}, status=500)
+
+
+def build_app(
+    provider_names: list[str] | None = None,
+    *,
+    credentials: dict[str, dict[str, str]] | None = None,
+    receipt_base_url: str | None = None,
+) -> web.Application:
+    app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[never_crash])
+    app[STATE_KEY] = SimulatorState(provider_names or PROVIDERS, credentials, receipt_base_url)
+    app.cleanup_ctx.append(receipt_pump)
+    app.router.add_route("POST", "/", root)
+    app.router.add_route("GET", "/", root)
+    app.router.add_post(twilio.PATH, twilio.create_message)
     app.router.add_get("/_sim/providers", providers)
     app.router.add_get("/_sim/messages", messages)
     app.router.add_delete("/_sim/messages", clear_messages)
@@ -67,5 +115,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Provider simulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument(
+        "--receipt-base-url",
+        default=os.environ.get("SIM_RECEIPT_BASE_URL") or None,
+        help="status reports go to <this><provider>, e.g. http://127.0.0.1:8000/api/v1/receipts/ (env SIM_RECEIPT_BASE_URL)",
+    )
     args = parser.parse_args(argv)
-    web.run_app(build_app(), host=args.host, port=args.port, access_log=None, print=None)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = build_app(credentials=credentials_from_env(dict(os.environ)), receipt_base_url=args.receipt_base_url)
+    # A request held by an injected timeout must not delay shutdown.
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, shutdown_timeout=1)

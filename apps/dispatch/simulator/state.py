@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+import itertools
+import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,23 +63,87 @@ def parse_behavior_changes(body: Any) -> tuple[str, dict[str, Any]]:
     return provider, changes
 
 
+# Well-known test credentials the simulator accepts unless SIM_<PROVIDER>_<SETTING> overrides them
+# (README "Providers"); the adapters' own setting names are used as keys.
+DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
+    "aliyun": {"access_key_id": "sim-aliyun-key", "access_key_secret": "sim-aliyun-secret"},
+    "tencent": {"secret_id": "sim-tencent-id", "secret_key": "sim-tencent-key"},
+    "twilio": {"account_sid": "AC00000000000000000000000000000001", "auth_token": "sim-twilio-token"},
+}
+# Memory bounds for a simulator left running under load; the oldest entries go first.
+MAX_RECORDS = 100_000
+MAX_SENT = 100_000
+
+
+def credentials_from_env(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {
+        provider: {name: environ.get(f"SIM_{provider}_{name}".upper(), default) for name, default in settings.items()}
+        for provider, settings in DEFAULT_CREDENTIALS.items()
+    }
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
 @dataclass
 class Record:
     provider: str
     to: str
     message_id: str | None
     request: dict[str, Any]
-    received_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    provider_message_id: str | None = None
+    received_at: str = field(default_factory=now_iso)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass
+class SentMessage:
+    """A message the simulator accepted, as its delivery report and polling APIs see it."""
+
+    provider: str
+    provider_message_id: str
+    to: str
+    message_id: str | None
+    template: str | None = None
+    content: str | None = None
+    callback_url: str | None = None
+    sender: str | None = None
+    sent_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    outcome: str | None = None  # "delivered" | "undelivered" once its receipt is due
+    reported_at: dt.datetime | None = None
+
+
+@dataclass(order=True)
+class PendingReceipt:
+    due: float
+    seq: int
+    message: SentMessage = field(compare=False)
+    outcome: str = field(compare=False)
+    attempt: int = field(default=0, compare=False)
+
+
 class SimulatorState:
-    def __init__(self, providers: list[str]) -> None:
+    def __init__(
+        self,
+        providers: list[str],
+        credentials: dict[str, dict[str, str]] | None = None,
+        receipt_base_url: str | None = None,
+    ) -> None:
         self.providers = providers
-        self.records: list[Record] = []
+        self.credentials = credentials or DEFAULT_CREDENTIALS
+        self.receipt_base_url = receipt_base_url
+        self.records: deque[Record] = deque(maxlen=MAX_RECORDS)
         self.behaviors: dict[str, Behavior] = {}
+        self.sent: dict[tuple[str, str], list[SentMessage]] = {}
+        self.pull_queues: dict[str, deque[SentMessage]] = {}
+        self.pending: list[PendingReceipt] = []
+        self._ids = itertools.count(1)
+
+    def next_id(self) -> int:
+        return next(self._ids)
 
     def behavior(self, provider: str) -> Behavior:
         return self.behaviors.get(provider, Behavior())
@@ -88,6 +156,40 @@ class SimulatorState:
     def record(self, record: Record) -> None:
         self.records.append(record)
 
+    def accept(self, message: SentMessage) -> None:
+        """Remembers an accepted message for polling and schedules its receipt per the behavior."""
+        key = (message.provider, message.provider_message_id)
+        self.sent.setdefault(key, []).append(message)
+        if len(self.sent) > MAX_SENT:
+            del self.sent[next(iter(self.sent))]
+        behavior = self.behavior(message.provider)
+        if behavior.receipt == "none":
+            return
+        due = time.monotonic() + behavior.receipt_delay_ms / 1000
+        heapq.heappush(self.pending, PendingReceipt(due, self.next_id(), message, behavior.receipt))
+
+    def sent_messages(self, provider: str, provider_message_id: str) -> list[SentMessage]:
+        return self.sent.get((provider, provider_message_id), [])
+
+    def due_receipts(self) -> list[PendingReceipt]:
+        now = time.monotonic()
+        due = []
+        while self.pending and self.pending[0].due <= now:
+            due.append(heapq.heappop(self.pending))
+        return due
+
+    def report(self, message: SentMessage, outcome: str) -> None:
+        """The carrier's report arrived: polling APIs see it from now on."""
+        if message.outcome is None:
+            message.outcome = outcome
+            message.reported_at = dt.datetime.now(dt.UTC)
+            self.pull_queues.setdefault(message.provider, deque(maxlen=MAX_SENT)).append(message)
+
+    def retry_push(self, pending: PendingReceipt, delay: float) -> None:
+        pending.attempt += 1
+        pending.due = time.monotonic() + delay
+        heapq.heappush(self.pending, pending)
+
     def messages(self, to: str | None) -> list[dict[str, Any]]:
         return [r.as_json() for r in self.records if to is None or r.to == to]
 
@@ -97,3 +199,6 @@ class SimulatorState:
     def reset(self) -> None:
         self.records.clear()
         self.behaviors.clear()
+        self.sent.clear()
+        self.pull_queues.clear()
+        self.pending.clear()

@@ -1,0 +1,20 @@
+"""Provider adapters by kind, imported lazily so that a broken or unused adapter costs nothing."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from apps.dispatch.providers.base import ProviderAdapter
+
+ADAPTERS = {
+    "aliyun": "apps.dispatch.providers.aliyun.AliyunSms",
+    "tencent": "apps.dispatch.providers.tencent.TencentSms",
+    "twilio": "apps.dispatch.providers.twilio.TwilioSms",
+}
+
+
+def adapter_class(kind: str) -> type[ProviderAdapter]:
+    """The adapter class for `kind`; KeyError for an unknown kind."""
+    module_name, _, class_name = ADAPTERS[kind].rpartition(".")
+    adapter: type[ProviderAdapter] = getattr(import_module(module_name), class_name)
+    return adapter

@@ -1,0 +1,118 @@
+"""The one interface every provider adapter implements; plain Python, usable from Celery tasks.
+
+Transient vs permanent is decided here, in the adapters, once: callers only look at `ProviderError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from apps.dispatch.providers.http import HttpClient
+
+THROTTLE = "throttle"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    message_id: str
+    to: str
+    content: str
+    params: dict[str, str] = field(default_factory=dict)
+    variables: tuple[str, ...] = ()
+    provider_template_id: str | None = None
+    sms_signature: str = ""
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+    raw: dict[str, Any]
+
+
+class ProviderError(Exception):
+    """A send that did not succeed.
+
+    `code` is the provider's own error code, or ours: `throttle` for every kind of rate limiting
+    (the provider's code is then in `detail`), `timeout`, `connect_error`, `connection_reset`,
+    `http_<status>`, `bad_response`, `missing_template`. `ambiguous` means the request may have
+    reached the provider: reconcile (poll or wait for a receipt) before sending again.
+    """
+
+    def __init__(self, code: str, detail: str, *, permanent: bool, ambiguous: bool = False) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.permanent = permanent
+        self.ambiguous = ambiguous
+
+    def __repr__(self) -> str:
+        return f"ProviderError({self.code!r}, {self.detail!r}, permanent={self.permanent}, ambiguous={self.ambiguous})"
+
+
+class ReceiptFormatError(ValueError):
+    """A status report that is not in the provider's format (the receiver answers 400)."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    provider: str
+    provider_message_id: str | None
+    message_id: str | None
+    to: str | None
+    status: Literal["delivered", "undelivered"]
+    code: str
+    detail: str
+    at: dt.datetime
+
+
+class ProviderAdapter(abc.ABC):
+    kind: ClassVar[str]
+    channel: ClassVar[str] = "sms"
+    template_based: ClassVar[bool]
+    # How many messages a caller should hand to one `send_batch` call.
+    max_batch: ClassVar[int] = 100
+    # Settings every adapter understands; see `timeouts_from`.
+    common_settings: ClassVar[tuple[str, ...]] = ("endpoint", "connect_timeout", "read_timeout")
+
+    def __init__(self, settings: Mapping[str, str], http: HttpClient | None = None) -> None:
+        from apps.dispatch.providers.http import HttpClient, timeouts_from
+
+        self.settings = dict(settings)
+        self.http = http or HttpClient(*timeouts_from(self.settings))
+
+    @classmethod
+    @abc.abstractmethod
+    def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
+        """Names of the settings that are missing or invalid (empty when the adapter can run)."""
+
+    @abc.abstractmethod
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Hands one message to the provider; raises `ProviderError`."""
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult | ProviderError]:
+        """One outcome per message, in order. One message's failure never fails the others."""
+        results: list[SendResult | ProviderError] = []
+        for message in messages:
+            try:
+                results.append(self.send(message))
+            except ProviderError as error:
+                results.append(error)
+        return results
+
+    @abc.abstractmethod
+    def verify_receipt_signature(self, *, method: str, url: str, headers: Mapping[str, str], body: bytes) -> bool:
+        """Whether a pushed status report really comes from the provider."""
+
+    @abc.abstractmethod
+    def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
+        """The final statuses in a pushed report (intermediate ones are skipped); raises `ReceiptFormatError`."""
+
+    def poll_receipts(self, *, since: dt.datetime, phones_and_ids: list[tuple[str, str]] | None = None) -> list[Receipt]:
+        """Final statuses fetched from the provider's query API; `phones_and_ids` are (phone, provider id)."""
+        return []

@@ -1,0 +1,246 @@
+"""Tencent Cloud SMS: API 3.0, version 2021-01-11, signed with TC3-HMAC-SHA256.
+
+References: cloud.tencent.com SMS API SendSms / PullSmsSendStatus, "Signature v3" (the worked
+example of the canonical request and the four-step HMAC key derivation), and "SMS sending status
+notification" (the status push, a JSON array).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from apps.dispatch.providers.base import (
+    THROTTLE,
+    OutboundMessage,
+    ProviderAdapter,
+    ProviderError,
+    Receipt,
+    ReceiptFormatError,
+    SendResult,
+)
+from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
+
+API_VERSION = "2021-01-11"
+SERVICE = "sms"
+DEFAULT_ENDPOINT = "https://sms.tencentcloudapi.com"
+DEFAULT_REGION = "ap-guangzhou"
+ALGORITHM = "TC3-HMAC-SHA256"
+CONTENT_TYPE = "application/json; charset=utf-8"
+# Push and pull times are Beijing time without a zone.
+CHINA = dt.timezone(dt.timedelta(hours=8))
+PULL_LIMIT = 100
+PULL_MAX_PAGES = 20
+
+PERMANENT_PREFIXES = (
+    "AuthFailure",
+    "InvalidParameter",
+    "MissingParameter",
+    "UnauthorizedOperation",
+    "UnsupportedOperation",
+    "UnknownParameter",
+    "FailedOperation",
+)
+TRANSIENT_CODES = {"FailedOperation.FailResolvePacket", "FailedOperation.JsonParseFail"}
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+
+def tc3_signature(
+    secret_key: str, *, service: str, signed_headers: Mapping[str, str], payload: bytes, timestamp: int, method: str = "POST"
+) -> str:
+    """The hex signature of a request to path "/" with no query, as in Tencent's signature v3 example."""
+    canonical_headers = "".join(f"{name.lower()}:{value.strip().lower()}\n" for name, value in sorted(signed_headers.items()))
+    names = ";".join(sorted(name.lower() for name in signed_headers))
+    canonical_request = "\n".join([method, "/", "", canonical_headers, names, sha256_hex(payload)])
+    date = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
+    to_sign = f"{ALGORITHM}\n{timestamp}\n{date}/{service}/tc3_request\n{sha256_hex(canonical_request.encode())}"
+    key = _hmac(_hmac(_hmac(f"TC3{secret_key}".encode(), date), service), "tc3_request")
+    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def tc3_authorization(secret_id: str, secret_key: str, *, service: str, host: str, payload: bytes, timestamp: int) -> str:
+    """Signs content-type and host only, as the official SDKs do."""
+    date = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
+    signed = {"content-type": CONTENT_TYPE, "host": host}
+    sig = tc3_signature(secret_key, service=service, signed_headers=signed, payload=payload, timestamp=timestamp)
+    return f"{ALGORITHM} Credential={secret_id}/{date}/{service}/tc3_request, SignedHeaders=content-type;host, Signature={sig}"
+
+
+def china_time(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise ReceiptFormatError(f"expected a 'YYYY-MM-DD hh:mm:ss' time, got {value!r}")
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
+    except ValueError as error:
+        raise ReceiptFormatError(str(error)) from error
+
+
+def error_for(code: str, detail: str) -> ProviderError:
+    if code.startswith("LimitExceeded") or code == "RequestLimitExceeded":
+        return ProviderError(THROTTLE, f"{code}: {detail}", permanent=False)
+    permanent = code.startswith(PERMANENT_PREFIXES) and code not in TRANSIENT_CODES
+    return ProviderError(code, detail, permanent=permanent)
+
+
+class TencentSms(ProviderAdapter):
+    """Settings: secret_id, secret_key, sdk_app_id, region (default ap-guangzhou), endpoint (default
+    https://sms.tencentcloudapi.com), sign_name (used when a template has no signature), timeouts.
+
+    One request per message (`SessionContext` carries one client reference per request). The status
+    push is unsigned: the receiver must sit behind a secret per-provider URL token.
+    """
+
+    kind = "tencent"
+    template_based = True
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
+        invalid = [name for name in ("secret_id", "secret_key", "sdk_app_id") if not settings.get(name)]
+        if "endpoint" in settings and invalid_url(settings["endpoint"]):
+            invalid.append("endpoint")
+        return invalid + invalid_timeouts(settings)
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.get("endpoint") or DEFAULT_ENDPOINT
+
+    def call(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One API 3.0 call; returns the `Response` object of a successful answer."""
+        payload = json.dumps(params, ensure_ascii=False, separators=(",", ":")).encode()
+        host = urlsplit(self.endpoint).netloc
+        timestamp = int(time.time())
+        headers = {
+            "Authorization": tc3_authorization(
+                self.settings["secret_id"],
+                self.settings["secret_key"],
+                service=SERVICE,
+                host=host,
+                payload=payload,
+                timestamp=timestamp,
+            ),
+            "Content-Type": CONTENT_TYPE,
+            "Host": host,
+            "X-TC-Action": action,
+            "X-TC-Version": API_VERSION,
+            "X-TC-Timestamp": str(timestamp),
+            "X-TC-Region": self.settings.get("region") or DEFAULT_REGION,
+        }
+        response = self.http.request("POST", self.endpoint.rstrip("/") + "/", headers=headers, body=payload)
+        raise_for_response(response, _error_reply)
+        answer = response.json()
+        if not isinstance(answer, dict) or not isinstance(answer.get("Response"), dict):
+            raise ProviderError("bad_response", f"HTTP {response.status}: no Response object", permanent=False, ambiguous=True)
+        return answer["Response"]
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        if not message.provider_template_id:
+            raise ProviderError("missing_template", "the template has no Tencent template id", permanent=True)
+        answer = self.call(
+            "SendSms",
+            {
+                "PhoneNumberSet": [message.to],
+                "SmsSdkAppId": self.settings["sdk_app_id"],
+                "SignName": message.sms_signature or self.settings.get("sign_name", ""),
+                "TemplateId": message.provider_template_id,
+                # Positional: Tencent templates number their parameters {1}, {2}, … in template order.
+                "TemplateParamSet": [str(message.params.get(name, "")) for name in message.variables],
+                "SessionContext": message.message_id,
+            },
+        )
+        statuses = answer.get("SendStatusSet")
+        if not isinstance(statuses, list) or not statuses or not isinstance(statuses[0], dict):
+            raise ProviderError("bad_response", f"no SendStatusSet in {answer}"[:300], permanent=False, ambiguous=True)
+        status = statuses[0]
+        if status.get("Code") != "Ok":
+            raise error_for(str(status.get("Code")), str(status.get("Message") or ""))
+        return SendResult(str(status["SerialNo"]), {"SerialNo": status["SerialNo"], "RequestId": answer.get("RequestId")})
+
+    def verify_receipt_signature(self, *, method: str, url: str, headers: Mapping[str, str], body: bytes) -> bool:
+        # The status push carries no signature; the secret URL token is the receiver's only protection.
+        return True
+
+    def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
+        try:
+            reports = json.loads(body)
+        except ValueError as error:
+            raise ReceiptFormatError(f"not JSON: {error}") from error
+        if not isinstance(reports, list):
+            raise ReceiptFormatError("a Tencent status push is a JSON array")
+        receipts = []
+        for report in reports:
+            if not isinstance(report, dict) or report.get("report_status") not in ("SUCCESS", "FAIL") or not report.get("sid"):
+                raise ReceiptFormatError(f"not a status report: {report!r}"[:300])
+            mobile = str(report.get("mobile") or "")
+            receipts.append(
+                Receipt(
+                    provider=self.kind,
+                    provider_message_id=str(report["sid"]),
+                    message_id=None,
+                    to=f"+{report.get('nationcode') or '86'}{mobile}" if mobile else None,
+                    status="delivered" if report["report_status"] == "SUCCESS" else "undelivered",
+                    code=str(report.get("errmsg") or ""),
+                    detail=str(report.get("description") or ""),
+                    at=china_time(report.get("user_receive_time")),
+                )
+            )
+        return receipts
+
+    def poll_receipts(self, *, since: dt.datetime, phones_and_ids: list[tuple[str, str]] | None = None) -> list[Receipt]:
+        """PullSmsSendStatus: each status is handed out once, whatever `since` and the ids say."""
+        receipts: list[Receipt] = []
+        for _ in range(PULL_MAX_PAGES):
+            answer = self.call("PullSmsSendStatus", {"Limit": PULL_LIMIT, "SmsSdkAppId": self.settings["sdk_app_id"]})
+            statuses = answer.get("PullSmsSendStatusSet") or []
+            for status in statuses:
+                if not isinstance(status, dict) or status.get("ReportStatus") not in ("SUCCESS", "FAIL"):
+                    continue
+                receipts.append(
+                    Receipt(
+                        provider=self.kind,
+                        provider_message_id=str(status.get("SerialNo") or "") or None,
+                        message_id=status.get("SessionContext") or None,
+                        to=status.get("PhoneNumber") or None,
+                        status="delivered" if status["ReportStatus"] == "SUCCESS" else "undelivered",
+                        code=str(status.get("Description") or ""),
+                        detail="",
+                        at=_time_or_now(status.get("UserReceiveTime")),
+                    )
+                )
+            if len(statuses) < PULL_LIMIT:
+                break
+        return receipts
+
+
+def _time_or_now(value: Any) -> dt.datetime:
+    try:
+        return china_time(value)
+    except ReceiptFormatError:
+        return dt.datetime.now(dt.UTC)
+
+
+def _error_reply(response: HttpResponse) -> ProviderError | None:
+    """API 3.0 answers errors with HTTP 200 and `Response.Error`."""
+    answer = response.json()
+    error = (
+        answer.get("Response", {}).get("Error") if isinstance(answer, dict) and isinstance(answer.get("Response"), dict) else None
+    )
+    if not isinstance(error, dict):
+        return None
+    code = str(error.get("Code") or "")
+    result = error_for(code, str(error.get("Message") or ""))
+    if response.status >= 500:
+        result.permanent = False
+    return result

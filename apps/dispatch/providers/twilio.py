@@ -1,0 +1,176 @@
+"""Twilio Programmable Messaging: the Messages resource of API 2010-04-01, and its StatusCallback.
+
+References: twilio.com/docs/messaging/api/message-resource (create), /docs/usage/security
+("Validating requests": HMAC-SHA1 of the full URL followed by the sorted POST parameters,
+base64, keyed with the auth token) and /docs/api/errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from apps.dispatch.providers.base import (
+    THROTTLE,
+    OutboundMessage,
+    ProviderAdapter,
+    ProviderError,
+    Receipt,
+    ReceiptFormatError,
+    SendResult,
+)
+from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
+
+DEFAULT_ENDPOINT = "https://api.twilio.com"
+MESSAGE_ID_PARAM = "message_id"
+
+# Errors that no retry can fix: bad credentials, bad or unreachable 'To', bad 'From', blocked content.
+PERMANENT_CODES = {
+    20003,  # authentication failed
+    20404,  # the account or resource does not exist
+    21211,  # invalid 'To' phone number
+    21212,  # invalid 'From' phone number
+    21408,  # permission to send to this region is not enabled
+    21606,  # the 'From' number is not a valid message-capable number
+    21610,  # the recipient replied STOP
+    21612,  # the 'To' number cannot be reached from this 'From'
+    21614,  # 'To' is not a mobile number
+    21617,  # the body exceeds 1600 characters
+    30006,  # landline or unreachable carrier
+}
+THROTTLE_CODES = {20429, 14107, 30022}
+FINAL_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "undelivered"}
+
+
+def compute_signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
+    data = url + "".join(name + value for name, value in sorted(params))
+    return base64.b64encode(hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()).decode()
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given and without/with its default port: proxies disagree about keeping it."""
+    parts = urlsplit(url)
+    default_port = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        stripped = urlunsplit(parts._replace(netloc=host))
+        return [url, stripped]
+    return [url, urlunsplit(parts._replace(netloc=f"{host}:{default_port}"))]
+
+
+def with_message_id(callback_url: str, message_id: str) -> str:
+    """Twilio has no client reference; the StatusCallback URL carries our id back in its query."""
+    parts = urlsplit(callback_url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (MESSAGE_ID_PARAM, message_id)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class TwilioSms(ProviderAdapter):
+    """Settings: account_sid, auth_token, from_number or messaging_service_sid, endpoint (default
+    https://api.twilio.com), timeouts.
+
+    Free text: `content` is sent as the body. The StatusCallback is the message's `callback_url` plus
+    `?message_id=<our id>`; the report itself does not echo it, so `Receipt.message_id` is None and
+    the receiver reads the id from its own URL when it needs it.
+    """
+
+    kind = "twilio"
+    template_based = False
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
+        invalid = [name for name in ("account_sid", "auth_token") if not settings.get(name)]
+        if not settings.get("from_number") and not settings.get("messaging_service_sid"):
+            invalid.append("from_number")
+        if "endpoint" in settings and invalid_url(settings["endpoint"]):
+            invalid.append("endpoint")
+        return invalid + invalid_timeouts(settings)
+
+    @property
+    def endpoint(self) -> str:
+        return self.settings.get("endpoint") or DEFAULT_ENDPOINT
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        sid = self.settings["account_sid"]
+        fields = {"To": message.to, "Body": message.content}
+        if self.settings.get("messaging_service_sid"):
+            fields["MessagingServiceSid"] = self.settings["messaging_service_sid"]
+        else:
+            fields["From"] = self.settings["from_number"]
+        if message.callback_url:
+            fields["StatusCallback"] = with_message_id(message.callback_url, message.message_id)
+        credentials = base64.b64encode(f"{sid}:{self.settings['auth_token']}".encode()).decode()
+        response = self.http.request(
+            "POST",
+            f"{self.endpoint.rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json",
+            headers={
+                "Authorization": f"Basic {credentials}",
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
+            body=urlencode(fields).encode(),
+        )
+        raise_for_response(response, _error_reply)
+        answer = response.json()
+        if not isinstance(answer, dict) or not answer.get("sid"):
+            raise ProviderError("bad_response", f"HTTP {response.status}: no sid", permanent=False, ambiguous=True)
+        return SendResult(str(answer["sid"]), {"sid": answer["sid"], "status": answer.get("status")})
+
+    def verify_receipt_signature(self, *, method: str, url: str, headers: Mapping[str, str], body: bytes) -> bool:
+        given = _header(headers, "X-Twilio-Signature")
+        if not given or not self.settings.get("auth_token"):
+            return False
+        params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True) if method.upper() == "POST" else []
+        return any(
+            hmac.compare_digest(compute_signature(self.settings["auth_token"], candidate, params), given)
+            for candidate in _url_variants(url)
+        )
+
+    def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
+        try:
+            fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ReceiptFormatError(f"not a form body: {error}") from error
+        sid = fields.get("MessageSid") or fields.get("SmsSid")
+        status = fields.get("MessageStatus") or fields.get("SmsStatus")
+        if not sid or not status:
+            raise ReceiptFormatError("a Twilio status callback has MessageSid and MessageStatus")
+        if status not in FINAL_STATUSES:
+            return []
+        error_code = fields.get("ErrorCode") or ""
+        return [
+            Receipt(
+                provider=self.kind,
+                provider_message_id=sid,
+                message_id=None,
+                to=fields.get("To") or None,
+                status="delivered" if FINAL_STATUSES[status] == "delivered" else "undelivered",
+                code=error_code or status,
+                detail=fields.get("ErrorMessage") or status,
+                at=dt.datetime.now(dt.UTC),
+            )
+        ]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == lowered), None)
+
+
+def _error_reply(response: HttpResponse) -> ProviderError | None:
+    """Twilio errors are JSON with a numeric `code` (twilio.com/docs/api/errors) and the HTTP status."""
+    if response.status < 400:
+        return None
+    answer = response.json()
+    if not isinstance(answer, dict) or not isinstance(answer.get("code"), int):
+        return None
+    code = answer["code"]
+    detail = str(answer.get("message") or "")
+    if code in THROTTLE_CODES or response.status == 429:
+        return ProviderError(THROTTLE, f"{code}: {detail}", permanent=False)
+    permanent = code in PERMANENT_CODES or (400 <= response.status < 500 and response.status != 408)
+    return ProviderError(str(code), detail, permanent=permanent and response.status < 500)

@@ -1,0 +1,60 @@
+"""What every simulated provider API shares: the state key, the behavior switchboard, pushes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from apps.dispatch.simulator.state import SentMessage, SimulatorState
+
+STATE_KEY = web.AppKey("state", SimulatorState)
+# Longer than any client read timeout we configure (default 5 s), so the client gives up first.
+TIMEOUT_SLEEP_S = 30.0
+PUSH_BATCH = 100
+
+
+@dataclass
+class Push:
+    """One status-report request to send: the provider's own format, to the provider's target."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    messages: list[SentMessage] = field(default_factory=list)
+
+
+async def simulate(
+    request: web.Request, provider: str, *, accept: Callable[[], web.Response], fail: Callable[[str], web.Response]
+) -> web.Response:
+    """Applies the provider's behavior to a valid request: latency, then an injected error or `accept()`.
+
+    An injected `timeout` accepts the message (it did reach the provider) and answers too late.
+    """
+    behavior = request.app[STATE_KEY].behavior(provider)
+    if behavior.latency_ms:
+        await asyncio.sleep(behavior.latency_ms / 1000)
+    if behavior.fail_rate and random.random() < behavior.fail_rate:
+        if behavior.error != "timeout":
+            return fail(behavior.error)
+        response = accept()
+        await asyncio.sleep(TIMEOUT_SLEEP_S)
+        return response
+    return accept()
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body, ensure_ascii=False).encode(), status=status, content_type="application/json")
+
+
+def receipt_url(state: SimulatorState, provider: str) -> str | None:
+    return f"{state.receipt_base_url}{provider}" if state.receipt_base_url else None
+
+
+def batches(messages: list[SentMessage]) -> list[list[SentMessage]]:
+    return [messages[i : i + PUSH_BATCH] for i in range(0, len(messages), PUSH_BATCH)]

@@ -1,0 +1,143 @@
+"""A real simulator process and a tiny receipt receiver, shared by the provider tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from apps.dispatch.simulator.state import DEFAULT_CREDENTIALS
+from tests.helpers import BASE_DIR, free_port, stop_process_group, wait_until
+
+SIM_SETTINGS = {
+    "aliyun": {**DEFAULT_CREDENTIALS["aliyun"], "sign_name": "ACME"},
+    "tencent": {**DEFAULT_CREDENTIALS["tencent"], "sdk_app_id": "1400000001"},
+    "twilio": {**DEFAULT_CREDENTIALS["twilio"], "from_number": "+15005550006"},
+}
+
+
+@dataclass
+class PushedRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Collects the status reports the simulator pushes; answers as a provider expects."""
+
+    base_url: str
+    requests: list[PushedRequest] = field(default_factory=list)
+
+    def on(self, path: str) -> list[PushedRequest]:
+        return [r for r in self.requests if r.path.split("?")[0] == path]
+
+
+@pytest.fixture(scope="session")
+def _receiver() -> Iterator[Receiver]:
+    receiver = Receiver("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            receiver.requests.append(PushedRequest(self.path, dict(self.headers), body))
+            answer = b'{"code": 0, "msg": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Simulator:
+    url: str
+    receiver: Receiver
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def behave(self, provider: str = "*", **changes: Any) -> Any:
+        return self.control("POST", "/_sim/behavior", {"provider": provider, **changes})
+
+    def messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        query = "?" + urllib.parse.urlencode({"to": to}) if to else ""
+        return self.control("GET", "/_sim/messages" + query)["results"]
+
+    def raw(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def settings(self, provider: str, **overrides: str) -> dict[str, str]:
+        return {**SIM_SETTINGS[provider], "endpoint": self.url, **overrides}
+
+
+@pytest.fixture(scope="session")
+def _simulator_process(_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("simulator") / "simulator.log"
+    env = {**os.environ, "SIM_RECEIPT_BASE_URL": f"{_receiver.base_url}/receipts/"}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "apps.dispatch.simulator", "--port", str(port)],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/_sim/providers", timeout=1):
+                return True
+        except OSError:
+            return process.poll() is not None
+
+    try:
+        wait_until(answers, 20, "the simulator")
+        assert process.poll() is None, log_path.read_text()
+        yield url
+    finally:
+        stop_process_group(process)
+
+
+@pytest.fixture
+def sim(_simulator_process: str, _receiver: Receiver) -> Simulator:
+    """The shared simulator, reset to its defaults, and an empty receiver."""
+    simulator = Simulator(_simulator_process, _receiver)
+    simulator.control("POST", "/_sim/reset")
+    _receiver.requests.clear()
+    return simulator

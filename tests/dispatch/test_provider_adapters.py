@@ -1,0 +1,195 @@
+"""Each adapter against the real simulator process: sends, auth failures, error classification."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from apps.dispatch.providers import ADAPTERS, adapter_class
+from apps.dispatch.providers.base import OutboundMessage, ProviderAdapter, ProviderError, SendResult
+from tests.dispatch.conftest import Simulator
+from tests.helpers import free_port
+
+PROVIDERS = sorted(ADAPTERS)
+AUTH_ERRORS = {
+    "aliyun": ("access_key_secret", "SignatureDoesNotMatch"),
+    "tencent": ("secret_key", "AuthFailure.SignatureFailure"),
+    "twilio": ("auth_token", "20003"),
+}
+
+
+def message(number: int = 1, **fields: object) -> OutboundMessage:
+    defaults: dict[str, object] = {
+        "message_id": f"msg_01jtest{number:06d}",
+        "to": f"+86138001{number:05d}",
+        "content": f"【ACME】Your order A{number} has shipped.",
+        "params": {"order_no": f"A{number}", "name": "Li"},
+        "variables": ("name", "order_no"),
+        "provider_template_id": "SMS_1234",
+        "sms_signature": "ACME",
+        "callback_url": None,
+    }
+    return OutboundMessage(**(defaults | fields))  # type: ignore[arg-type]
+
+
+def adapter(sim: Simulator, provider: str, **overrides: str) -> ProviderAdapter:
+    return adapter_class(provider)(sim.settings(provider, **overrides))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_send_returns_the_provider_id_and_the_simulator_records_our_id(sim: Simulator, provider: str) -> None:
+    # Twilio carries our id only in the StatusCallback URL.
+    outbound = message(1, provider_template_id="1234567", callback_url=sim.receiver.base_url + "/cb")
+    result = adapter(sim, provider).send(outbound)
+
+    assert result.provider_message_id
+    [record] = sim.messages(to=outbound.to)
+    assert record["provider"] == provider
+    assert record["message_id"] == outbound.message_id
+    assert record["provider_message_id"] == result.provider_message_id
+
+
+def test_aliyun_request_carries_named_params_sign_name_and_out_id(sim: Simulator) -> None:
+    adapter(sim, "aliyun").send(message(2, sms_signature=""))
+    [record] = sim.messages(to="+8613800100002")
+    request = record["request"]
+    assert request["Action"] == "SendSms"
+    assert request["PhoneNumbers"] == "13800100002"
+    assert request["SignName"] == "ACME"  # the adapter's sign_name setting when the template has none
+    assert request["TemplateCode"] == "SMS_1234"
+    assert request["TemplateParam"] == '{"order_no":"A2","name":"Li"}'
+    assert request["OutId"] == "msg_01jtest000002"
+
+
+def test_tencent_request_carries_positional_params_in_variable_order(sim: Simulator) -> None:
+    adapter(sim, "tencent").send(message(3, provider_template_id="1110"))
+    [record] = sim.messages(to="+8613800100003")
+    request = record["request"]
+    assert request["TemplateParamSet"] == ["Li", "A3"]
+    assert request["TemplateId"] == "1110"
+    assert request["SmsSdkAppId"] == "1400000001"
+    assert request["SessionContext"] == "msg_01jtest000003"
+    assert request["PhoneNumberSet"] == ["+8613800100003"]
+
+
+def test_twilio_request_carries_body_and_a_status_callback_with_our_id(sim: Simulator) -> None:
+    adapter(sim, "twilio").send(message(4, callback_url="https://mc.example/api/v1/receipts/twilio?t=secret"))
+    [record] = sim.messages(to="+8613800100004")
+    request = record["request"]
+    assert request["Body"] == "【ACME】Your order A4 has shipped."
+    assert request["From"] == "+15005550006"
+    assert request["StatusCallback"] == "https://mc.example/api/v1/receipts/twilio?t=secret&message_id=msg_01jtest000004"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_bad_credentials_are_permanent_with_the_providers_auth_code(sim: Simulator, provider: str) -> None:
+    secret_setting, code = AUTH_ERRORS[provider]
+    with pytest.raises(ProviderError) as caught:
+        adapter(sim, provider, **{secret_setting: "wrong"}).send(message(5, provider_template_id="1"))
+    assert caught.value.code == code
+    assert caught.value.permanent and not caught.value.ambiguous
+    assert sim.messages() == []
+
+
+def test_unknown_aliyun_access_key_is_permanent(sim: Simulator) -> None:
+    with pytest.raises(ProviderError) as caught:
+        adapter(sim, "aliyun", access_key_id="nobody").send(message(6))
+    assert (caught.value.code, caught.value.permanent) == ("InvalidAccessKeyId.NotFound", True)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize(
+    ("error", "code", "permanent"),
+    [("http_500", "server_error", False), ("throttle", "throttle", False), ("invalid_number", "bad_number", True)],
+)
+def test_injected_errors_are_classified(sim: Simulator, provider: str, error: str, code: str | None, permanent: bool) -> None:
+    sim.behave(provider, fail_rate=1.0, error=error)
+    with pytest.raises(ProviderError) as caught:
+        adapter(sim, provider).send(message(7, provider_template_id="1"))
+    provider_codes = {
+        "server_error": {"aliyun": "InternalError", "tencent": "InternalError", "twilio": "20500"},
+        "bad_number": {
+            "aliyun": "isv.MOBILE_NUMBER_ILLEGAL",
+            "tencent": "InvalidParameterValue.IncorrectPhoneNumber",
+            "twilio": "21211",
+        },
+    }
+    assert caught.value.code == provider_codes.get(code, {}).get(provider, code)
+    assert caught.value.permanent is permanent
+    assert not caught.value.ambiguous
+    assert sim.messages() == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_timeout_is_ambiguous_because_the_provider_did_accept_it(sim: Simulator, provider: str) -> None:
+    sim.behave(provider, fail_rate=1.0, error="timeout")
+    started = time.monotonic()
+    with pytest.raises(ProviderError) as caught:
+        adapter(sim, provider, read_timeout="0.3").send(message(8, provider_template_id="1", callback_url=sim.receiver.base_url))
+    assert time.monotonic() - started < 3
+    assert caught.value.code == "timeout"
+    assert not caught.value.permanent and caught.value.ambiguous
+    [record] = sim.messages()
+    assert record["message_id"] == "msg_01jtest000008"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_nothing_listening_is_a_transient_unambiguous_connect_error(provider: str) -> None:
+    settings = {
+        "access_key_id": "k",
+        "access_key_secret": "s",
+        "secret_id": "i",
+        "secret_key": "k",
+        "sdk_app_id": "1",
+        "account_sid": "AC1",
+        "auth_token": "t",
+        "from_number": "+15005550006",
+        "endpoint": f"http://127.0.0.1:{free_port()}",
+    }
+    with pytest.raises(ProviderError) as caught:
+        adapter_class(provider)(settings).send(message(9, provider_template_id="1"))
+    assert caught.value.code == "connect_error"
+    assert not caught.value.permanent and not caught.value.ambiguous
+
+
+def test_latency_is_applied(sim: Simulator) -> None:
+    sim.behave("twilio", latency_ms=300)
+    started = time.monotonic()
+    adapter(sim, "twilio").send(message(10))
+    assert time.monotonic() - started >= 0.3
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+def test_template_providers_refuse_a_template_without_their_id(sim: Simulator, provider: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        adapter(sim, provider).send(message(11, provider_template_id=None))
+    assert (caught.value.code, caught.value.permanent) == ("missing_template", True)
+
+
+def test_send_batch_gives_one_outcome_per_message_in_order(sim: Simulator) -> None:
+    outcomes = adapter(sim, "twilio").send_batch([message(12), message(13, to="not-a-number"), message(14)])
+    assert [type(outcome) for outcome in outcomes] == [SendResult, ProviderError, SendResult]
+    assert isinstance(outcomes[1], ProviderError) and outcomes[1].code == "21211" and outcomes[1].permanent
+
+
+@pytest.mark.parametrize(
+    ("provider", "settings", "invalid"),
+    [
+        ("aliyun", {}, ["access_key_id", "access_key_secret"]),
+        ("aliyun", {"access_key_id": "k", "access_key_secret": "s", "endpoint": "ftp://x"}, ["endpoint"]),
+        ("tencent", {"secret_id": "i", "secret_key": "k"}, ["sdk_app_id"]),
+        ("tencent", {"secret_id": "i", "secret_key": "k", "sdk_app_id": "1", "read_timeout": "soon"}, ["read_timeout"]),
+        ("twilio", {"account_sid": "AC1", "auth_token": "t"}, ["from_number"]),
+        ("twilio", {"account_sid": "AC1", "auth_token": "t", "messaging_service_sid": "MG1"}, []),
+    ],
+)
+def test_validate_settings_names_what_is_missing_or_invalid(provider: str, settings: dict[str, str], invalid: list[str]) -> None:
+    assert adapter_class(provider).validate_settings(settings) == invalid
+
+
+def test_adapters_declare_their_kind_and_nature() -> None:
+    classes = {kind: adapter_class(kind) for kind in ADAPTERS}
+    assert {kind: cls.kind for kind, cls in classes.items()} == {kind: kind for kind in ADAPTERS}
+    assert {kind: cls.template_based for kind, cls in classes.items()} == {"aliyun": True, "tencent": True, "twilio": False}
+    assert all(cls.channel == "sms" and cls.max_batch >= 1 for cls in classes.values())
