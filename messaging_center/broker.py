@@ -20,8 +20,13 @@ def redis_client() -> redis.Redis:
     return _client(settings.REDIS_URL)
 
 
+def broker_client() -> redis.Redis:
+    """The broker's Redis, for state that must be lost exactly when queued tasks are."""
+    return _client(settings.CELERY_BROKER_URL)
+
+
 def queue_depths() -> dict[str, int]:
-    client = _client(settings.CELERY_BROKER_URL)
+    client = broker_client()
     with client.pipeline(transaction=False) as pipe:
         for queue in settings.QUEUES:
             pipe.llen(queue)

@@ -56,7 +56,9 @@ REDIS_URL: str = _redis_url
 DATABASES = {
     "default": {
         **dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0)),
-        "CONN_HEALTH_CHECKS": True,
+        # No `SELECT 1` before each request's first query: a connection broken by a database
+        # restart fails one request and is then replaced (Django drops connections that errored).
+        "CONN_HEALTH_CHECKS": False,
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

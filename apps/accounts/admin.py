@@ -40,11 +40,15 @@ class AccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable selected accounts")
     def disable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        queryset.update(is_active=False)
+        for account in queryset:  # one save each, so that cached API-key lookups are dropped
+            account.is_active = False
+            account.save(update_fields=["is_active", "updated_at"])
 
     @admin.action(description="Enable selected accounts")
     def enable_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
-        queryset.update(is_active=True)
+        for account in queryset:
+            account.is_active = True
+            account.save(update_fields=["is_active", "updated_at"])
 
 
 @admin.register(ApiKey)

@@ -8,6 +8,10 @@ from rest_framework import authentication, exceptions
 from apps.accounts.models import Account, ApiKey
 from apps.accounts.services import hash_key, split_key
 from messaging_center.errors import AccountDisabled
+from messaging_center.ttl_cache import TtlCache
+
+# Revoking a key or disabling an account reaches other processes within this many seconds.
+API_KEYS: TtlCache[ApiKey | None] = TtlCache(seconds=5)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -26,7 +30,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parts = split_key(raw_key)
         if parts is None:
             raise exceptions.AuthenticationFailed("Unknown API key.")
-        api_key = ApiKey.objects.select_related("account").filter(prefix=parts[0]).first()
+        api_key = API_KEYS.get_or_load(parts[0], lambda: ApiKey.objects.select_related("account").filter(prefix=parts[0]).first())
         if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_key(raw_key)):
             raise exceptions.AuthenticationFailed("Unknown API key.")
         if api_key.revoked_at is not None:

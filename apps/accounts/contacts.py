@@ -12,7 +12,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-
 _E164 = re.compile(r"^\+([1-9]\d{0,2})(\d{4,14})$")
 
 

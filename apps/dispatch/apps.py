@@ -7,3 +7,15 @@ class DispatchConfig(AppConfig):
     name = "apps.dispatch"
     label = "dispatch"
     verbose_name = "Dispatch"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from apps.dispatch.send import TEMPLATES
+        from apps.templates.models import MessageTemplate
+
+        def forget_templates(**kwargs: object) -> None:
+            TEMPLATES.clear()
+
+        post_save.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates")
+        post_delete.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates-del")

@@ -33,6 +33,7 @@ from apps.templates.services import template_render
 from apps.templates.sms import sms_length
 from messaging_center import ids, metrics
 from messaging_center.errors import Conflict, ServiceError, Unavailable, ValidationFailed
+from messaging_center.ttl_cache import TtlCache
 
 MAX_RECIPIENTS = 1000
 MAX_TTL_SECONDS = 7 * 24 * 3600
@@ -383,14 +384,15 @@ def _store(
     ttl: int,
     now: dt.datetime,
 ) -> None:
-    """Messages and their first events, each table in one COPY whose text we format ourselves
-    (per-value adaptation costs more than the rest of the accept path per message)."""
-    fixed = "\t".join((str(account.id), str(batch_id), str(template.id), _text(template.code), template.channel, template.category, lane))
+    """The messages in one COPY whose text we format ourselves (per-value adaptation costs more than
+    the rest of the accept path per message)."""
+    fixed = "\t".join(
+        (str(account.id), str(batch_id), str(template.id), _text(template.code), template.channel, template.category, lane)
+    )
     now_text = now.isoformat()
     lease_text = (now + QUEUED_LEASE).isoformat()
     expires_now = (now + dt.timedelta(seconds=ttl)).isoformat()
     message_lines = []
-    event_lines = []
     for entry, message_id in zip(entries, message_ids, strict=True):
         scheduled = entry.scheduled_at.isoformat() if entry.scheduled_at else _NULL
         expires = (entry.scheduled_at + dt.timedelta(seconds=ttl)).isoformat() if entry.scheduled_at else expires_now
@@ -418,13 +420,55 @@ def _store(
                 )
             )
         )
-        detail = entry.detail or (f"scheduled for {entry.scheduled_at.isoformat()}" if entry.scheduled_at else "accepted")
-        event_lines.append("\t".join((str(ids.uuid7()), str(message_id), entry.status, now_text, entry.code, _text(detail), "")))
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
+        copy.write("\n".join(message_lines) + "\n")
+
+
+_FINISH_SQL = """
+WITH first_events AS (
+    -- A message's first event reuses the message's own UUIDv7 as its id: unique, and earlier than
+    -- any later event's id, so the timeline stays ordered by id.
+    INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider)
+    SELECT m.id, m.id, m.status, m.created_at, m.code,
+           CASE WHEN m.detail <> '' THEN m.detail
+                WHEN m.scheduled_at IS NOT NULL THEN 'scheduled for ' || to_char(m.scheduled_at AT TIME ZONE 'UTC',
+                                                                         'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                ELSE 'accepted' END,
+           ''
+    FROM dispatch_message m WHERE m.account_id = %(account)s AND m.batch_id = %(batch)s
+), outbox AS (
+    INSERT INTO dispatch_outbox (id, lane, message_ids, created_at)
+    SELECT o.id, o.lane, o.message_ids, %(now)s FROM unnest(%(outbox_ids)s::uuid[], %(outbox_lanes)s::text[],
+                                                          %(outbox_messages)s::jsonb[]) AS o(id, lane, message_ids)
+)
+UPDATE dispatch_idempotencyrecord SET status_code = 202, response_body = %(body)s WHERE id = %(record)s
+"""
+
+
+def _finish(
+    *,
+    account: Account,
+    batch_id: uuid.UUID,
+    rows: list[publish.OutboxRow],
+    body: bytes,
+    record_id: uuid.UUID | None,
+    now: dt.datetime,
+) -> None:
+    """First events, outbox rows and the idempotency record's response: one statement, one round trip."""
     with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
-            copy.write("\n".join(message_lines) + "\n")
-        with cursor.cursor.copy("COPY dispatch_messageevent (id, message_id, status, at, code, detail, provider) FROM STDIN") as copy:
-            copy.write("\n".join(event_lines) + "\n")
+        cursor.execute(
+            _FINISH_SQL,
+            {
+                "account": account.id,
+                "batch": batch_id,
+                "outbox_ids": [r.id for r in rows],
+                "outbox_lanes": [r.lane for r in rows],
+                "outbox_messages": [json.dumps(r.message_ids) for r in rows],
+                "now": now,
+                "body": body,
+                "record": record_id,
+            },
+        )
 
 
 def _response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id: uuid.UUID) -> bytes:
@@ -446,6 +490,18 @@ def _response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+# A template edit or delete reaches other web processes within this many seconds.
+TEMPLATES: TtlCache[Any] = TtlCache(seconds=5)
+
+
+def _template_or_error(account: Account, code: str) -> Any:
+    """The template, or the error to raise for it (cached too, so an unknown code costs no query)."""
+    try:
+        return template_get(account_id=account.id, code=code)
+    except ServiceError as error:
+        return error
+
+
 def lane_for(template: Any, requested: str | None) -> str:
     if template.category == "verification":
         return "critical"
@@ -456,7 +512,11 @@ def message_send(*, account: Account, data: Any, idempotency_key: str | None = N
     now = timezone.now()
     request = parse_request(data, now=now)
     fingerprint = body_fingerprint(data) if idempotency_key else ""
-    template = template_get(account_id=account.id, code=request.template_code)
+    template = TEMPLATES.get_or_load(
+        (account.id, request.template_code), lambda: _template_or_error(account, request.template_code)
+    )
+    if isinstance(template, ServiceError):
+        raise template
     missing_everywhere = [
         v for v in template.variables if v not in request.params and not any(v in e["params"] for e in request.entries)
     ]
@@ -488,10 +548,8 @@ def message_send(*, account: Account, data: Any, idempotency_key: str | None = N
             _store(entries, message_ids, template, account, batch_id, lane, ttl, now)
             queued = [mid for e, mid in zip(entries, message_ids, strict=True) if e.status == Status.QUEUED]
             rows = publish.chunk_rows({lane: queued})
-            publish.outbox_write(rows, now=now)
             body = _response_body(entries, message_ids, batch_id)
-            if record_id is not None:
-                IdempotencyRecord.objects.filter(id=record_id).update(status_code=202, response_body=body)
+            _finish(account=account, batch_id=batch_id, rows=rows, body=body, record_id=record_id, now=now)
             publish.publish_on_commit(rows)
     except IntegrityError as error:
         raise Unavailable(f"The messages could not be stored: {error}") from None

@@ -70,7 +70,9 @@ def test_revoked_key_is_401(api) -> None:
 
 
 def test_disabled_account_is_403(api) -> None:
-    Account.objects.filter(pk=api.account.pk).update(is_active=False)
+    account = Account.objects.get(pk=api.account.pk)
+    account.is_active = False
+    account.save()
     response = api.get("/api/v1/account")
     assert response.status_code == 403
     assert response.json()["code"] == "account_disabled"

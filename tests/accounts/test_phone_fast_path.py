@@ -14,7 +14,9 @@ def _full(number: str) -> str | None:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(parsed) else None
+    return (
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) if phonenumbers.is_valid_number(parsed) else None
+    )
 
 
 country_codes = st.sampled_from(["86", "1", "44", "49", "81", "852", "7", "33", "91", "61", "39", "55", "234", "971"])

@@ -10,6 +10,7 @@ from django.test import TestCase
 from django.utils import timezone
 
 from apps.accounts.models import Preference, Recipient
+from apps.dispatch import publish
 from apps.dispatch.models import Message, MessageEvent, Outbox
 from messaging_center.broker import redis_client
 
@@ -52,7 +53,11 @@ def test_single_recipient_is_queued_stored_and_published(api, shipped) -> None:
     )
     assert list(message.events.values_list("status", flat=True)) == ["queued"]
     assert redis_client().llen("mc.high") == 1  # one task for the lane, published on commit
-    assert Outbox.objects.count() == 0  # cleared once the broker had it
+    [row] = Outbox.objects.all()
+    assert redis_client().sismember(publish.PUBLISHED_KEY, str(row.id))  # marked published in the same breath
+    assert publish.outbox_relay() == 0  # the relay clears it without publishing again
+    assert Outbox.objects.count() == 0
+    assert redis_client().llen("mc.high") == 1
 
 
 def test_outcomes_are_in_request_order_and_entry_params_override(api, shipped) -> None:
