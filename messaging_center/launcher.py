@@ -162,6 +162,14 @@ class Launcher:
             print(migrated.stdout, migrated.stderr, file=sys.stderr)
             return 1
         _create_operator_once(env, self.data_dir)
+        configured = _manage("configure_simulator_providers", env=env)
+        if configured.returncode != 0:
+            print(configured.stdout, configured.stderr, file=sys.stderr)
+            return 1
+        checked = _manage("check", env=env)
+        if checked.returncode != 0:
+            print(checked.stdout, checked.stderr, file=sys.stderr)
+            return 1
 
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)

@@ -203,6 +203,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
 FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535)
 SIM_PORT = env_int("SIM_PORT", 8025, minimum=1, maximum=65535)
+# Where providers reach us (status callbacks such as Twilio's StatusCallback); no trailing slash.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+# The provider simulator of the default run (`manage.py configure_simulator_providers` points providers at it).
+SIMULATOR_URL = env_str("SIMULATOR_URL", f"http://127.0.0.1:{SIM_PORT}").rstrip("/")
 
 # --- Logging ---------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

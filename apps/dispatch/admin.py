@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apps.dispatch import services
 from apps.dispatch.contacts import mask_address
-from apps.dispatch.models import Message, MessageEvent, Outbox
+from apps.dispatch.models import Message, MessageEvent, Outbox, Provider
+from apps.dispatch.providers_config import provider_settings_errors
+from apps.dispatch.routing import ROUTES, health
 from messaging_center import ids
 from messaging_center.errors import Conflict
 
@@ -90,3 +96,83 @@ class MessageAdmin(admin.ModelAdmin):
 class OutboxAdmin(admin.ModelAdmin):
     list_display = ("id", "lane", "created_at")
     readonly_fields = ("id", "lane", "message_ids", "created_at")
+
+
+SECRET_HINTS = ("secret", "token", "password", "key", "private")
+MASK = "********"
+
+
+def _masked(settings: dict[str, str]) -> dict[str, str]:
+    """Secrets are never shown back: only that they are set."""
+    return {k: (MASK if any(h in k.lower() for h in SECRET_HINTS) and v else v) for k, v in settings.items()}
+
+
+class ProviderForm(forms.ModelForm):
+    settings_json = forms.CharField(
+        label="Settings",
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 80}),
+        help_text=f"A JSON object. Secrets show as {MASK}; leave that value to keep the stored secret.",
+    )
+
+    class Meta:
+        model = Provider
+        fields = ("name", "channel", "kind", "weight", "priority_group", "enabled", "rate_limit")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["settings_json"].initial = json.dumps(_masked(self.instance.settings), indent=2, sort_keys=True)
+        else:
+            self.fields["settings_json"].initial = "{}"
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        try:
+            submitted = json.loads(cleaned.get("settings_json") or "{}")
+        except json.JSONDecodeError as error:
+            self.add_error("settings_json", f"Not JSON: {error}")
+            return cleaned
+        if not isinstance(submitted, dict) or not all(isinstance(v, str) for v in submitted.values()):
+            self.add_error("settings_json", "Must be a JSON object of string values.")
+            return cleaned
+        stored = self.instance.settings if self.instance.pk else {}
+        merged = {k: (stored.get(k, "") if v == MASK else v) for k, v in submitted.items()}
+        problems = provider_settings_errors(cleaned.get("kind", ""), merged)
+        if problems:
+            self.add_error("settings_json", f"Missing or invalid: {', '.join(problems)}.")
+        cleaned["settings"] = merged
+        return cleaned
+
+    def save(self, commit: bool = True) -> Provider:
+        provider: Provider = super().save(commit=False)
+        provider.settings = self.cleaned_data["settings"]
+        if commit:
+            provider.save()
+        return provider
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderForm
+    list_display = ("name", "channel", "kind", "enabled", "priority_group", "weight", "rate_limit", "circuit", "success_rate")
+    list_filter = ("channel", "kind", "enabled")
+    search_fields = ("name", "kind")
+    actions = ["close_circuits"]
+
+    @admin.display(description="circuit")
+    def circuit(self, provider: Provider) -> str:
+        return health().snapshot(provider.name).state
+
+    @admin.display(description="success (last minute)")
+    def success_rate(self, provider: Provider) -> str:
+        snapshot = health().snapshot(provider.name)
+        return "—" if snapshot.success_rate is None else f"{snapshot.success_rate:.0%} of {snapshot.attempts}"
+
+    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        ROUTES.invalidate()
+
+    @admin.action(description="Close circuit (send traffic again now)")
+    def close_circuits(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
+        for provider in queryset:
+            health().reset(provider.name)

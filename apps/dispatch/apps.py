@@ -11,6 +11,7 @@ class DispatchConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        from apps.dispatch import checks  # noqa: F401 - registers the system checks
         from apps.dispatch.send import TEMPLATES
         from apps.templates.models import MessageTemplate
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 
 from apps.dispatch import publish
+from apps.dispatch.engine import send_through_providers
 from apps.dispatch.models import Status
 from messaging_center import ids
 
@@ -26,6 +27,13 @@ class Claimed:
     channel: str
     address: str
     attempt: int
+    template_id: uuid.UUID | None
+    content: str
+    title: str
+    params: dict[str, str]
+    previous_provider: str
+    priority: str
+    expires_at: dt.datetime
 
 
 def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]]) -> None:
@@ -48,7 +56,7 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
             WHERE id = ANY(%s)
               AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
               AND expires_at > now()
-            RETURNING id, channel, address, attempts
+            RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at
             """,
             [SENDING_LEASE, list(message_ids)],
         )
@@ -94,32 +102,12 @@ def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
     return done
 
 
-def fail_without_channel(claimed: Sequence[Claimed]) -> None:
-    if not claimed:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE dispatch_message AS m SET status = 'failed', code = 'no_provider',
-                   detail = 'No provider is configured for this channel.', lease_until = NULL
-            FROM unnest(%s::uuid[], %s::int[]) AS c(id, attempt)
-            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
-            RETURNING m.id
-            """,
-            [[c.id for c in claimed], [c.attempt for c in claimed]],
-        )
-        failed = [row[0] for row in cursor.fetchall()]
-    record_events(
-        [(mid, Status.FAILED, "no_provider", "No provider is configured for this channel.", "", None) for mid in failed]
-    )
-
-
 def deliver_messages(message_ids: Sequence[uuid.UUID]) -> None:
     expire(message_ids)
     claimed = claim(message_ids)
     record_events([(c.id, Status.SENDING, "", f"attempt {c.attempt}", "", c.attempt) for c in claimed])
     finish_delivered_inbox([c for c in claimed if c.channel == "inbox"])
-    fail_without_channel([c for c in claimed if c.channel != "inbox"])
+    send_through_providers([c for c in claimed if c.channel != "inbox"])
 
 
 def enqueue_due(*, batch: int = 1000) -> int:

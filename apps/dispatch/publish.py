@@ -70,6 +70,24 @@ def _published_marks() -> Redis:
     return broker_client()
 
 
+def publish_retry(*, lane: str, message_ids: Sequence[uuid.UUID], countdown: float) -> bool:
+    """A short countdown retry (capped well below the broker's visibility timeout). If it cannot be
+    published, the messages' lease runs out and the sweeper enqueues them again."""
+    from apps.dispatch.tasks import deliver
+
+    countdown = min(countdown, settings.MAX_RETRY_COUNTDOWN_SECONDS)
+    try:
+        connection_ = deliver.app.connection_for_write(settings.CELERY_BROKER_URL)
+        with pools.producers[connection_].acquire(block=True, timeout=5) as producer:
+            deliver.apply_async(
+                args=[[str(m) for m in message_ids]], queue=f"mc.{lane}", countdown=countdown, producer=producer, retry=False
+            )
+    except (OperationalError, KombuError, RedisError, OSError) as error:
+        logger.warning("retry publish of %d message(s) failed, the sweeper will pick them up: %s", len(message_ids), error)
+        return False
+    return True
+
+
 def publish(rows: Sequence[OutboxRow]) -> bool:
     """Publishes outbox rows and marks them published; on a broker failure leaves them for the relay."""
     if not rows:

@@ -57,6 +57,19 @@ PERMANENT_CODES = {
     "Forbidden.RAM",
     "MissingParameter",
 }
+# Of those, the ones that are the provider account's or its configuration's fault: fail over.
+PROVIDER_FAULT_CODES = {
+    "isv.SMS_TEMPLATE_ILLEGAL",
+    "isv.SMS_SIGNATURE_ILLEGAL",
+    "isv.AMOUNT_NOT_ENOUGH",
+    "isv.OUT_OF_SERVICE",
+    "isv.PRODUCT_UN_SUBSCRIPT",
+    "isv.ACCOUNT_NOT_EXISTS",
+    "isv.ACCOUNT_ABNORMAL",
+    "isv.DENY_IP_RANGE",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+}
 THROTTLE_CODES = {"isv.BUSINESS_LIMIT_CONTROL", "isv.DAY_LIMIT_CONTROL", "Throttling", "Throttling.User", "Throttling.Api"}
 
 
@@ -166,7 +179,9 @@ class AliyunSms(ProviderAdapter):
 
     def send(self, message: OutboundMessage) -> SendResult:
         if not message.provider_template_id:
-            raise ProviderError("missing_template", "the template has no Aliyun template code", permanent=True)
+            raise ProviderError(
+                "missing_template", "the template has no Aliyun template code", permanent=True, provider_fault=True
+            )
         answer = self.call(
             "SendSms",
             {
@@ -275,6 +290,7 @@ def _error_reply(response: HttpResponse) -> ProviderError | None:
     if response.status >= 500 or code in ("InternalError", "ServiceUnavailable"):
         return ProviderError(code, detail, permanent=False)
     if code in PERMANENT_CODES or code.startswith(("InvalidAccessKeyId", "Forbidden")):
-        return ProviderError(code, detail, permanent=True)
+        fault = code in PROVIDER_FAULT_CODES or code.startswith(("InvalidAccessKeyId", "Forbidden"))
+        return ProviderError(code, detail, permanent=True, provider_fault=fault)
     # Unknown codes: a 4xx is a fault in our request; on a 200 retrying is cheap (bounded by the TTL).
     return ProviderError(code, detail, permanent=response.status >= 400)

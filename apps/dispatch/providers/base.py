@@ -42,17 +42,23 @@ class ProviderError(Exception):
     (the provider's code is then in `detail`), `timeout`, `connect_error`, `connection_reset`,
     `http_<status>`, `bad_response`, `missing_template`. `ambiguous` means the request may have
     reached the provider: reconcile (poll or wait for a receipt) before sending again.
+    `provider_fault` means the provider account or its configuration is at fault (credentials,
+    balance, an unapproved template or signature), not the message: another provider may succeed.
     """
 
-    def __init__(self, code: str, detail: str, *, permanent: bool, ambiguous: bool = False) -> None:
+    def __init__(self, code: str, detail: str, *, permanent: bool, ambiguous: bool = False, provider_fault: bool = False) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
         self.permanent = permanent
         self.ambiguous = ambiguous
+        self.provider_fault = provider_fault
 
     def __repr__(self) -> str:
-        return f"ProviderError({self.code!r}, {self.detail!r}, permanent={self.permanent}, ambiguous={self.ambiguous})"
+        return (
+            f"ProviderError({self.code!r}, {self.detail!r}, permanent={self.permanent}, ambiguous={self.ambiguous}, "
+            f"provider_fault={self.provider_fault})"
+        )
 
 
 class ReceiptFormatError(ValueError):

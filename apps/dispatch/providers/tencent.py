@@ -48,6 +48,15 @@ PERMANENT_PREFIXES = (
     "FailedOperation",
 )
 TRANSIENT_CODES = {"FailedOperation.FailResolvePacket", "FailedOperation.JsonParseFail"}
+# The provider account's or its configuration's fault, not the message's: fail over.
+PROVIDER_FAULT_PREFIXES = (
+    "AuthFailure",
+    "UnauthorizedOperation",
+    "FailedOperation.InsufficientBalanceInSmsPackage",
+    "FailedOperation.TemplateUnapprovedOrNotExist",
+    "FailedOperation.SignatureIncorrectOrUnapproved",
+    "FailedOperation.TemplateIncorrectOrUnapproved",
+)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -92,7 +101,7 @@ def error_for(code: str, detail: str) -> ProviderError:
     if code.startswith("LimitExceeded") or code == "RequestLimitExceeded":
         return ProviderError(THROTTLE, f"{code}: {detail}", permanent=False)
     permanent = code.startswith(PERMANENT_PREFIXES) and code not in TRANSIENT_CODES
-    return ProviderError(code, detail, permanent=permanent)
+    return ProviderError(code, detail, permanent=permanent, provider_fault=code.startswith(PROVIDER_FAULT_PREFIXES))
 
 
 class TencentSms(ProviderAdapter):
@@ -147,7 +156,9 @@ class TencentSms(ProviderAdapter):
 
     def send(self, message: OutboundMessage) -> SendResult:
         if not message.provider_template_id:
-            raise ProviderError("missing_template", "the template has no Tencent template id", permanent=True)
+            raise ProviderError(
+                "missing_template", "the template has no Tencent template id", permanent=True, provider_fault=True
+            )
         answer = self.call(
             "SendSms",
             {

@@ -42,6 +42,8 @@ PERMANENT_CODES = {
     21617,  # the body exceeds 1600 characters
     30006,  # landline or unreachable carrier
 }
+# Of those, the Twilio account's or its configuration's fault: fail over.
+PROVIDER_FAULT_CODES = {20003, 20404, 21212, 21408, 21606}
 THROTTLE_CODES = {20429, 14107, 30022}
 FINAL_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "undelivered"}
 
@@ -173,4 +175,6 @@ def _error_reply(response: HttpResponse) -> ProviderError | None:
     if code in THROTTLE_CODES or response.status == 429:
         return ProviderError(THROTTLE, f"{code}: {detail}", permanent=False)
     permanent = code in PERMANENT_CODES or (400 <= response.status < 500 and response.status != 408)
-    return ProviderError(str(code), detail, permanent=permanent and response.status < 500)
+    return ProviderError(
+        str(code), detail, permanent=permanent and response.status < 500, provider_fault=code in PROVIDER_FAULT_CODES
+    )

@@ -1,0 +1,338 @@
+"""Sending claimed messages through providers: route, send concurrently, finish conditionally,
+retry transient failures with backoff on another provider while the TTL lasts.
+
+Every finish is `UPDATE … WHERE status = 'sending' AND attempts = <the claimed attempt>`, so a
+message whose lease ran out and was claimed again elsewhere is never finished twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import threading
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from apps.dispatch import publish, routing
+from apps.dispatch.models import Status
+from apps.dispatch.providers.base import OutboundMessage, ProviderError, SendResult
+from apps.dispatch.throttling import limiter
+from apps.templates.models import MessageTemplate
+from messaging_center import ids, metrics
+
+if TYPE_CHECKING:
+    from apps.dispatch.delivery import Claimed
+
+logger = logging.getLogger(__name__)
+
+SEND_THREADS = int(os.environ.get("DISPATCH_SEND_THREADS", "32"))
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+MAX_ATTEMPTS = 10
+# A timeout after the request left us may have been sent: wait this long for a receipt to settle it
+# (a receipt moves the message out of retry_wait, so the retry finds nothing to do) before resending.
+RECONCILE_SECONDS = 10.0
+RETRY_LEASE_GRACE = dt.timedelta(seconds=30)
+LOCAL_THROTTLE = "provider_rate_limited"
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One pool per process: a Celery prefork child must not inherit its parent's threads."""
+    global _pool
+    pid = os.getpid()
+    if _pool is None or _pool[0] != pid:
+        with _pool_lock:
+            if _pool is None or _pool[0] != pid:
+                _pool = (pid, ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="send"))
+    return _pool[1]
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential with full jitter around the step: 1, 2, 4 … s, capped, never below half a step."""
+    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    return step * random.uniform(0.5, 1.0)
+
+
+@dataclass
+class Attempt:
+    message: Claimed
+    route: routing.Route | None
+    outcome: SendResult | ProviderError | None = None
+
+
+def _outbound(message: Claimed, template: MessageTemplate | None, route: routing.Route) -> OutboundMessage:
+    provider_ids = (template.provider_template_ids or {}) if template else {}
+    template_id = provider_ids.get(route.kind)
+    return OutboundMessage(
+        message_id=ids.encode("msg", message.id),
+        to=message.address,
+        content=message.content,
+        params={k: str(v) for k, v in (message.params or {}).items()},
+        variables=tuple(template.variables) if template else (),
+        provider_template_id=str(template_id) if template_id is not None and not isinstance(template_id, dict) else None,
+        sms_signature=template.sms_signature if template else "",
+        callback_url=f"{settings.PUBLIC_BASE_URL}/api/v1/receipts/{route.kind}",
+    )
+
+
+def _send_one(route: routing.Route, message: OutboundMessage) -> SendResult | ProviderError:
+    if route.rate_limit:
+        decision = limiter().take_request_token(account_id=f"provider:{route.name}", per_second=route.rate_limit)
+        if not decision.allowed:
+            return ProviderError(LOCAL_THROTTLE, f"{route.name} is at its configured {route.rate_limit}/s", permanent=False)
+    try:
+        return route.adapter.send(message)
+    except ProviderError as error:
+        return error
+    except Exception as error:  # an adapter bug must not lose the message: treat as transient
+        logger.exception("adapter %s raised unexpectedly", route.name)
+        return ProviderError("adapter_error", f"{type(error).__name__}: {error}", permanent=False)
+
+
+def send_through_providers(claimed: Sequence[Claimed]) -> None:
+    if not claimed:
+        return
+    template_ids = {c.template_id for c in claimed if c.template_id}
+    templates = {t.id: t for t in MessageTemplate.objects.filter(id__in=template_ids)}
+    health = routing.health()
+    allowed: dict[str, set[str]] = {}
+    attempts: list[Attempt] = []
+    for message in claimed:
+        template = templates.get(message.template_id) if message.template_id else None
+        routes = routing.usable(
+            routing.ROUTES.for_channel(message.channel), (template.provider_template_ids or {}) if template else {}
+        )
+        if not routes:
+            attempts.append(
+                Attempt(
+                    message,
+                    None,
+                    ProviderError(
+                        "no_provider", f"No enabled {message.channel} provider can send this template.", permanent=True
+                    ),
+                )
+            )
+            continue
+        if message.channel not in allowed:
+            allowed[message.channel] = {r.name for r in routing.ROUTES.for_channel(message.channel) if health.allows(r.name)}
+        route = routing.choose(
+            routes, allowed=allowed[message.channel], avoid=message.previous_provider if message.attempt > 1 else ""
+        )
+        if route is None:
+            attempts.append(
+                Attempt(message, None, ProviderError("providers_unhealthy", "Every provider's circuit is open.", permanent=False))
+            )
+            continue
+        attempts.append(Attempt(message, route))
+    pending = [a for a in attempts if a.outcome is None]
+    futures = [
+        _executor().submit(_send_one, a.route, _outbound(a.message, templates.get(a.message.template_id), a.route))  # type: ignore[arg-type]
+        for a in pending
+    ]
+    for attempt, future in zip(pending, futures, strict=True):
+        attempt.outcome = future.result()
+    _finish(attempts, health)
+
+
+def _finish(attempts: list[Attempt], health: routing.Health) -> None:
+    sent: list[Attempt] = []
+    failed: list[Attempt] = []
+    retry: list[tuple[Attempt, float]] = []
+    expired: list[Attempt] = []
+    now = timezone.now()
+    for attempt in attempts:
+        outcome, route = attempt.outcome, attempt.route
+        if isinstance(outcome, SendResult):
+            sent.append(attempt)
+            if route:
+                health.record(route.name, ok=True)
+            continue
+        assert isinstance(outcome, ProviderError)
+        counts_against_provider = (
+            route is not None
+            and outcome.code != LOCAL_THROTTLE
+            and (not outcome.permanent or outcome.provider_fault or outcome.ambiguous)
+        )
+        if counts_against_provider:
+            health.record(route.name, ok=False)  # type: ignore[union-attr]
+        if outcome.permanent and not outcome.provider_fault:
+            failed.append(attempt)
+            continue
+        if outcome.permanent and outcome.provider_fault and not _has_alternative(attempt):
+            failed.append(attempt)
+            continue
+        countdown = RECONCILE_SECONDS if outcome.ambiguous else backoff_seconds(attempt.message.attempt)
+        if outcome.code == LOCAL_THROTTLE:
+            countdown = random.uniform(0.2, 1.0)
+        if attempt.message.attempt >= MAX_ATTEMPTS:
+            failed.append(attempt)
+        elif now + dt.timedelta(seconds=countdown) >= attempt.message.expires_at:
+            expired.append(attempt)
+        else:
+            retry.append((attempt, countdown))
+    _mark_sent(sent)
+    _mark_failed(failed)
+    _mark_expired(expired)
+    _mark_retry(retry)
+
+
+def _has_alternative(attempt: Attempt) -> bool:
+    routes = routing.ROUTES.for_channel(attempt.message.channel)
+    return any(r.name != (attempt.route.name if attempt.route else "") for r in routes)
+
+
+def _columns(attempts: Sequence[Attempt]) -> dict[str, list[Any]]:
+    return {
+        "ids": [a.message.id for a in attempts],
+        "attempts": [a.message.attempt for a in attempts],
+        "providers": [a.route.name if a.route else "" for a in attempts],
+    }
+
+
+def _update(sql: str, params: dict[str, Any]) -> list[uuid.UUID]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _mark_sent(attempts: list[Attempt]) -> None:
+    if not attempts:
+        return
+    from apps.dispatch.delivery import record_events
+
+    columns = _columns(attempts)
+    columns["pids"] = [a.outcome.provider_message_id for a in attempts]  # type: ignore[union-attr]
+    done = set(
+        _update(
+            """
+        UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid, sent_at = now(),
+               code = '', detail = '', lease_until = NULL
+        FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(pids)s::text[])
+             AS c(id, attempt, provider, pid)
+        WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+        RETURNING m.id
+        """,
+            columns,
+        )
+    )
+    record_events(
+        [
+            (a.message.id, Status.SENT, "", f"accepted by {a.route.name}", a.route.name, a.message.attempt)  # type: ignore[union-attr]
+            for a in attempts
+            if a.message.id in done
+        ]
+    )
+    for a in attempts:
+        if a.message.id in done and a.route:
+            metrics.MESSAGES_SENT.labels(a.message.channel, a.route.name).inc()
+
+
+def _mark_failed(attempts: list[Attempt]) -> None:
+    _mark_final(attempts, "failed")
+
+
+def _mark_expired(attempts: list[Attempt]) -> None:
+    _mark_final(attempts, "expired")
+
+
+def _mark_final(attempts: list[Attempt], status: str) -> None:
+    if not attempts:
+        return
+    from apps.dispatch.delivery import record_events
+
+    columns = _columns(attempts)
+    columns["codes"] = [a.outcome.code for a in attempts]  # type: ignore[union-attr]
+    columns["details"] = [_detail(a, status) for a in attempts]
+    columns["status"] = status
+    done = set(
+        _update(
+            """
+        UPDATE dispatch_message AS m SET status = %(status)s, provider = c.provider, code = c.code, detail = c.detail,
+               lease_until = NULL
+        FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(codes)s::text[], %(details)s::text[])
+             AS c(id, attempt, provider, code, detail)
+        WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+        RETURNING m.id
+        """,
+            columns,
+        )
+    )
+    record_events(
+        [
+            (a.message.id, status, a.outcome.code, _detail(a, status), a.route.name if a.route else "", a.message.attempt)  # type: ignore[union-attr]
+            for a in attempts
+            if a.message.id in done
+        ]
+    )
+    if status == "failed":
+        for a in attempts:
+            if a.message.id in done:
+                metrics.MESSAGES_FAILED.labels(a.message.channel, a.route.name if a.route else "").inc()
+
+
+def _detail(attempt: Attempt, status: str) -> str:
+    error = attempt.outcome
+    assert isinstance(error, ProviderError)
+    where = f"{attempt.route.name}: " if attempt.route else ""
+    if status == "expired":
+        return f"The TTL would pass before another try ({where}{error.code}: {error.detail})."
+    if attempt.message.attempt >= MAX_ATTEMPTS and not error.permanent:
+        return f"Gave up after {attempt.message.attempt} attempts ({where}{error.code}: {error.detail})."
+    return f"{where}{error.detail}" if error.detail else f"{where}{error.code}"
+
+
+def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
+    if not retries:
+        return
+    from apps.dispatch.delivery import record_events
+
+    attempts = [a for a, _ in retries]
+    columns = _columns(attempts)
+    columns["codes"] = [a.outcome.code for a in attempts]  # type: ignore[union-attr]
+    columns["details"] = [_detail(a, "retry_wait") for a in attempts]
+    columns["leases"] = [dt.timedelta(seconds=countdown) + RETRY_LEASE_GRACE for _, countdown in retries]
+    done = set(
+        _update(
+            """
+        UPDATE dispatch_message AS m SET status = 'retry_wait', provider = c.provider, code = c.code, detail = c.detail,
+               lease_until = now() + c.lease
+        FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(codes)s::text[], %(details)s::text[],
+                    %(leases)s::interval[]) AS c(id, attempt, provider, code, detail, lease)
+        WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+        RETURNING m.id
+        """,
+            columns,
+        )
+    )
+    record_events(
+        [
+            (
+                a.message.id,
+                Status.RETRY_WAIT,
+                a.outcome.code,  # type: ignore[union-attr]
+                f"{_detail(a, 'retry_wait')}; retrying in {countdown:.1f} s",
+                a.route.name if a.route else "",
+                a.message.attempt,
+            )
+            for a, countdown in retries
+            if a.message.id in done
+        ]
+    )
+    groups: dict[tuple[str, int], list[uuid.UUID]] = {}
+    for attempt, countdown in retries:
+        if attempt.message.id in done:
+            groups.setdefault((attempt.message.priority, round(countdown)), []).append(attempt.message.id)
+    for (lane, countdown), message_ids in groups.items():
+        publish.publish_retry(lane=lane, message_ids=message_ids, countdown=max(0.1, float(countdown)))
