@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
-from django.db.models import CharField, Exists, OuterRef, Prefetch, Q, Value
+from django.db.models import CharField, Exists, OuterRef, Prefetch, Value
 from django.utils import timezone
 
 from apps.accounts.models import Account, Preference, PushToken, Recipient
@@ -66,20 +66,24 @@ def preferences_opted_out(
     wanted_addresses = set(addresses)
     if not wanted_ids and not wanted_addresses:
         return set()
-    match = Q(user_id__in=wanted_ids) if wanted_ids else Q()
+    # A union of index lookups (one per address column) finds the candidates; an OR across columns
+    # would scan every recipient of the account.
+    recipients = Recipient.objects.filter(account_id=account_id).order_by()
+    candidates = [recipients.filter(user_id__in=wanted_ids).values("pk")] if wanted_ids else []
     if wanted_addresses:
-        address_match = (
-            Q(phone__in=wanted_addresses)
-            | Q(email__in=wanted_addresses)
-            | Q(wechat_openid__in=wanted_addresses)
-            | Q(wecom_userid__in=wanted_addresses)
-            | Exists(PushToken.objects.filter(recipient=OuterRef("pk"), token__in=wanted_addresses))
+        candidates += [
+            recipients.filter(**{f"{field}__in": wanted_addresses}).values("pk")
+            for field in ("phone", "email", "wechat_openid", "wecom_userid")
+        ]
+        candidates.append(
+            PushToken.objects.filter(token__in=wanted_addresses, recipient__account_id=account_id)
+            .order_by()
+            .values("recipient_id")
         )
-        match = match | address_match if wanted_ids else address_match
     opted_out = Preference.objects.filter(recipient=OuterRef("pk"), category=category, channel=channel, subscribed=False)
-    rows = Recipient.objects.filter(match, Exists(opted_out), account_id=account_id)
+    rows = Recipient.objects.filter(Exists(opted_out), pk__in=candidates[0].union(*candidates[1:], all=True)).order_by()
     if wanted_addresses:
-        tokens = PushToken.objects.filter(recipient=OuterRef("pk"), token__in=wanted_addresses).values("token")
+        tokens = PushToken.objects.filter(recipient=OuterRef("pk"), token__in=wanted_addresses).order_by().values("token")
         rows = rows.annotate(tokens=ArraySubquery(tokens))
     else:
         rows = rows.annotate(tokens=Value([], output_field=ArrayField(CharField())))
