@@ -161,12 +161,10 @@ class MessageTemplateAdmin(admin.ModelAdmin):
 
     @admin.action(description="Delete selected templates (soft: old messages keep them)")
     def soft_delete(self, request: HttpRequest, queryset: QuerySet[MessageTemplate]) -> None:
-        live = queryset.filter(deleted_at__isnull=True)
-        count = 0
+        live = list(queryset.filter(deleted_at__isnull=True))
         for template in live:
             template_delete(template=template)
-            count += 1
-        self.message_user(request, f"Deleted {count} template(s).", messages.SUCCESS)
+        self.message_user(request, f"Deleted {len(live)} template(s).", messages.SUCCESS)
 
 
 def _preview_text(state: dict[str, Any]) -> str:
