@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.accounts.models import Account
@@ -59,3 +60,12 @@ def make_api_client(db: None) -> Callable[..., ApiClient]:
 @pytest.fixture
 def api(make_api_client: Callable[..., ApiClient]) -> ApiClient:
     return make_api_client("orders")
+
+
+@pytest.fixture
+def operator(db: None) -> Client:
+    """A browser session logged in to the admin as a superuser."""
+    user = User.objects.create_superuser("ops", "ops@example.com", "secret-pass")
+    client = Client()
+    client.force_login(user)
+    return client

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.accounts.contacts import phone_masked
@@ -9,14 +8,6 @@ from apps.accounts.models import Account, Preference, Recipient
 from apps.accounts.services import PushTokenInput, recipient_put
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator() -> Client:
-    User.objects.create_superuser("ops", "ops@example.com", "secret-pass")
-    client = Client()
-    client.force_login(User.objects.get(username="ops"))
-    return client
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.accounts.models import Account
@@ -11,14 +10,6 @@ from apps.templates.models import MessageTemplate
 from apps.templates.services import template_create
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def operator() -> Client:
-    User.objects.create_superuser("ops", "ops@example.com", "secret-pass")
-    client = Client()
-    client.force_login(User.objects.get(username="ops"))
-    return client
 
 
 @pytest.fixture
