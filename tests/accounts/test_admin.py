@@ -5,7 +5,7 @@ from django.test import Client
 
 from apps.accounts.contacts import phone_masked
 from apps.accounts.models import Account, Preference, Recipient
-from apps.accounts.services import PushTokenInput, recipient_put
+from apps.accounts.services import PushTokenInput, account_create, recipient_put
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +64,8 @@ def test_account_change_page_renders(operator: Client, recipient: Recipient) -> 
 )
 def test_phone_masking(e164: str, masked: str) -> None:
     assert phone_masked(e164) == masked
+
+
+def test_api_key_change_page_renders(operator: Client) -> None:
+    issued = account_create(name="keys")
+    assert operator.get(f"/admin/accounts/apikey/{issued.api_key.pk}/change/").status_code == 200
