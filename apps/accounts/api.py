@@ -104,7 +104,7 @@ class RecipientView(APIView):
         data = self.PutInput(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        recipient_put(
+        recipient = recipient_put(
             account=request.user,
             user_id=user_id,
             phone=fields.get("phone") or "",
@@ -114,7 +114,7 @@ class RecipientView(APIView):
             timezone_name=fields.get("timezone") or "",
             push_tokens=[PushTokenInput(**token) for token in fields.get("push_tokens") or []],
         )
-        return Response(RecipientOutput(recipient_get(account_id=request.user.id, user_id=user_id)).data)
+        return Response(RecipientOutput(recipient).data)
 
 
 class PreferencesView(APIView):
