@@ -34,7 +34,7 @@ class ServiceError(Exception):
         status_code: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.detail = detail or self.default_detail
+        self.detail = detail or (_summary(errors) if errors else self.default_detail)
         if code is not None:
             self.code = code
         if status_code is not None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.accounts.models import Account
@@ -110,3 +111,12 @@ def dispatch_worker(worker_env: dict[str, str], tmp_path_factory: pytest.TempPat
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     with celery_worker(worker_env, "mc.critical,mc.high,mc.normal,mc.bulk,mc.maintenance", log, name="dispatch") as process:
         yield process
+
+
+@pytest.fixture
+def operator(db: None) -> Client:
+    """A browser session logged in to the admin as a superuser."""
+    user = User.objects.create_superuser("ops", "ops@example.com", "secret-pass")
+    client = Client()
+    client.force_login(user)
+    return client

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from apps.accounts.models import Account, ApiKey
+from apps.accounts.contacts import email_normalized, phone_e164, phone_masked, timezone_valid
+from apps.accounts.models import Account, ApiKey, Preference, PushToken, Recipient
 from apps.accounts.services import api_key_issue, api_key_revoke
 
 
@@ -77,3 +81,63 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
+
+
+class PushTokenInline(admin.TabularInline):
+    model = PushToken
+    extra = 0
+    fields = ("platform", "token", "active", "created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at")
+
+
+class PreferenceInline(admin.TabularInline):
+    model = Preference
+    extra = 0
+    fields = ("category", "channel", "subscribed", "updated_at")
+    readonly_fields = ("updated_at",)
+    verbose_name_plural = "Preferences (without a row: subscribed; verification cannot be turned off)"
+
+
+class RecipientForm(forms.ModelForm):
+    """The API's rules: phones stored E.164, e-mail domains lower-cased, IANA time zones."""
+
+    class Meta:
+        model = Recipient
+        fields = ("account", "user_id", "phone", "email", "wechat_openid", "wecom_userid", "timezone")
+
+    def clean_phone(self) -> str:
+        raw: str = self.cleaned_data["phone"]
+        if not raw:
+            return ""
+        phone = phone_e164(raw)
+        if phone is None:
+            raise forms.ValidationError("Not a valid phone number (use +<country code><number>).")
+        return phone
+
+    def clean_email(self) -> str:
+        raw: str = self.cleaned_data["email"]
+        return (email_normalized(raw) or raw) if raw else ""
+
+    def clean_timezone(self) -> str:
+        name: str = self.cleaned_data["timezone"]
+        if name and not timezone_valid(name):
+            raise forms.ValidationError("Not an IANA time zone such as Asia/Shanghai.")
+        return name
+
+
+@admin.register(Recipient)
+class RecipientAdmin(admin.ModelAdmin):
+    form = RecipientForm
+    list_display = ("user_id", "account", "masked_phone", "email", "timezone", "updated_at")
+    list_filter = ("account",)
+    search_fields = ("user_id", "email", "phone", "wechat_openid", "wecom_userid")
+    list_select_related = ("account",)
+    readonly_fields = ("id", "created_at", "updated_at")
+    inlines = [PushTokenInline, PreferenceInline]
+
+    @admin.display(description="phone", ordering="phone")
+    def masked_phone(self, obj: Recipient) -> str:
+        return phone_masked(obj.phone) if obj.phone else "-"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Recipient | None = None) -> Any:
+        return (*self.readonly_fields, "account", "user_id") if obj else self.readonly_fields

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -93,14 +95,16 @@ class RecipientView(APIView):
         push_tokens = PushTokenFields(many=True, required=False, allow_null=True)
         timezone = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
 
+    @extend_schema(responses=RecipientOutput)
     def get(self, request: Request, user_id: str) -> Response:
         return Response(RecipientOutput(recipient_get(account_id=request.user.id, user_id=user_id)).data)
 
+    @extend_schema(request=PutInput, responses=RecipientOutput)
     def put(self, request: Request, user_id: str) -> Response:
         data = self.PutInput(data=request.data)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
-        recipient_put(
+        recipient = recipient_put(
             account=request.user,
             user_id=user_id,
             phone=fields.get("phone") or "",
@@ -110,14 +114,16 @@ class RecipientView(APIView):
             timezone_name=fields.get("timezone") or "",
             push_tokens=[PushTokenInput(**token) for token in fields.get("push_tokens") or []],
         )
-        return Response(RecipientOutput(recipient_get(account_id=request.user.id, user_id=user_id)).data)
+        return Response(RecipientOutput(recipient).data)
 
 
 class PreferencesView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, description="{category: {channel: subscribed}}")
     def get(self, request: Request, user_id: str) -> Response:
         recipient = recipient_get(account_id=request.user.id, user_id=user_id)
         return Response(recipient_preferences(recipient=recipient))
 
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def patch(self, request: Request, user_id: str) -> Response:
         recipient = recipient_get(account_id=request.user.id, user_id=user_id)
         preferences_update(recipient=recipient, changes=request.data)

@@ -27,8 +27,8 @@ def account_used_today(*, account: Account) -> int:
 
 
 def recipient_get(*, account_id: uuid.UUID, user_id: str) -> Recipient:
-    """The account's recipient with all its push tokens; another account's user_id is not found."""
-    recipient = Recipient.objects.filter(account_id=account_id, user_id=user_id).prefetch_related("push_tokens").first()
+    """The account's recipient; another account's user_id is not found."""
+    recipient = Recipient.objects.filter(account_id=account_id, user_id=user_id).first()
     if recipient is None:
         raise NotFound(f"No recipient with user_id {user_id!r}.")
     return recipient

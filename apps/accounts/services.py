@@ -138,8 +138,7 @@ def recipient_put(
         user_id=user_id, phone=phone, email=email, timezone_name=timezone_name, push_tokens=tokens
     )
     if errors:
-        field, messages = next(iter(errors.items()))
-        raise ValidationFailed(f"Invalid {field}: {messages[0]}", errors=errors)
+        raise ValidationFailed(errors=errors)
     fields = {
         "phone": stored_phone,
         "email": stored_email,
@@ -194,13 +193,13 @@ def preferences_update(*, recipient: Recipient, changes: Mapping[str, Mapping[st
                 errors[field] = [f"Unknown channel; use one of {', '.join(Channel.values)}."]
             elif not isinstance(subscribed, bool):
                 errors[field] = ["Expected true or false."]
-            elif category == Category.VERIFICATION and not subscribed:
-                errors[field] = ["Verification messages cannot be turned off."]
+            elif category == Category.VERIFICATION:
+                if not subscribed:
+                    errors[field] = ["Verification messages cannot be turned off."]
             else:
                 rows.append(Preference(recipient=recipient, category=category, channel=channel, subscribed=subscribed))
     if errors:
-        field, messages = next(iter(errors.items()))
-        raise ValidationFailed(f"Invalid {field}: {messages[0]}", errors=errors)
+        raise ValidationFailed(errors=errors)
     Preference.objects.bulk_create(
         rows,
         update_conflicts=True,

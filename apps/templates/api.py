@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -21,7 +22,7 @@ from apps.templates.services import (
 from apps.templates.sms import sms_length
 from messaging_center import ids
 from messaging_center.errors import ServiceError
-from messaging_center.pagination import keyset_page
+from messaging_center.pagination import PageInput, keyset_page
 
 MAX_WINDOW_SECONDS = 30 * 86400
 
@@ -96,6 +97,13 @@ class TemplateListView(APIView):
         category = serializers.ChoiceField(choices=Category.choices, required=False)
         status = serializers.ChoiceField(choices=Status.choices, required=False)
 
+    @extend_schema(
+        operation_id="v1_templates_list",
+        parameters=[FilterInput, PageInput],
+        responses=inline_serializer(
+            "TemplatePage", {"results": TemplateOutput(many=True), "next": serializers.CharField(allow_null=True)}
+        ),
+    )
     def get(self, request: Request) -> Response:
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -103,6 +111,7 @@ class TemplateListView(APIView):
         rows, next_cursor = keyset_page(queryset, request.query_params)
         return Response({"results": TemplateOutput(rows, many=True).data, "next": next_cursor})
 
+    @extend_schema(request=CreateInput, responses={201: TemplateOutput})
     def post(self, request: Request) -> Response:
         data = self.CreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -119,9 +128,11 @@ class TemplateDetailView(APIView):
                 raise serializers.ValidationError("The code of a template cannot change; create a new template.")
             return value
 
+    @extend_schema(responses=TemplateOutput)
     def get(self, request: Request, code: str) -> Response:
         return Response(TemplateOutput(template_detail(account_id=request.user.id, code=code)).data)
 
+    @extend_schema(request=PatchInput, responses=TemplateOutput)
     def patch(self, request: Request, code: str) -> Response:
         template = template_detail(account_id=request.user.id, code=code)
         data = self.PatchInput(data=request.data, partial=True, context={"code": code})
@@ -131,6 +142,7 @@ class TemplateDetailView(APIView):
         template = template_update(template=template, **changes)
         return Response(TemplateOutput(template).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, code: str) -> Response:
         template_delete(template=template_detail(account_id=request.user.id, code=code))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -146,6 +158,19 @@ class TemplatePreviewView(APIView):
                     raise serializers.ValidationError(f"{name}: expected a string or number, not {type(value).__name__}.")
             return params
 
+    @extend_schema(
+        request=Input,
+        responses=inline_serializer(
+            "TemplatePreview",
+            {
+                "content": serializers.CharField(),
+                "title": serializers.CharField(required=False),
+                "segments": serializers.IntegerField(required=False, help_text="SMS only; the signature counts."),
+                "encoding": serializers.ChoiceField(choices=["GSM-7", "UCS-2"], required=False),
+                "html": serializers.CharField(required=False, help_text="E-mail only; params HTML-escaped."),
+            },
+        ),
+    )
     def post(self, request: Request, code: str) -> Response:
         template = template_detail(account_id=request.user.id, code=code)
         data = self.Input(data=request.data)

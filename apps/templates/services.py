@@ -24,6 +24,7 @@ PROVIDER_ID_FORMATS = {
     "aliyun": (re.compile(r"SMS_\d{1,20}"), "an Aliyun template code like SMS_123456789"),
     "tencent": (re.compile(r"\d{1,20}"), "a numeric Tencent template id"),
 }
+UNIQUE_CODE_CONSTRAINT = "template_code_unique_live"
 EDITABLE_FIELDS = (
     "name",
     "channel",
@@ -62,20 +63,6 @@ def template_render(*, template: MessageTemplate, params: Mapping[str, object]) 
     )
 
 
-def template_variables(*, content: str, title: str = "") -> list[str]:
-    """Content variables in order of first appearance (Tencent's positional order), then title-only ones."""
-    errors: dict[str, list[str]] = {}
-    names: list[str] = []
-    for field, text in (("content", content), ("title", title)):
-        try:
-            names.extend(name for name in compile_text(text).variables if name not in names)
-        except PlaceholderError as exc:
-            errors[field] = [str(exc)]
-    if errors:
-        raise ValidationFailed(next(iter(errors.values()))[0], errors=errors)
-    return names
-
-
 def template_check(template: MessageTemplate) -> None:
     """Validates a template's cross-field rules and sets `variables`; raises ValidationFailed."""
     errors: dict[str, list[str]] = {}
@@ -83,25 +70,25 @@ def template_check(template: MessageTemplate) -> None:
         errors["code"] = ["Use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit; no spaces."]
     if not template.content.strip():
         errors["content"] = ["This field may not be blank."]
-    try:
-        template.variables = template_variables(content=template.content, title=template.title)
-    except ValidationFailed as exc:
-        errors.update(exc.errors or {})
-        template.variables = []
-    if (
-        "content" not in errors
-        and template.category == Category.VERIFICATION
-        and "code" not in compile_text(template.content).variables
-    ):
-        errors["content"] = ["A verification template must contain {{code}}."]
+    # Content variables first, in order of first appearance (Tencent's positional order), then title-only ones.
+    variables: list[str] = []
+    for field, text in (("content", template.content), ("title", template.title)):
+        try:
+            names = compile_text(text).variables
+        except PlaceholderError as exc:
+            errors[field] = [str(exc)]
+            continue
+        if field == "content" and template.category == Category.VERIFICATION and "code" not in names:
+            errors.setdefault("content", ["A verification template must contain {{code}}."])
+        variables.extend(name for name in names if name not in variables)
+    template.variables = variables
     signature = template.sms_signature.strip().removeprefix("【").removesuffix("】").strip()
     if any(char in signature for char in "【】[]"):
         errors["sms_signature"] = ["Give the signature without brackets, e.g. ACME; it is sent as 【ACME】."]
     template.sms_signature = signature
     errors.update(_provider_id_errors(template.provider_template_ids, template.variables))
     if errors:
-        field, messages = next(iter(errors.items()))
-        raise ValidationFailed(f"Invalid {field}: {messages[0]}", errors=errors)
+        raise ValidationFailed(errors=errors)
 
 
 def _provider_id_errors(provider_ids: Any, variables: list[str]) -> dict[str, list[str]]:
@@ -145,7 +132,9 @@ def _save(template: MessageTemplate) -> MessageTemplate:
     try:
         with transaction.atomic():
             template.save()
-    except IntegrityError:
+    except IntegrityError as exc:
+        if UNIQUE_CODE_CONSTRAINT not in str(exc):
+            raise
         raise ValidationFailed(
             f"A template with code {template.code!r} already exists.", errors={"code": ["Already exists."]}
         ) from None
@@ -165,8 +154,6 @@ def template_create(
     if template.provider_template_ids is None:
         template.provider_template_ids = {}
     template_check(template)
-    if MessageTemplate.objects.filter(account=account, code=code, deleted_at__isnull=True).exists():
-        raise ValidationFailed(f"A template with code {code!r} already exists.", errors={"code": ["Already exists."]})
     return _save(template)
 
 

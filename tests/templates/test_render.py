@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apps.accounts.models import Account
 from apps.templates import rendering
@@ -102,3 +104,27 @@ def test_template_get_refuses_unknown_foreign_deleted_and_disabled(account: Acco
     with pytest.raises(TemplateNotFound) as deleted:
         template_get(account_id=account.id, code="t")
     assert not isinstance(deleted.value, TemplateDisabled)
+
+
+literals = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=20)
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.tuples(literals, names, st.sampled_from(["", " ", "  "])), max_size=8), tail=literals)
+def test_substitution_matches_a_plain_replacement(chunks: list[tuple[str, str, str]], tail: str) -> None:
+    text = "".join(f"{literal}{{{{{pad}{name}{pad}}}}}" for literal, name, pad in chunks) + tail
+    values = {name: f"<{name.upper()}>" for _, name, _ in chunks}
+    compiled = rendering.compile_text(text)
+    assert list(compiled.variables) == list(dict.fromkeys(name for _, name, _ in chunks))
+    expected = "".join(f"{literal}{values[name]}" for literal, name, _ in chunks) + tail
+    assert compiled.substitute(values) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from("{} ab.1|"), max_size=30))
+def test_any_text_compiles_or_names_a_position_inside_it(text: str) -> None:
+    try:
+        rendering.compile_text(text)
+    except rendering.PlaceholderError as exc:
+        assert 1 <= exc.position <= len(text)
