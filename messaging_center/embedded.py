@@ -224,14 +224,23 @@ class EmbeddedPostgres(_Server):
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
 
     def stop(self) -> None:
+        """Fast shutdown; if the server is still alive afterwards, it is terminated, then killed."""
         with _locked(self.directory):
-            if self.pid() is None or not (self.pgdata / "PG_VERSION").exists():
+            pid = self.pid()
+            if pid is None or not (self.pgdata / "PG_VERSION").exists():
                 return
             subprocess.run(
                 [self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop"],
                 capture_output=True,
                 **self._run_as(),  # type: ignore[arg-type]
             )
+            for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGKILL):
+                if not _pid_alive(pid):
+                    return
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+                with contextlib.suppress(RuntimeError):
+                    _wait_for(lambda: not _pid_alive(pid), 10, "embedded PostgreSQL shutdown")
 
 
 class EmbeddedRedis(_Server):

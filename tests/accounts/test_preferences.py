@@ -134,8 +134,18 @@ def test_opted_out_matches_each_kind_of_address(api) -> None:
     opted_out = preferences_opted_out(
         account_id=api.account.id, category="marketing", channel="push", user_ids=["u0", "u1", "u2"], addresses=addresses
     )
-    assert opted_out == {"u1", "+8613800000001", "u1@example.com", "openid-1", "wecom-1", "token-u1-1"}
-    assert preferences_opted_out(account_id=api.account.id, category="marketing", channel="sms", user_ids=["u1"]) == set()
+    # Addresses are those of the channel asked about: a push opt-out matches the recipient's tokens.
+    assert opted_out == {"u1", "token-u1-1"}
+    for channel, address in (
+        ("sms", "+8613800000001"),
+        ("email", "u1@example.com"),
+        ("wechat", "openid-1"),
+        ("wecom", "wecom-1"),
+    ):
+        Preference.objects.create(recipient=recipients[1], category="marketing", channel=channel, subscribed=False)
+        found = preferences_opted_out(account_id=api.account.id, category="marketing", channel=channel, addresses=addresses)
+        assert found == {address}
+    assert preferences_opted_out(account_id=api.account.id, category="marketing", channel="inbox", user_ids=["u1"]) == set()
     assert preferences_opted_out(account_id=api.account.id, category="transactional", channel="push", user_ids=["u1"]) == set()
 
 
