@@ -132,7 +132,6 @@ WHITENOISE_USE_FINDERS = True
 MAX_REQUEST_BODY_BYTES = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100_000
-FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6's default, adopted now
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.ApiKeyAuthentication"],
@@ -159,6 +158,8 @@ QUEUES = (*(f"mc.{lane}" for lane in LANES), "mc.receipts", "mc.maintenance")
 # Countdown retries stay below this cap; the visibility timeout sits well above it so that a task
 # waiting on its countdown is never handed out twice (DESIGN.md, reliability rules).
 MAX_RETRY_COUNTDOWN_SECONDS = 300
+DISPATCH_SENDING_LEASE_SECONDS = env_int("DISPATCH_SENDING_LEASE_SECONDS", 60, minimum=1)
+DISPATCH_QUEUED_LEASE_SECONDS = env_int("DISPATCH_QUEUED_LEASE_SECONDS", 120, minimum=1)
 BROKER_VISIBILITY_TIMEOUT_SECONDS = env_int("BROKER_VISIBILITY_TIMEOUT", 3600, minimum=MAX_RETRY_COUNTDOWN_SECONDS * 2)
 
 CELERY_BROKER_URL = REDIS_URL

@@ -12,7 +12,7 @@ from apps.dispatch import services
 from apps.dispatch.contacts import mask_address
 from apps.dispatch.models import Message, MessageEvent, Outbox, Provider
 from apps.dispatch.providers_config import provider_settings_errors
-from apps.dispatch.routing import ROUTES, health
+from apps.dispatch.routing import health
 from messaging_center import ids
 from messaging_center.errors import Conflict
 
@@ -167,10 +167,6 @@ class ProviderAdmin(admin.ModelAdmin):
     def success_rate(self, provider: Provider) -> str:
         snapshot = health().snapshot(provider.name)
         return "—" if snapshot.success_rate is None else f"{snapshot.success_rate:.0%} of {snapshot.attempts}"
-
-    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        ROUTES.invalidate()
 
     @admin.action(description="Close circuit (send traffic again now)")
     def close_circuits(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:

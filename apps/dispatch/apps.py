@@ -19,4 +19,13 @@ class DispatchConfig(AppConfig):
             TEMPLATES.clear()
 
         post_save.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates")
+
+        from apps.dispatch.models import Provider
+        from apps.dispatch.routing import providers_changed
+
+        def provider_saved(**kwargs: object) -> None:
+            providers_changed()
+
+        post_save.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-changed")
+        post_delete.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-deleted")
         post_delete.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates-del")

@@ -5,20 +5,30 @@ message already claimed or finished and does nothing (DESIGN.md, reliability rul
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
+from redis.exceptions import RedisError
 
 from apps.dispatch import publish
 from apps.dispatch.engine import send_through_providers
 from apps.dispatch.models import Status
 from messaging_center import ids
+from messaging_center.broker import queue_depths
 
-SENDING_LEASE = dt.timedelta(seconds=60)
-# A queued message whose task the broker lost is found by the sweeper once this lease runs out.
-QUEUED_LEASE = dt.timedelta(seconds=120)
+
+def sending_lease() -> dt.timedelta:
+    """How long a claimed message may stay `sending` before the sweeper assumes its worker died."""
+    return dt.timedelta(seconds=settings.DISPATCH_SENDING_LEASE_SECONDS)
+
+
+def queued_lease() -> dt.timedelta:
+    """A queued message whose task the broker lost is found by the sweeper once this runs out."""
+    return dt.timedelta(seconds=settings.DISPATCH_QUEUED_LEASE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class Claimed:
     previous_provider: str
     priority: str
     expires_at: dt.datetime
+    needs_reconcile: bool
 
 
 def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]]) -> None:
@@ -52,15 +63,21 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %s
+            UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %s,
+                   -- re-claiming a `sending` row: its worker died mid-send, the provider may have it
+                   needs_reconcile = needs_reconcile OR (status = 'sending' AND provider <> '')
             WHERE id = ANY(%s)
               AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
               AND expires_at > now()
-            RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at
+            RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
+                      needs_reconcile
             """,
-            [SENDING_LEASE, list(message_ids)],
+            [sending_lease(), list(message_ids)],
         )
-        return [Claimed(*row) for row in cursor.fetchall()]
+        # Django leaves jsonb undecoded on raw cursors.
+        return [
+            Claimed(*row[:7], json.loads(row[7]) if isinstance(row[7], str) else row[7], *row[8:]) for row in cursor.fetchall()
+        ]
 
 
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
@@ -126,7 +143,7 @@ def enqueue_due(*, batch: int = 1000) -> int:
                 FROM due WHERE m.id = due.id
                 RETURNING m.id, m.priority
                 """,
-                [batch, QUEUED_LEASE],
+                [batch, queued_lease()],
             )
             due = cursor.fetchall()
             lanes: dict[str, list[uuid.UUID]] = {}
@@ -154,19 +171,30 @@ def sweep(*, batch: int = 1000) -> int:
             [batch],
         )
         expire([row[0] for row in cursor.fetchall()])
+    try:
+        idle_lanes = [queue.removeprefix("mc.") for queue, depth in queue_depths().items() if depth == 0]
+    except RedisError:
+        idle_lanes = []
     with transaction.atomic(), connection.cursor() as cursor:
+        # A queued message past its lease is only lost if its lane has drained (or it is long
+        # overdue): re-enqueueing behind a backlog that still holds its task would only add copies.
         cursor.execute(
             """
             WITH lost AS (
                 SELECT id FROM dispatch_message
-                WHERE status IN ('queued', 'retry_wait', 'sending') AND lease_until < now()
+                WHERE lease_until < now()
+                  AND (status IN ('retry_wait', 'sending')
+                       OR (status = 'queued' AND (priority = ANY(%s) OR lease_until < now() - %s)))
                 ORDER BY lease_until LIMIT %s FOR UPDATE SKIP LOCKED
             )
-            UPDATE dispatch_message AS m SET lease_until = now() + %s
+            UPDATE dispatch_message AS m SET lease_until = now() + %s,
+                   -- a worker died mid-send: its provider may have the message, ask before resending
+                   status = CASE WHEN m.status = 'sending' THEN 'retry_wait' ELSE m.status END,
+                   needs_reconcile = m.needs_reconcile OR (m.status = 'sending' AND m.provider <> '')
             FROM lost WHERE m.id = lost.id
             RETURNING m.id, m.priority
             """,
-            [batch, QUEUED_LEASE],
+            [idle_lanes, queued_lease() * 10, batch, queued_lease()],
         )
         lost = cursor.fetchall()
         lanes: dict[str, list[uuid.UUID]] = {}

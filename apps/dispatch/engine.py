@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from apps.dispatch import publish, routing
 from apps.dispatch.models import Status
-from apps.dispatch.providers.base import OutboundMessage, ProviderError, SendResult
+from apps.dispatch.providers.base import LookupUnsupported, OutboundMessage, ProviderError, SendResult
 from apps.dispatch.throttling import limiter
 from apps.templates.models import MessageTemplate
 from messaging_center import ids, metrics
@@ -101,15 +101,64 @@ def _send_one(route: routing.Route, message: OutboundMessage) -> SendResult | Pr
         return ProviderError("adapter_error", f"{type(error).__name__}: {error}", permanent=False)
 
 
+def _reconcile(claimed: Sequence[Claimed]) -> list[Attempt]:
+    """Asks the provider of an attempt whose outcome is unknown whether it already has the message.
+    Returns the settled attempts: found → sent without sending again; the lookup failing → wait and
+    ask again. Messages whose provider says no, or cannot be asked, are sent again by the caller."""
+    asks: list[tuple[Claimed, routing.Route]] = []
+    for message in claimed:
+        route = routing.ROUTES.named(message.previous_provider)
+        if route is not None:
+            asks.append((message, route))
+    since = timezone.now() - dt.timedelta(days=1)
+
+    def ask(message: Claimed, route: routing.Route) -> SendResult | ProviderError | None:
+        try:
+            return route.adapter.lookup_sent(message_id=ids.encode("msg", message.id), to=message.address, since=since)
+        except LookupUnsupported:
+            return None
+        except ProviderError as error:
+            return ProviderError(
+                error.code, f"could not ask whether it was sent: {error.detail}", permanent=False, ambiguous=True
+            )
+
+    futures = [(message, route, _executor().submit(ask, message, route)) for message, route in asks]
+    settled = []
+    for message, route, future in futures:
+        outcome = future.result()
+        if outcome is not None:
+            settled.append(Attempt(message, route, outcome))
+    return settled
+
+
+def _record_chosen_providers(attempts: Sequence[Attempt]) -> None:
+    """Before sending: which provider gets each message, so that after a crash mid-send the
+    reconciliation knows whom to ask."""
+    if attempts:
+        _update(
+            """
+            UPDATE dispatch_message AS m SET provider = c.provider
+            FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[]) AS c(id, attempt, provider)
+            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+            RETURNING m.id
+            """,
+            _columns(attempts),
+        )
+
+
 def send_through_providers(claimed: Sequence[Claimed]) -> None:
     if not claimed:
         return
+    routing.ROUTES.refresh()
     template_ids = {c.template_id for c in claimed if c.template_id}
     templates = {t.id: t for t in MessageTemplate.objects.filter(id__in=template_ids)}
     health = routing.health()
     allowed: dict[str, set[str]] = {}
-    attempts: list[Attempt] = []
+    attempts = _reconcile([c for c in claimed if c.needs_reconcile and c.previous_provider])
+    settled = {a.message.id for a in attempts}
     for message in claimed:
+        if message.id in settled:
+            continue
         template = templates.get(message.template_id) if message.template_id else None
         routes = routing.usable(
             routing.ROUTES.for_channel(message.channel), (template.provider_template_ids or {}) if template else {}
@@ -137,6 +186,7 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
             continue
         attempts.append(Attempt(message, route))
     pending = [a for a in attempts if a.outcome is None]
+    _record_chosen_providers(pending)
     futures = [
         _executor().submit(_send_one, a.route, _outbound(a.message, templates.get(a.message.template_id), a.route))  # type: ignore[arg-type]
         for a in pending
@@ -218,7 +268,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
         _update(
             """
         UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid, sent_at = now(),
-               code = '', detail = '', lease_until = NULL
+               code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
         FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(pids)s::text[])
              AS c(id, attempt, provider, pid)
         WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
@@ -229,7 +279,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     )
     record_events(
         [
-            (a.message.id, Status.SENT, "", f"accepted by {a.route.name}", a.route.name, a.message.attempt)  # type: ignore[union-attr]
+            (a.message.id, Status.SENT, "", _sent_detail(a), a.route.name, a.message.attempt)  # type: ignore[union-attr]
             for a in attempts
             if a.message.id in done
         ]
@@ -237,6 +287,13 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     for a in attempts:
         if a.message.id in done and a.route:
             metrics.MESSAGES_SENT.labels(a.message.channel, a.route.name).inc()
+
+
+def _sent_detail(attempt: Attempt) -> str:
+    assert attempt.route is not None and isinstance(attempt.outcome, SendResult)
+    if attempt.outcome.raw.get("reconciled"):
+        return f"{attempt.route.name} already had it (the earlier attempt's outcome was unknown); not sent again"
+    return f"accepted by {attempt.route.name}"
 
 
 def _mark_failed(attempts: list[Attempt]) -> None:
@@ -260,7 +317,7 @@ def _mark_final(attempts: list[Attempt], status: str) -> None:
         _update(
             """
         UPDATE dispatch_message AS m SET status = %(status)s, provider = c.provider, code = c.code, detail = c.detail,
-               lease_until = NULL
+               lease_until = NULL, needs_reconcile = FALSE
         FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(codes)s::text[], %(details)s::text[])
              AS c(id, attempt, provider, code, detail)
         WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
@@ -303,13 +360,14 @@ def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
     columns["codes"] = [a.outcome.code for a in attempts]  # type: ignore[union-attr]
     columns["details"] = [_detail(a, "retry_wait") for a in attempts]
     columns["leases"] = [dt.timedelta(seconds=countdown) + RETRY_LEASE_GRACE for _, countdown in retries]
+    columns["ambiguous"] = [bool(a.outcome.ambiguous) for a in attempts]  # type: ignore[union-attr]
     done = set(
         _update(
             """
         UPDATE dispatch_message AS m SET status = 'retry_wait', provider = c.provider, code = c.code, detail = c.detail,
-               lease_until = now() + c.lease
+               lease_until = now() + c.lease, needs_reconcile = c.ambiguous
         FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(codes)s::text[], %(details)s::text[],
-                    %(leases)s::interval[]) AS c(id, attempt, provider, code, detail, lease)
+                    %(leases)s::interval[], %(ambiguous)s::bool[]) AS c(id, attempt, provider, code, detail, lease, ambiguous)
         WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
         RETURNING m.id
         """,

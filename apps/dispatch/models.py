@@ -68,6 +68,9 @@ class Message(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
     read_at = models.DateTimeField(null=True, blank=True, help_text="In-site inbox: when the recipient read it.")
+    # The last attempt's outcome is unknown (a timeout after the request left, or a worker that died
+    # mid-send): ask the provider before sending again.
+    needs_reconcile = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [

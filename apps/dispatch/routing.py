@@ -1,16 +1,22 @@
 """Which provider sends a message: weighted choice among the enabled providers of the channel's
 best priority group whose circuit is not open; template-based providers only for templates that
-have an approved id for them. Provider rows are re-read every few seconds, so admin changes apply
-without a restart."""
+have an approved id for them. Saving a provider sets a new version token in Redis; a worker checks
+it once per task (one GET) and re-reads the provider rows when it changed, so admin changes apply
+to the next task, without a restart."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from apps.dispatch.health import Health
 from apps.dispatch.models import Provider
@@ -18,7 +24,10 @@ from apps.dispatch.providers import adapter_class
 from apps.dispatch.providers.base import ProviderAdapter
 from messaging_center.broker import redis_client
 
-REFRESH_SECONDS = 5.0
+logger = logging.getLogger(__name__)
+
+RELOAD_SECONDS = 60.0  # re-read anyway, in case a version bump was lost with Redis
+VERSION_KEY = "mc:providers:version"
 
 
 @dataclass(frozen=True)
@@ -40,15 +49,31 @@ class _Routes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded_at = 0.0
+        self._version: bytes | None = None
         self._by_channel: dict[str, list[Route]] = {}
+        self._by_name: dict[str, Route] = {}
         self._adapters: dict[tuple[str, str], ProviderAdapter] = {}
 
+    def refresh(self) -> None:
+        """Re-reads the provider rows if they changed (or were last read RELOAD_SECONDS ago)."""
+        with self._lock:
+            try:
+                version = redis_client().get(VERSION_KEY)
+            except RedisError:
+                version = self._version
+            if version != self._version or time.monotonic() - self._loaded_at >= RELOAD_SECONDS or not self._loaded_at:
+                self._load()
+                self._version = version
+
     def for_channel(self, channel: str) -> list[Route]:
-        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
-                    self._load()
+        if not self._loaded_at:
+            self.refresh()
         return self._by_channel.get(channel, [])
+
+    def named(self, name: str) -> Route | None:
+        if not self._loaded_at:
+            self.refresh()
+        return self._by_name.get(name)
 
     def _load(self) -> None:
         by_channel: dict[str, list[Route]] = {}
@@ -69,9 +94,20 @@ class _Routes:
                 )
             )
         self._by_channel, self._adapters, self._loaded_at = by_channel, adapters, time.monotonic()
+        self._by_name = {route.name: route for routes in by_channel.values() for route in routes}
+        logger.info("providers: %s", ", ".join(sorted(self._by_name)) or "none")
 
     def invalidate(self) -> None:
         self._loaded_at = 0.0
+
+
+def providers_changed() -> None:
+    """Tells every worker to re-read the provider rows."""
+    # A fresh token rather than a counter: a counter restarts at 1 after Redis loses it, and a
+    # worker that had seen 1 would never notice the change.
+    with contextlib.suppress(RedisError):  # without Redis they re-read within RELOAD_SECONDS anyway
+        redis_client().set(VERSION_KEY, uuid.uuid4().hex)
+    ROUTES.invalidate()
 
 
 ROUTES = _Routes()

@@ -24,7 +24,7 @@ from apps.accounts.models import Account
 from apps.accounts.selectors import preferences_opted_out, quota_key, recipients_by_user_id
 from apps.dispatch import limits, publish
 from apps.dispatch.contacts import ADDRESS_KEYS, CHANNEL_ADDRESS_KEY, normalize_address, recipient_address
-from apps.dispatch.delivery import QUEUED_LEASE
+from apps.dispatch.delivery import queued_lease
 from apps.dispatch.models import IdempotencyRecord, Status
 from apps.dispatch.quiet_hours import quiet_until, zone
 from apps.dispatch.throttling import limiter
@@ -390,7 +390,7 @@ def _store(
         (str(account.id), str(batch_id), str(template.id), _text(template.code), template.channel, template.category, lane)
     )
     now_text = now.isoformat()
-    lease_text = (now + QUEUED_LEASE).isoformat()
+    lease_text = (now + queued_lease()).isoformat()
     expires_now = (now + dt.timedelta(seconds=ttl)).isoformat()
     message_lines = []
     for entry, message_id in zip(entries, message_ids, strict=True):

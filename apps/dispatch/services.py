@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Account
 from apps.dispatch import publish
-from apps.dispatch.delivery import QUEUED_LEASE, record_events
+from apps.dispatch.delivery import queued_lease, record_events
 from apps.dispatch.models import Message, Status
 from apps.dispatch.send import IDEMPOTENCY_TTL, message_send
 from messaging_center.errors import Conflict
@@ -53,7 +53,7 @@ def message_send_again(*, message: Message) -> Message:
         status=Status.QUEUED,
         created_at=now,
         expires_at=now + ttl,
-        lease_until=now + QUEUED_LEASE,
+        lease_until=now + queued_lease(),
     )
     record_events([(copy.id, Status.QUEUED, "resend", f"sent again from {message.public_id} by an operator", "", None)])
     rows = publish.chunk_rows({copy.priority: [copy.id]})

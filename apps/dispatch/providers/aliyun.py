@@ -70,6 +70,7 @@ PROVIDER_FAULT_CODES = {
     "SignatureDoesNotMatch",
     "IncompleteSignature",
 }
+LOOKUP_MAX_PAGES = 10
 THROTTLE_CODES = {"isv.BUSINESS_LIMIT_CONTROL", "isv.DAY_LIMIT_CONTROL", "Throttling", "Throttling.User", "Throttling.Api"}
 
 
@@ -244,6 +245,32 @@ class AliyunSms(ProviderAdapter):
                     break
                 day += dt.timedelta(days=1)
         return receipts
+
+    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime) -> SendResult | None:
+        """QuerySendDetails lists what was sent to a phone on a day, with our OutId: the only way to
+        learn whether a request that timed out got through. Its rows carry no BizId, so the result's
+        provider id is empty; receipts still match by OutId."""
+        today = dt.datetime.now(CHINA).date()
+        day = max(since.astimezone(CHINA).date(), today - dt.timedelta(days=29))
+        while day <= today:
+            for page in range(1, LOOKUP_MAX_PAGES + 1):
+                query = {
+                    "PhoneNumber": national_number(to),
+                    "SendDate": day.strftime("%Y%m%d"),
+                    "PageSize": "50",
+                    "CurrentPage": str(page),
+                }
+                answer = self.call("QuerySendDetails", query)
+                details = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+                for detail in details:
+                    if detail.get("OutId") == message_id:
+                        return SendResult(
+                            provider_message_id="", raw={"reconciled": True, "SendStatus": detail.get("SendStatus")}
+                        )
+                if len(details) < 50:
+                    break
+            day += dt.timedelta(days=1)
+        return None
 
     def _query_send_details(self, phone: str, biz_id: str, day: dt.date) -> list[Receipt] | None:
         query = {"PhoneNumber": national_number(phone), "SendDate": day.strftime("%Y%m%d"), "PageSize": "50", "CurrentPage": "1"}

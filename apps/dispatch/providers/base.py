@@ -61,6 +61,10 @@ class ProviderError(Exception):
         )
 
 
+class LookupUnsupported(Exception):
+    """The provider has no API to ask whether it already has a message."""
+
+
 class ReceiptFormatError(ValueError):
     """A status report that is not in the provider's format (the receiver answers 400)."""
 
@@ -118,6 +122,11 @@ class ProviderAdapter(abc.ABC):
     @abc.abstractmethod
     def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
         """The final statuses in a pushed report (intermediate ones are skipped); raises `ReceiptFormatError`."""
+
+    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime) -> SendResult | None:
+        """Whether the provider already accepted our message (after a timeout or a crash mid-send):
+        its result, None when it did not, LookupUnsupported when the provider cannot be asked."""
+        raise LookupUnsupported(self.kind)
 
     def poll_receipts(self, *, since: dt.datetime, phones_and_ids: list[tuple[str, str]] | None = None) -> list[Receipt]:
         """Final statuses fetched from the provider's query API; `phones_and_ids` are (phone, provider id)."""

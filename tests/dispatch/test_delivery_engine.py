@@ -1,0 +1,164 @@
+"""The delivery engine with real workers against the provider simulator: each SMS API, failover,
+expiry, a worker killed mid-batch, and a broker that lost every queued task."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import time
+
+import pytest
+from django.test import override_settings
+
+from apps.dispatch import delivery
+from apps.dispatch.models import Message, Provider
+from apps.dispatch.providers_config import provider_save
+from messaging_center.embedded import EmbeddedRedis
+from tests.helpers import celery_worker, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+FINAL = {"sent", "delivered", "undelivered", "failed", "expired"}
+
+
+@pytest.fixture
+def sms_template(api, make_template):
+    return make_template(
+        api, code="notice", content="Your code {{n}} is ready.", provider_template_ids={"aliyun": "SMS_100", "tencent": "1001"}
+    )
+
+
+def _providers(sim, *kinds: str, **fields) -> list[Provider]:
+    made = []
+    for kind in kinds:
+        provider = Provider(name=f"test-{kind}", kind=kind, channel="sms", **fields)
+        made.append(provider_save(provider=provider, settings=sim.settings(kind)))
+    return made
+
+
+def _send(api, count: int, **extra) -> list[str]:
+    to = [{"phone": f"+86138{i:08d}", "params": {"n": str(i)}} for i in range(count)]
+    response = api.post("/api/v1/messages", {"template": "notice", "to": to, **extra})
+    assert response.status_code == 202, response.content
+    assert response.json()["accepted"] == count
+    return [m["id"] for m in response.json()["messages"]]
+
+
+def _statuses() -> collections.Counter[str]:
+    return collections.Counter(Message.objects.values_list("status", flat=True))
+
+
+def _received_per_message(sim) -> collections.Counter[str]:
+    return collections.Counter(r["message_id"] for r in sim.messages())
+
+
+@pytest.mark.parametrize("kind", ["aliyun", "tencent", "twilio"])
+def test_sms_goes_out_through_each_provider_api(api, sms_template, sim, dispatch_worker, kind) -> None:
+    _providers(sim, kind)
+    [message_id] = _send(api, 1)
+    wait_until(lambda: api.get(f"/api/v1/messages/{message_id}").json()["status"] == "sent", 30, f"a send via {kind}")
+
+    body = api.get(f"/api/v1/messages/{message_id}").json()
+    assert body["provider"] == f"test-{kind}" and body["provider_message_id"]
+    assert [e["status"] for e in body["events"]] == ["queued", "sending", "sent"]
+    [record] = sim.messages(to="+8613800000000")
+    assert record["provider"] == kind
+    assert record["message_id"] == message_id  # our id travelled as the provider's client reference
+
+
+def test_failover_when_one_provider_returns_500_for_everything(api, sms_template, sim, dispatch_worker) -> None:
+    _providers(sim, "aliyun", "tencent")
+    sim.behave("aliyun", fail_rate=1.0, error="http_500")
+    ids = _send(api, 30)
+    wait_until(lambda: _statuses()["sent"] == 30, 60, "every message sent")
+
+    assert set(Message.objects.values_list("provider", flat=True)) == {"test-tencent"}
+    received = _received_per_message(sim)
+    assert sorted(received) == sorted(ids)
+    assert set(received.values()) == {1}  # one send each that reached a provider
+    retried = Message.objects.filter(attempts__gt=1)
+    assert retried.exists()
+    assert all(m.events.filter(status="retry_wait", provider="test-aliyun").exists() for m in retried)
+
+
+def test_all_providers_failing_ends_expired_with_bounded_attempts(api, sms_template, sim, dispatch_worker) -> None:
+    _providers(sim, "aliyun", "tencent")
+    sim.behave("*", fail_rate=1.0, error="http_500")
+    _send(api, 3, ttl=6)
+    wait_until(lambda: _statuses()["expired"] == 3, 40, "expiry")
+    for message in Message.objects.all():
+        assert 1 <= message.attempts <= 5
+        # The providers' own 500 code, or ours once both circuits opened after the burst of failures.
+        assert message.code in ("InternalError", "providers_unhealthy")
+        assert message.events.filter(status="retry_wait").count() == message.attempts - 1
+
+
+def test_invalid_number_fails_at_once_with_the_providers_code(api, sms_template, sim, dispatch_worker) -> None:
+    _providers(sim, "aliyun")
+    sim.behave("aliyun", fail_rate=1.0, error="invalid_number")
+    [message_id] = _send(api, 1)
+    wait_until(lambda: api.get(f"/api/v1/messages/{message_id}").json()["status"] == "failed", 30, "failure")
+    body = api.get(f"/api/v1/messages/{message_id}").json()
+    assert (body["code"], body["attempts"]) == ("isv.MOBILE_NUMBER_ILLEGAL", 1)
+
+
+def test_no_enabled_provider_fails_with_no_provider(api, sms_template, sim, dispatch_worker) -> None:
+    _providers(sim, "aliyun", enabled=False)
+    [message_id] = _send(api, 1)
+    wait_until(lambda: api.get(f"/api/v1/messages/{message_id}").json()["status"] == "failed", 30, "failure")
+    assert api.get(f"/api/v1/messages/{message_id}").json()["code"] == "no_provider"
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test's own, for tests that kill workers or flush the broker."""
+    redis = EmbeddedRedis(tmp_path / "redis")
+    url = redis.ensure_running().rsplit("/", 1)[0] + "/1"
+    with override_settings(REDIS_URL=url, CELERY_BROKER_URL=url, DISPATCH_QUEUED_LEASE_SECONDS=2):
+        yield url
+    redis.stop()
+
+
+def test_worker_killed_mid_batch_every_message_ends_and_none_is_sent_twice(
+    api, sms_template, sim, worker_env, own_redis, tmp_path
+) -> None:
+    _providers(sim, "aliyun")
+    sim.behave("aliyun", latency_ms=400)
+    env = worker_env | {"REDIS_URL": own_redis, "DISPATCH_SENDING_LEASE_SECONDS": "3", "DISPATCH_SEND_THREADS": "8"}
+    ids = _send(api, 200)
+    with celery_worker(env, "mc.high", tmp_path / "doomed.log", name="doomed") as doomed:
+        wait_until(lambda: len(sim.messages()) >= 10, 30, "the batch to be in flight")
+        os.killpg(doomed.pid, signal.SIGKILL)
+    in_flight = _statuses()["sending"]
+    assert in_flight > 0  # the kill really landed mid-batch
+
+    sim.behave("aliyun", latency_ms=0)
+    with celery_worker(env, "mc.high", tmp_path / "heir.log", name="heir"):
+
+        def settled() -> bool:
+            delivery.sweep()
+            return sum(_statuses()[s] for s in FINAL) == 200
+
+        wait_until(settled, 90, "every message to reach a final state", interval=1)
+    received = _received_per_message(sim)
+    assert set(received) == set(ids)
+    assert max(received.values()) == 1, [m for m, n in received.items() if n > 1][:5]
+    assert Message.objects.filter(events__detail__contains="already had it").exists()
+
+
+def test_broker_flushed_with_messages_queued_sweeper_delivers(api, sms_template, sim, worker_env, own_redis, tmp_path) -> None:
+    import redis
+
+    _providers(sim, "tencent")
+    ids = _send(api, 20)
+    redis.Redis.from_url(own_redis).flushall()  # every queued task is gone
+    time.sleep(2.5)  # past the queued lease
+    with celery_worker(worker_env | {"REDIS_URL": own_redis}, "mc.high", tmp_path / "worker.log", name="sweeper"):
+
+        def delivered() -> bool:
+            delivery.sweep()
+            return _statuses()["sent"] == 20
+
+        wait_until(delivered, 60, "the sweeper to bring the messages back", interval=1)
+    assert sorted(_received_per_message(sim)) == sorted(ids)
