@@ -46,9 +46,8 @@ async def simulate_with(state: SimulatorState, provider: str, *, accept: Callabl
 
     An injected `timeout` accepts the message (it did reach the provider) and answers too late.
     """
+    await delay(state, provider)
     behavior = state.behavior(provider)
-    if behavior.latency_ms:
-        await asyncio.sleep(behavior.latency_ms / 1000)
     if behavior.fail_rate and random.random() < behavior.fail_rate:
         if behavior.error != "timeout":
             return fail(behavior.error)
@@ -56,6 +55,13 @@ async def simulate_with(state: SimulatorState, provider: str, *, accept: Callabl
         await asyncio.sleep(TIMEOUT_SLEEP_S)
         return response
     return accept()
+
+
+async def delay(state: SimulatorState, provider: str) -> None:
+    """The provider's `latency_ms`; token endpoints get it too (a slow refresh widens a refresh race)."""
+    latency_ms = state.behavior(provider).latency_ms
+    if latency_ms:
+        await asyncio.sleep(latency_ms / 1000)
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apps.dispatch.providers import jws
 from apps.dispatch.providers.fcm import FCM_ERROR_TYPE, GRANT_TYPE, SCOPE
-from apps.dispatch.simulator.common import STATE_KEY, json_response, simulate
+from apps.dispatch.simulator.common import STATE_KEY, delay, json_response, simulate
 from apps.dispatch.simulator.state import Record
 
 PROVIDER = "fcm"
@@ -73,6 +73,7 @@ async def token(request: web.Request) -> web.Response:
         return _oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes).")
     if iat > now + MAX_CLOCK_SKEW_S or exp < now - MAX_CLOCK_SKEW_S:
         return _oauth_error("invalid_grant", "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe.")
+    await delay(state, PROVIDER)
     access_token, ttl = state.issue_token(PROVIDER)
     return json_response({"access_token": access_token, "expires_in": ttl, "token_type": "Bearer"})
 

@@ -36,7 +36,8 @@ warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TL
 
 def _part(message: EmailMessage, subtype: str) -> str:
     body = message.get_body((subtype,))
-    return str(body.get_content()) if body is not None else ""
+    # Recorded with the wire's CRLF line ends turned back into "\n", as the sender wrote them.
+    return str(body.get_content()).replace("\r\n", "\n") if body is not None else ""
 
 
 def _our_id(message_id: str) -> str | None:

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from apps.dispatch.providers.wechat import encrypt, signature
-from apps.dispatch.simulator.common import STATE_KEY, Push, json_response, receipt_url, simulate
+from apps.dispatch.simulator.common import STATE_KEY, Push, delay, json_response, receipt_url, simulate
 from apps.dispatch.simulator.state import Record, SentMessage, SimulatorState
 
 PROVIDER = "wechat"
@@ -42,6 +42,7 @@ async def token(request: web.Request) -> web.Response:
         return _error(40013, "invalid appid")
     if not hmac.compare_digest(request.query.get("secret", "").encode(), credentials["secret"].encode()):
         return _error(40001, "invalid credential, access_token is invalid or not latest")
+    await delay(state, PROVIDER)
     access_token, ttl = state.issue_token(PROVIDER)
     return json_response({"access_token": access_token, "expires_in": ttl})
 

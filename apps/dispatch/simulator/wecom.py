@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from apps.dispatch.simulator.common import STATE_KEY, json_response, simulate
+from apps.dispatch.simulator.common import STATE_KEY, delay, json_response, simulate
 from apps.dispatch.simulator.state import Record
 
 PROVIDER = "wecom"
@@ -35,6 +35,7 @@ async def gettoken(request: web.Request) -> web.Response:
         return _error(40013, "invalid corpid")
     if not hmac.compare_digest(request.query.get("corpsecret", "").encode(), credentials["corpsecret"].encode()):
         return _error(40001, "invalid secret")
+    await delay(state, PROVIDER)
     access_token, ttl = state.issue_token(PROVIDER)
     return json_response({"errcode": 0, "errmsg": "ok", "access_token": access_token, "expires_in": ttl})
 
