@@ -18,6 +18,9 @@ from django.conf import settings
 
 from apps.dispatch.providers import adapter_class
 from apps.dispatch.providers.base import OutboundMessage, ProviderAdapter, ProviderError, SendResult
+from apps.dispatch.providers.fcm import FCM_ERROR_TYPE
+from apps.dispatch.providers.fcm import _error_reply as fcm_error_reply
+from apps.dispatch.providers.http import HttpResponse
 from apps.dispatch.simulator.fcm import service_account_json
 from apps.dispatch.simulator.state import DEFAULT_CREDENTIALS
 from tests.dispatch.conftest import Simulator
@@ -171,6 +174,33 @@ def test_a_malformed_device_token_is_permanent_invalid_token(sim: Simulator, pro
     with pytest.raises(ProviderError) as caught:
         adapter(sim, provider).send(message(provider, 6, to=to))
     assert (caught.value.code, caught.value.permanent) == (code, True)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        # firebase-admin-java#1064: what FCM answers for a malformed registration token.
+        (
+            {
+                "message": "The registration token is not a valid FCM registration token",
+                "details": [{"@type": FCM_ERROR_TYPE, "errorCode": "INVALID_ARGUMENT"}],
+            },
+            "invalid_token",
+        ),
+        # An unknown field in the message: also INVALID_ARGUMENT, but the token is fine.
+        (
+            {
+                "message": "Invalid JSON payload received. Unknown name \"key\" at 'message': Cannot find field.",
+                "details": [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": "message"}]}],
+            },
+            "INVALID_ARGUMENT",
+        ),
+    ],
+)
+def test_fcm_invalid_argument_deactivates_a_token_only_when_it_is_about_the_token(error: dict[str, object], code: str) -> None:
+    body = json.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT", **error}}).encode()
+    classified = fcm_error_reply(HttpResponse(400, {}, body))
+    assert classified is not None and (classified.code, classified.permanent) == (code, True)
 
 
 @pytest.mark.parametrize(("provider", "limit"), [("apns", "4096"), ("fcm", "4000"), ("jpush", "4000")])

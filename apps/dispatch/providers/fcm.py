@@ -37,9 +37,8 @@ ASSERTION_LIFETIME_S = 3600
 MAX_PAYLOAD_BYTES = 4000
 SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
-# The token is bad for good: the engine deactivates it.
+# The registration token is bad for good: the engine deactivates it.
 TOKEN_ERRORS = {"UNREGISTERED": "unregistered_token", "INVALID_ARGUMENT": "invalid_token"}
-PERMANENT_ERRORS = {"SENDER_ID_MISMATCH", "THIRD_PARTY_AUTH_ERROR", "PERMISSION_DENIED", "NOT_FOUND"}
 
 
 def service_account(settings: Mapping[str, str]) -> dict[str, str] | None:
@@ -73,13 +72,22 @@ def _error_reply(response: HttpResponse) -> ProviderError | None:
         (str(d.get("errorCode")) for d in details if isinstance(d, dict) and d.get("@type") == FCM_ERROR_TYPE), status
     )
     detail = f"{fcm_code}: {error.get('message') or ''}"
-    if fcm_code in TOKEN_ERRORS:
+    if fcm_code == "UNREGISTERED" or (fcm_code == "INVALID_ARGUMENT" and _about_the_token(error, details)):
         return ProviderError(TOKEN_ERRORS[fcm_code], detail, permanent=True)
     if fcm_code in ("QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED") or response.status == 429:
         return ProviderError(THROTTLE, detail, permanent=False)
     if response.status >= 500 or fcm_code in ("UNAVAILABLE", "INTERNAL"):
         return ProviderError(fcm_code or f"http_{response.status}", detail, permanent=False)
     return ProviderError(fcm_code or f"http_{response.status}", detail, permanent=True)
+
+
+def _about_the_token(error: dict[str, Any], details: list[Any]) -> bool:
+    """INVALID_ARGUMENT also means a bad payload (unknown field, reserved data key, bad TTL): only a
+    complaint about the registration token may make the engine deactivate the token."""
+    violations = [v for d in details if isinstance(d, dict) for v in d.get("fieldViolations") or [] if isinstance(v, dict)]
+    if violations:
+        return any(v.get("field") == "message.token" for v in violations)
+    return "registration token" in str(error.get("message") or "").lower()
 
 
 def _oauth_error(response: HttpResponse) -> ProviderError | None:

@@ -47,6 +47,7 @@ PERMANENT_CODES = {
     41030,  # invalid page (miniprogram)
     43004,  # the user does not follow the account
     43019,  # the user blocked the account
+    43101,  # the user refused (unsubscribed from) the message
     47003,  # template data does not match the template
 }
 THROTTLE_CODES = {45009, 45011, 45047}

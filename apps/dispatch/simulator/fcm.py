@@ -44,10 +44,14 @@ def _oauth_error(error: str, description: str) -> web.Response:
     return json_response({"error": error, "error_description": description}, 400)
 
 
-def _fcm_error(status: int, grpc_status: str, message: str, error_code: str | None = None) -> web.Response:
+def _fcm_error(
+    status: int, grpc_status: str, message: str, error_code: str | None = None, violations: list[dict[str, str]] | None = None
+) -> web.Response:
     error: dict[str, Any] = {"code": status, "message": message, "status": grpc_status}
     if error_code:
         error["details"] = [{"@type": FCM_ERROR_TYPE, "errorCode": error_code}]
+    if violations:
+        error["details"] = [{"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations}]
     return json_response({"error": error}, status)
 
 
@@ -94,10 +98,13 @@ async def messages_send(request: web.Request) -> web.Response:
         body = None
     message = body.get("message") if isinstance(body, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("token"), str) or not message["token"]:
-        return _fcm_error(400, "INVALID_ARGUMENT", "The message has no valid token.", "INVALID_ARGUMENT")
+        return _fcm_error(
+            400, "INVALID_ARGUMENT", "The registration token is not a valid FCM registration token", "INVALID_ARGUMENT"
+        )
     data = message.get("data", {})
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        return _fcm_error(400, "INVALID_ARGUMENT", "Invalid value at 'message.data': values must be strings.", "INVALID_ARGUMENT")
+        violation = {"field": "message.data", "description": "Invalid value at 'message.data': values must be strings."}
+        return _fcm_error(400, "INVALID_ARGUMENT", violation["description"], violations=[violation])
     device_token = message["token"]
 
     def accept() -> web.Response:
