@@ -25,7 +25,14 @@ from apps.dispatch.providers.base import (
     Receipt,
     SendResult,
 )
-from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response, timeouts_from
+from apps.dispatch.providers.http import (
+    HttpClient,
+    HttpResponse,
+    invalid_timeouts,
+    invalid_url,
+    raise_for_response,
+    timeouts_from,
+)
 from apps.dispatch.providers.tokens import IssuedToken, SharedToken, call_with_token
 
 DEFAULT_ENDPOINT = "https://fcm.googleapis.com"
@@ -127,17 +134,21 @@ class FcmPush(ProviderAdapter):
             invalid.append("endpoint")
         return invalid + invalid_timeouts(settings)
 
+    def __init__(self, settings: Mapping[str, str], http: HttpClient | None = None) -> None:
+        super().__init__(settings, http)
+        self.account = service_account(self.settings)
+
     @property
     def endpoint(self) -> str:
         return (self.settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
 
     def shared_token(self) -> SharedToken:
-        account = service_account(self.settings) or {}
-        key = f"fcm:{account.get('client_email', '')}"
+        # One OAuth token per service account, whichever project it sends for.
+        key = f"fcm:{(self.account or {}).get('client_email', '')}"
         return SharedToken(key, self._fetch_token, wait_s=sum(timeouts_from(self.settings)) + 1)
 
     def _fetch_token(self) -> IssuedToken:
-        account = service_account(self.settings)
+        account = self.account
         if account is None:
             raise ProviderError("invalid_settings", "service_account_json lacks client_email or private_key", permanent=True)
         token_uri = account.get("token_uri") or DEFAULT_TOKEN_URI
