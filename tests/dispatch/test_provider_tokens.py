@@ -38,12 +38,12 @@ def test_a_token_is_fetched_once_and_cached_until_shortly_before_it_expires() ->
     assert 7200 - 31 <= redis_client().ttl(token.key) <= 7200 - 30
 
 
-def test_past_its_refresh_time_one_worker_refreshes_while_the_others_use_the_valid_token() -> None:
+def test_past_its_refresh_time_one_process_refreshes_while_the_others_use_the_valid_token() -> None:
     issuer = Issuer("t2")
     token = SharedToken("test:app", issuer, wait_s=1)
     _due_for_refresh(token, "t1")
     lock = redis_client().lock(f"{token.key}:lock", timeout=5)
-    assert lock.acquire(blocking=False)  # another worker is refreshing
+    assert lock.acquire(blocking=False)  # someone else is refreshing
     try:
         assert token.get() == "t1"
         assert issuer.calls == 0
@@ -59,7 +59,7 @@ def test_a_failed_early_refresh_keeps_the_valid_token() -> None:
     assert token.get() == "t1"
 
 
-def test_a_refresh_after_rejection_reuses_a_token_another_worker_already_fetched() -> None:
+def test_a_refresh_after_rejection_reuses_a_token_fetched_meanwhile() -> None:
     issuer = Issuer("t3")
     token = SharedToken("test:app", issuer, wait_s=1)
     redis_client().set(token.key, json.dumps({"token": "t2", "refresh_at": time.time() + 600}), ex=600)
@@ -69,7 +69,7 @@ def test_a_refresh_after_rejection_reuses_a_token_another_worker_already_fetched
     assert issuer.calls == 1
 
 
-def test_waiting_too_long_for_another_workers_fetch_is_transient() -> None:
+def test_waiting_too_long_for_someone_elses_fetch_is_transient() -> None:
     token = SharedToken("test:app", Issuer("t1"), wait_s=0.2)
     lock = redis_client().lock(f"{token.key}:lock", timeout=5)
     assert lock.acquire(blocking=False)
