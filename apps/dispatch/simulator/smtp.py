@@ -28,8 +28,9 @@ PROVIDER = "smtp"
 HOSTNAME = "smtp.simulator.localhost"
 
 logger = logging.getLogger(__name__)
-# aiosmtpd logs every SMTP command at INFO; the simulator's log is for what goes wrong.
-logging.getLogger("mail.log").setLevel(logging.WARNING)
+# aiosmtpd logs every SMTP command at INFO, and on every login a WARNING about its own internals
+# (Session.login_data); the simulator's log is for what goes wrong.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 # AUTH over cleartext is deliberate here (a local test server without certificates).
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 
