@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.conf import settings
 
-from apps.dispatch.providers import adapter_class
+from apps.dispatch.providers import adapter_class, apns, jws
 from apps.dispatch.providers.base import OutboundMessage, ProviderAdapter, ProviderError, SendResult
 from apps.dispatch.providers.fcm import FCM_ERROR_TYPE
 from apps.dispatch.providers.fcm import _error_reply as fcm_error_reply
@@ -430,3 +431,17 @@ def test_validate_settings_names_what_is_missing_or_invalid(provider: str, given
 @pytest.mark.parametrize("provider", CHANNEL_PROVIDERS)
 def test_the_simulator_settings_are_valid(sim: Simulator, provider: str) -> None:
     assert adapter_class(provider).validate_settings(sim.settings(provider)) == []
+
+
+def test_apns_renews_a_provider_token_apple_calls_expired_and_sends_again(sim: Simulator) -> None:
+    settings = sim.settings("apns")
+    stale = jws.sign(
+        {"iss": settings["team_id"], "iat": int(time.time()) - 7200}, settings["private_key"], alg="ES256", kid=settings["key_id"]
+    )
+    cache_key = (settings["team_id"], settings["key_id"], hashlib.sha256(settings["private_key"].encode()).hexdigest())
+    apns._jwts[cache_key] = (stale, time.time())  # cached as fresh by this process, yet two hours old
+
+    result = adapter(sim, "apns").send(message("apns", 31))
+
+    assert result.provider_message_id
+    assert apns._jwts[cache_key][0] != stale
