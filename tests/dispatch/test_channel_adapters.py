@@ -434,11 +434,18 @@ def test_the_simulator_settings_are_valid(sim: Simulator, provider: str) -> None
 
 
 def test_apns_renews_a_provider_token_apple_calls_expired_and_sends_again(sim: Simulator) -> None:
-    settings = sim.settings("apns")
+    apns_settings = sim.settings("apns")
     stale = jws.sign(
-        {"iss": settings["team_id"], "iat": int(time.time()) - 7200}, settings["private_key"], alg="ES256", kid=settings["key_id"]
+        {"iss": apns_settings["team_id"], "iat": int(time.time()) - 7200},
+        apns_settings["private_key"],
+        alg="ES256",
+        kid=apns_settings["key_id"],
     )
-    cache_key = (settings["team_id"], settings["key_id"], hashlib.sha256(settings["private_key"].encode()).hexdigest())
+    cache_key = (
+        apns_settings["team_id"],
+        apns_settings["key_id"],
+        hashlib.sha256(apns_settings["private_key"].encode()).hexdigest(),
+    )
     apns._jwts[cache_key] = (stale, time.time())  # cached as fresh by this process, yet two hours old
 
     result = adapter(sim, "apns").send(message("apns", 31))
