@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from apps.dispatch.simulator.fcm import service_account_json
 from apps.dispatch.simulator.state import DEFAULT_CREDENTIALS
 from tests.helpers import BASE_DIR, free_port, stop_process_group, wait_until
 
@@ -24,6 +25,12 @@ SIM_SETTINGS = {
     "aliyun": {**DEFAULT_CREDENTIALS["aliyun"], "sign_name": "ACME"},
     "tencent": {**DEFAULT_CREDENTIALS["tencent"], "sdk_app_id": "1400000001"},
     "twilio": {**DEFAULT_CREDENTIALS["twilio"], "from_number": "+15005550006"},
+    "wechat": {name: DEFAULT_CREDENTIALS["wechat"][name] for name in ("appid", "secret", "token", "encoding_aes_key")},
+    "wecom": {**DEFAULT_CREDENTIALS["wecom"], "agentid": "1000002"},
+    "fcm": {"project_id": DEFAULT_CREDENTIALS["fcm"]["project_id"]},
+    "apns": {**DEFAULT_CREDENTIALS["apns"], "topic": "com.example.app"},
+    "jpush": {**DEFAULT_CREDENTIALS["jpush"], "apns_production": "false"},
+    "smtp": {**DEFAULT_CREDENTIALS["smtp"], "host": "127.0.0.1", "from_email": "ACME <noreply@acme.example>"},
 }
 
 
@@ -72,10 +79,21 @@ def _receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+@dataclass(frozen=True)
+class SimulatorProcess:
+    url: str
+    apns_port: int
+    smtp_port: int
+
+
 @dataclass
 class Simulator:
-    url: str
+    process: SimulatorProcess
     receiver: Receiver
+
+    @property
+    def url(self) -> str:
+        return self.process.url
 
     def control(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -100,17 +118,38 @@ class Simulator:
             return error.code, error.read()
 
     def settings(self, provider: str, **overrides: str) -> dict[str, str]:
-        return {**SIM_SETTINGS[provider], "endpoint": self.url, **overrides}
+        """The adapter settings that reach this simulator: APNs and SMTP on their own ports."""
+        where: dict[str, str] = {"endpoint": self.url}
+        if provider == "apns":
+            where = {"endpoint": f"http://127.0.0.1:{self.process.apns_port}"}
+        elif provider == "smtp":
+            where = {"port": str(self.process.smtp_port)}
+        elif provider == "fcm":
+            where |= {"service_account_json": service_account_json(self.url, DEFAULT_CREDENTIALS["fcm"])}
+        return {**SIM_SETTINGS[provider], **where, **overrides}
+
+    def token_requests(self, provider: str) -> int:
+        return int(self.control("GET", "/_sim/tokens")["requests"].get(provider, 0))
 
 
 @pytest.fixture(scope="session")
-def _simulator_process(_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
+def _simulator_process(_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    port, apns_port, smtp_port = free_port(), free_port(), free_port()
     log_path = tmp_path_factory.mktemp("simulator") / "simulator.log"
     env = {**os.environ, "SIM_RECEIPT_BASE_URL": f"{_receiver.base_url}/receipts/"}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "apps.dispatch.simulator", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "apps.dispatch.simulator",
+                "--port",
+                str(port),
+                "--apns-port",
+                str(apns_port),
+                "--smtp-port",
+                str(smtp_port),
+            ],
             cwd=BASE_DIR,
             env=env,
             stdout=log,
@@ -129,13 +168,13 @@ def _simulator_process(_receiver: Receiver, tmp_path_factory: pytest.TempPathFac
     try:
         wait_until(answers, 20, "the simulator")
         assert process.poll() is None, log_path.read_text()
-        yield url
+        yield SimulatorProcess(url, apns_port, smtp_port)
     finally:
         stop_process_group(process)
 
 
 @pytest.fixture
-def sim(_simulator_process: str, _receiver: Receiver) -> Simulator:
+def sim(_simulator_process: SimulatorProcess, _receiver: Receiver) -> Simulator:
     """The shared simulator, reset to its defaults, and an empty receiver."""
     simulator = Simulator(_simulator_process, _receiver)
     simulator.control("POST", "/_sim/reset")

@@ -11,7 +11,7 @@ from apps.dispatch.providers.base import OutboundMessage, ProviderAdapter, Provi
 from tests.dispatch.conftest import Simulator
 from tests.helpers import free_port
 
-PROVIDERS = sorted(ADAPTERS)
+PROVIDERS = sorted(kind for kind in ADAPTERS if adapter_class(kind).channel == "sms")
 AUTH_ERRORS = {
     "aliyun": ("access_key_secret", "SignatureDoesNotMatch"),
     "tencent": ("secret_key", "AuthFailure.SignatureFailure"),
@@ -191,5 +191,16 @@ def test_validate_settings_names_what_is_missing_or_invalid(provider: str, setti
 def test_adapters_declare_their_kind_and_nature() -> None:
     classes = {kind: adapter_class(kind) for kind in ADAPTERS}
     assert {kind: cls.kind for kind, cls in classes.items()} == {kind: kind for kind in ADAPTERS}
-    assert {kind: cls.template_based for kind, cls in classes.items()} == {"aliyun": True, "tencent": True, "twilio": False}
-    assert all(cls.channel == "sms" and cls.max_batch >= 1 for cls in classes.values())
+    assert {kind for kind, cls in classes.items() if cls.template_based} == {"aliyun", "tencent", "wechat"}
+    assert {kind: cls.channel for kind, cls in classes.items()} == {
+        "aliyun": "sms",
+        "tencent": "sms",
+        "twilio": "sms",
+        "wechat": "wechat",
+        "wecom": "wecom",
+        "fcm": "push",
+        "apns": "push",
+        "jpush": "push",
+        "smtp": "email",
+    }
+    assert all(cls.max_batch >= 1 for cls in classes.values())

@@ -13,7 +13,17 @@ from tests.dispatch.test_provider_adapters import adapter, message
 
 
 def test_control_endpoints(sim: Simulator) -> None:
-    assert sim.control("GET", "/_sim/providers") == ["aliyun", "tencent", "twilio"]
+    assert sim.control("GET", "/_sim/providers") == [
+        "aliyun",
+        "tencent",
+        "twilio",
+        "wechat",
+        "wecom",
+        "fcm",
+        "apns",
+        "jpush",
+        "smtp",
+    ]
     changed = sim.behave("tencent", fail_rate=0.5, latency_ms=20)
     assert changed["tencent"]["fail_rate"] == 0.5 and changed["tencent"]["receipt"] == "delivered"
     assert sim.behave("*", receipt="none")["tencent"]["latency_ms"] == 20
@@ -97,3 +107,29 @@ def test_aliyun_send_batch_sms_is_served(sim: Simulator) -> None:
     )
     assert answer["Code"] == "OK" and answer["BizId"]
     assert [m["to"] for m in sim.messages()] == ["+8613800100041", "+8613800100042"]
+
+
+def test_token_control_endpoints(sim: Simulator) -> None:
+    assert sim.control("GET", "/_sim/tokens") == {"requests": {}}
+    assert sim.control("POST", "/_sim/tokens/expire", {"provider": "fcm"}) == {"expired": 0}
+    status, answer = sim.raw("POST", "/_sim/tokens/expire", b'{"provider": "twilio"}', {"Content-Type": "application/json"})
+    assert status == 400 and json.loads(answer)["code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "errcode"),
+    [
+        ("/cgi-bin/token", {"grant_type": "client_credential", "appid": "wx_unknown", "secret": "x"}, 40013),
+        ("/cgi-bin/gettoken", {"corpid": "ww_unknown", "corpsecret": "x"}, 40013),
+    ],
+)
+def test_weixin_token_endpoints_refuse_unknown_apps(sim: Simulator, path: str, query: dict[str, str], errcode: int) -> None:
+    status, answer = sim.raw("GET", f"{path}?{urlencode(query)}")
+    assert status == 200 and json.loads(answer)["errcode"] == errcode
+
+
+@pytest.mark.parametrize("path", ["/cgi-bin/message/template/send", "/cgi-bin/message/send"])
+def test_weixin_sends_refuse_an_access_token_the_simulator_never_issued(sim: Simulator, path: str) -> None:
+    status, answer = sim.raw("POST", f"{path}?access_token=forged", b"{}", {"Content-Type": "application/json"})
+    assert status == 200 and json.loads(answer)["errcode"] in (40001, 40014)
+    assert sim.messages() == []

@@ -10,6 +10,12 @@ ADAPTERS = {
     "aliyun": "apps.dispatch.providers.aliyun.AliyunSms",
     "tencent": "apps.dispatch.providers.tencent.TencentSms",
     "twilio": "apps.dispatch.providers.twilio.TwilioSms",
+    "wechat": "apps.dispatch.providers.wechat.WechatTemplate",
+    "wecom": "apps.dispatch.providers.wecom.WecomMessage",
+    "fcm": "apps.dispatch.providers.fcm.FcmPush",
+    "apns": "apps.dispatch.providers.apns.ApnsPush",
+    "jpush": "apps.dispatch.providers.jpush.JPush",
+    "smtp": "apps.dispatch.providers.smtp.SmtpEmail",
 }
 
 

@@ -27,6 +27,12 @@ class OutboundMessage:
     provider_template_id: str | None = None
     sms_signature: str = ""
     callback_url: str | None = None
+    # Channels other than SMS: the subject/notification title, the escaped HTML rendering (e-mail),
+    # when the message stops being worth delivering (push TTL) and its lane (bulk → low push priority).
+    title: str = ""
+    html: str = ""
+    expires_at: dt.datetime | None = None
+    priority: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,9 @@ class ProviderError(Exception):
 
     `code` is the provider's own error code, or ours: `throttle` for every kind of rate limiting
     (the provider's code is then in `detail`), `timeout`, `connect_error`, `connection_reset`,
-    `http_<status>`, `bad_response`, `missing_template`. `ambiguous` means the request may have
-    reached the provider: reconcile (poll or wait for a receipt) before sending again.
+    `http_<status>`, `bad_response`, `missing_template`, `payload_too_large`, and for push tokens
+    `unregistered_token`/`invalid_token` (the engine deactivates the token). `ambiguous` means the
+    request may have reached the provider: reconcile (poll or wait for a receipt) before sending again.
     `provider_fault` means the provider account or its configuration is at fault (credentials,
     balance, an unapproved template or signature), not the message: another provider may succeed.
     """

@@ -7,16 +7,21 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from apps.dispatch.simulator.state import SentMessage, SimulatorState
 
 STATE_KEY = web.AppKey("state", SimulatorState)
+# Where the non-HTTP/1.1 servers listen (APNs' HTTP/2, SMTP); a port of 0 leaves that server off.
+HOST_KEY = web.AppKey("host", str)
+APNS_PORT_KEY = web.AppKey("apns_port", int)
+SMTP_PORT_KEY = web.AppKey("smtp_port", int)
 # Longer than any client read timeout we configure (default 5 s), so the client gives up first.
 TIMEOUT_SLEEP_S = 30.0
 PUSH_BATCH = 100
+R = TypeVar("R")
 
 
 @dataclass
@@ -32,13 +37,17 @@ class Push:
 async def simulate(
     request: web.Request, provider: str, *, accept: Callable[[], web.Response], fail: Callable[[str], web.Response]
 ) -> web.Response:
+    return await simulate_with(request.app[STATE_KEY], provider, accept=accept, fail=fail)
+
+
+async def simulate_with(state: SimulatorState, provider: str, *, accept: Callable[[], R], fail: Callable[[str], R]) -> R:
     """Applies the provider's behavior to a valid request: latency, then an injected error or `accept()`.
+    Any protocol's answer (`R`): HTTP/1.1, the HTTP/2 APNs server, SMTP replies.
 
     An injected `timeout` accepts the message (it did reach the provider) and answers too late.
     """
-    behavior = request.app[STATE_KEY].behavior(provider)
-    if behavior.latency_ms:
-        await asyncio.sleep(behavior.latency_ms / 1000)
+    await delay(state, provider)
+    behavior = state.behavior(provider)
     if behavior.fail_rate and random.random() < behavior.fail_rate:
         if behavior.error != "timeout":
             return fail(behavior.error)
@@ -46,6 +55,13 @@ async def simulate(
         await asyncio.sleep(TIMEOUT_SLEEP_S)
         return response
     return accept()
+
+
+async def delay(state: SimulatorState, provider: str) -> None:
+    """The provider's `latency_ms`; token endpoints get it too (a slow refresh widens a refresh race)."""
+    latency_ms = state.behavior(provider).latency_ms
+    if latency_ms:
+        await asyncio.sleep(latency_ms / 1000)
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:

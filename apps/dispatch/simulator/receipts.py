@@ -11,7 +11,7 @@ from itertools import groupby
 import aiohttp
 from aiohttp import web
 
-from apps.dispatch.simulator import aliyun, tencent, twilio
+from apps.dispatch.simulator import aliyun, tencent, twilio, wechat
 from apps.dispatch.simulator.common import STATE_KEY, Push
 from apps.dispatch.simulator.state import PendingReceipt, SentMessage, SimulatorState
 
@@ -25,6 +25,7 @@ PUSHERS: dict[str, Callable[[SimulatorState, list[SentMessage]], list[Push]]] = 
     "aliyun": aliyun.pushes,
     "tencent": tencent.pushes,
     "twilio": twilio.pushes,
+    "wechat": wechat.pushes,
 }
 
 

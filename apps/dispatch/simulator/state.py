@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from apps.dispatch.simulator.test_keys import APNS_AUTH_KEY, FCM_SERVICE_ACCOUNT_PRIVATE_KEY, WECHAT_ENCODING_AES_KEY
 
 ERROR_KINDS = ("http_500", "timeout", "throttle", "invalid_number")
 RECEIPT_KINDS = ("delivered", "undelivered", "none")
@@ -69,7 +72,26 @@ DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
     "aliyun": {"access_key_id": "sim-aliyun-key", "access_key_secret": "sim-aliyun-secret"},
     "tencent": {"secret_id": "sim-tencent-id", "secret_key": "sim-tencent-key"},
     "twilio": {"account_sid": "AC00000000000000000000000000000001", "auth_token": "sim-twilio-token"},
+    # `token`/`encoding_aes_key` sign (and in safe mode encrypt) the receipts; `receipt_mode` plain|safe.
+    "wechat": {
+        "appid": "wx00000000005133d0",
+        "secret": "sim-wechat-secret",
+        "token": "sim-wechat-token",
+        "encoding_aes_key": WECHAT_ENCODING_AES_KEY,
+        "receipt_mode": "plain",
+    },
+    "wecom": {"corpid": "ww00000000005133d0", "corpsecret": "sim-wecom-secret"},
+    "fcm": {
+        "project_id": "sim-project",
+        "client_email": "messaging@sim-project.iam.gserviceaccount.com",
+        "private_key": FCM_SERVICE_ACCOUNT_PRIVATE_KEY,
+    },
+    "apns": {"team_id": "SIMTEAM001", "key_id": "SIMKEY0001", "private_key": APNS_AUTH_KEY},
+    "jpush": {"app_key": "0000000000000000005133d0", "master_secret": "sim-jpush-master-secret"},
+    "smtp": {"username": "sim", "password": "sim-smtp-password"},
 }
+# Access tokens the simulator issues (WeChat, WeCom, FCM's OAuth) live this long, like the real ones.
+TOKEN_TTL_S = {"wechat": 7200, "wecom": 7200, "fcm": 3599}
 # Memory bounds for a simulator left running under load; the oldest entries go first.
 MAX_RECORDS = 100_000
 MAX_SENT = 100_000
@@ -140,6 +162,8 @@ class SimulatorState:
         self.sent: dict[tuple[str, str], list[SentMessage]] = {}
         self.pull_queues: dict[str, deque[SentMessage]] = {}
         self.pending: list[PendingReceipt] = []
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.token_requests: Counter[str] = Counter()
         self._ids = itertools.count(1)
 
     def next_id(self) -> int:
@@ -190,6 +214,27 @@ class SimulatorState:
         pending.due = time.monotonic() + delay
         heapq.heappush(self.pending, pending)
 
+    def issue_token(self, provider: str) -> tuple[str, int]:
+        """A new access token for `provider` and its lifetime in seconds; counted for the tests."""
+        self.token_requests[provider] += 1
+        token = f"sim-{provider}-{secrets.token_urlsafe(24)}"
+        ttl = TOKEN_TTL_S[provider]
+        self.tokens[token] = (provider, time.monotonic() + ttl)
+        return token, ttl
+
+    def check_token(self, provider: str, token: str) -> Literal["valid", "expired", "invalid"]:
+        issued = self.tokens.get(token)
+        if issued is None or issued[0] != provider:
+            return "invalid"
+        return "valid" if time.monotonic() < issued[1] else "expired"
+
+    def expire_tokens(self, provider: str) -> int:
+        """Makes every token issued for `provider` expired (a test's "the token ran out")."""
+        expired = [token for token, (owner, _) in self.tokens.items() if owner == provider]
+        for token in expired:
+            self.tokens[token] = (provider, 0.0)
+        return len(expired)
+
     def messages(self, to: str | None) -> list[dict[str, Any]]:
         return [r.as_json() for r in self.records if to is None or r.to == to]
 
@@ -202,3 +247,5 @@ class SimulatorState:
         self.sent.clear()
         self.pull_queues.clear()
         self.pending.clear()
+        self.tokens.clear()
+        self.token_requests.clear()
