@@ -81,22 +81,21 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
 
 
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Messages whose TTL ran out before a provider took them → `expired`."""
+    """Messages whose TTL ran out before a provider took them → `expired`, keeping the last error."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE dispatch_message SET status = 'expired', code = 'ttl_expired',
-                   detail = 'The TTL passed before a provider accepted the message.', lease_until = NULL
+            UPDATE dispatch_message SET status = 'expired', code = 'ttl_expired', lease_until = NULL,
+                   detail = 'The TTL passed before a provider accepted the message'
+                            || CASE WHEN code <> '' THEN ' (last error: ' || code || ')' ELSE '' END || '.'
             WHERE id = ANY(%s) AND status IN ('scheduled', 'queued', 'retry_wait', 'sending') AND expires_at <= now()
-            RETURNING id
+            RETURNING id, detail
             """,
             [list(message_ids)],
         )
-        expired = [row[0] for row in cursor.fetchall()]
-    record_events(
-        [(mid, Status.EXPIRED, "ttl_expired", "The TTL passed before a provider accepted it.", "", None) for mid in expired]
-    )
-    return expired
+        expired = cursor.fetchall()
+    record_events([(mid, Status.EXPIRED, "ttl_expired", detail, "", None) for mid, detail in expired])
+    return [mid for mid, _ in expired]
 
 
 def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
