@@ -59,8 +59,13 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
                 f"127.0.0.1:{port}",
                 "--workers",
                 web_workers,
+                # Threads with keep-alive: a sync worker pays a TCP accept and close per request.
                 "--worker-class",
-                "sync",
+                "gthread",
+                "--threads",
+                settings_env["WEB_THREADS"],
+                "--keep-alive",
+                "5",
                 "--max-requests",
                 "100000",
                 "--max-requests-jitter",
@@ -141,6 +146,7 @@ class Launcher:
         env["FLOWER_PORT"] = str(env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535))
         env["SIM_PORT"] = str(env_int("SIM_PORT", 8025, minimum=1, maximum=65535))
         env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 4, minimum=1, maximum=64))
+        env["WEB_THREADS"] = str(env_int("WEB_THREADS", 4, minimum=1, maximum=64))
         if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
             self.services = embedded.Services.at(self.data_dir)
             print("Starting embedded PostgreSQL and Redis under", self.data_dir, flush=True)

@@ -24,10 +24,7 @@ class MessageOutput(serializers.Serializer):
             "channel": message.channel,
             "category": message.category,
             "priority": message.priority,
-            "to": {
-                _ADDRESS_KEY.get(message.channel, "address"): message.address,
-                **({"user_id": message.user_id} if message.user_id else {}),
-            },
+            "to": _to(message),
             "content": message.content,
             "title": message.title or None,
             "status": message.status,
@@ -53,6 +50,13 @@ _ADDRESS_KEY = {
     "push": "push_token",
     "inbox": "user_id",
 }
+
+
+def _to(message: Message) -> dict[str, str]:
+    if message.user_id and message.address == message.user_id:  # inbox, and push fanned out to the user's devices
+        return {"user_id": message.user_id}
+    to = {_ADDRESS_KEY.get(message.channel, "address"): message.address}
+    return to | ({"user_id": message.user_id} if message.user_id else {})
 
 
 def _iso(value: Any) -> str | None:

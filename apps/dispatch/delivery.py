@@ -45,6 +45,8 @@ class Claimed:
     priority: str
     expires_at: dt.datetime
     needs_reconcile: bool
+    user_id: str
+    account_id: uuid.UUID
 
 
 def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]]) -> None:
@@ -70,7 +72,7 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
               AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
               AND expires_at > now()
             RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
-                      needs_reconcile
+                      needs_reconcile, user_id, account_id
             """,
             [sending_lease(), list(message_ids)],
         )

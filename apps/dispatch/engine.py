@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -27,6 +27,7 @@ from apps.dispatch.models import Status
 from apps.dispatch.providers.base import LookupUnsupported, OutboundMessage, ProviderError, SendResult
 from apps.dispatch.throttling import limiter
 from apps.templates.models import MessageTemplate
+from apps.templates.services import template_render
 from messaging_center import ids, metrics
 
 if TYPE_CHECKING:
@@ -70,20 +71,36 @@ class Attempt:
     message: Claimed
     route: routing.Route | None
     outcome: SendResult | ProviderError | None = None
+    dead_tokens: list[str] = field(default_factory=list)
 
 
-def _outbound(message: Claimed, template: MessageTemplate | None, route: routing.Route) -> OutboundMessage:
+def _outbound(message: Claimed, template: MessageTemplate | None, route: routing.Route, to: str | None = None) -> OutboundMessage:
     provider_ids = (template.provider_template_ids or {}) if template else {}
-    template_id = provider_ids.get(route.kind)
+    provider_template = provider_ids.get(route.kind)
+    params = {k: str(v) for k, v in (message.params or {}).items()}
+    variables = tuple(template.variables) if template else ()
+    if isinstance(provider_template, dict):
+        # WeChat: {"template_id": …, "fields": {"<wechat field>": "<our variable>"}} → the fields by name.
+        fields = provider_template.get("fields") or {}
+        params = {**params, **{field: params.get(variable, "") for field, variable in fields.items()}}
+        variables = tuple(fields) or variables
+        provider_template = provider_template.get("template_id")
+    html = ""
+    if message.channel == "email" and template is not None:
+        html = template_render(template=template, params=message.params or {}).html or ""
     return OutboundMessage(
         message_id=ids.encode("msg", message.id),
-        to=message.address,
+        to=to or message.address,
         content=message.content,
-        params={k: str(v) for k, v in (message.params or {}).items()},
-        variables=tuple(template.variables) if template else (),
-        provider_template_id=str(template_id) if template_id is not None and not isinstance(template_id, dict) else None,
+        params=params,
+        variables=variables,
+        provider_template_id=str(provider_template) if provider_template is not None else None,
         sms_signature=template.sms_signature if template else "",
         callback_url=f"{settings.PUBLIC_BASE_URL}/api/v1/receipts/{route.kind}",
+        title=message.title,
+        html=html,
+        expires_at=message.expires_at,
+        priority=message.priority,
     )
 
 
@@ -146,6 +163,67 @@ def _record_chosen_providers(attempts: Sequence[Attempt]) -> None:
         )
 
 
+DEAD_TOKEN_CODES = frozenset({"unregistered_token", "invalid_token"})
+
+
+def push_targets(messages: Sequence[Claimed]) -> dict[uuid.UUID, list[tuple[str, str]]]:
+    """Push messages addressed by user_id → every active (token, platform) of the recipient, one query."""
+    by_user = [m for m in messages if m.user_id and m.address == m.user_id]
+    if not by_user:
+        return {}
+    from apps.accounts.models import PushToken
+
+    tokens: dict[tuple[uuid.UUID, str], list[tuple[str, str]]] = {}
+    rows = PushToken.objects.filter(
+        active=True,
+        recipient__account_id__in={m.account_id for m in by_user},
+        recipient__user_id__in={m.user_id for m in by_user},
+    ).values_list("recipient__account_id", "recipient__user_id", "token", "platform")
+    for account_id, user_id, token, platform in rows:
+        tokens.setdefault((account_id, user_id), []).append((token, platform))
+    return {m.id: tokens.get((m.account_id, m.user_id), []) for m in by_user}
+
+
+def _send_to_devices(
+    attempt: Attempt, devices: list[tuple[str, str]], templates: dict[uuid.UUID, MessageTemplate]
+) -> SendResult | ProviderError:
+    """One push message to every device of its recipient, each through a provider of the device's
+    platform: sent when any device took it; dead tokens are reported for deactivation."""
+    if not devices:
+        return ProviderError("no_device", "The recipient has no active push token.", permanent=True)
+    routes = routing.ROUTES.for_channel("push")
+    accepted: list[str] = []
+    errors: list[ProviderError] = []
+    for token, platform in devices:
+        route = next((r for r in routes if r.kind == platform), None)
+        if route is None:
+            errors.append(ProviderError("no_provider", f"No enabled push provider for {platform} tokens.", permanent=True))
+            continue
+        outcome = _send_one(route, _outbound(attempt.message, templates.get(attempt.message.template_id), route, to=token))  # type: ignore[arg-type]
+        if isinstance(outcome, SendResult):
+            if not accepted:
+                attempt.route = route  # the message is recorded as sent through its first accepting provider
+            accepted.append(outcome.provider_message_id)
+        else:
+            if not accepted:
+                attempt.route = route
+            if outcome.code in DEAD_TOKEN_CODES:
+                attempt.dead_tokens.append(token)
+            errors.append(outcome)
+    if accepted:
+        return SendResult(provider_message_id=",".join(accepted)[:128], raw={"devices": len(accepted)})
+    transient = [e for e in errors if not e.permanent]
+    return transient[0] if transient else errors[0]
+
+
+def _deactivate_dead_tokens(attempts: Sequence[Attempt]) -> None:
+    dead = [token for a in attempts for token in a.dead_tokens]
+    if dead:
+        from apps.accounts.services import push_tokens_deactivate
+
+        push_tokens_deactivate(tokens=dead)
+
+
 def send_through_providers(claimed: Sequence[Claimed]) -> None:
     if not claimed:
         return
@@ -187,13 +265,21 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
         attempts.append(Attempt(message, route))
     pending = [a for a in attempts if a.outcome is None]
     _record_chosen_providers(pending)
+    fanout = push_targets([a.message for a in pending if a.message.channel == "push"])
+    device_futures = [
+        (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates)) for a in pending if a.message.id in fanout
+    ]
+    pending = [a for a in pending if a.message.id not in fanout]
     futures = [
         _executor().submit(_send_one, a.route, _outbound(a.message, templates.get(a.message.template_id), a.route))  # type: ignore[arg-type]
         for a in pending
     ]
     for attempt, future in zip(pending, futures, strict=True):
         attempt.outcome = future.result()
+    for attempt, future in device_futures:
+        attempt.outcome = future.result()
     _finish(attempts, health)
+    _deactivate_dead_tokens(attempts)
 
 
 def _finish(attempts: list[Attempt], health: routing.Health) -> None:

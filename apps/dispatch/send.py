@@ -242,6 +242,9 @@ def _resolve_addresses(entries: list[Entry], raw: list[dict[str, Any]], channel:
             if not given:
                 entry.refuse(Status.REJECTED, "invalid_address", f"Recipient {entry.user_id!r} has no {address_key}.")
                 continue
+            if channel == "push":
+                entry.address = entry.user_id  # the worker sends to every active device of the user
+                continue
         normalized, problem = normalize_address(channel, str(given))
         if problem:
             entry.refuse(Status.REJECTED, "invalid_address", problem)
