@@ -196,7 +196,8 @@ def _sql(stack: Stack, query: str, params: tuple[object, ...] = ()) -> list[tupl
 
     url = next(line.split("=", 1)[1] for line in _embedded_urls(stack.env) if line.startswith("DATABASE_URL"))
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(query, params).fetchall()
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
 
 
 def _sim(stack: Stack, path: str, body: object) -> None:
@@ -211,7 +212,8 @@ def _sim(stack: Stack, path: str, body: object) -> None:
 
 
 class RssSampler:
-    """Peak resident memory of every process of the stack (launcher tree, PostgreSQL, Redis)."""
+    """Peak memory of every process of the stack (launcher tree, PostgreSQL, Redis), as the sum of
+    proportional set sizes: plain RSS would count PostgreSQL's shared buffers once per backend."""
 
     def __init__(self, stack: Stack) -> None:
         import threading
@@ -238,7 +240,7 @@ class RssSampler:
             total = 0
             for process in self._processes():
                 with contextlib.suppress(psutil.Error):
-                    total += process.memory_info().rss  # type: ignore[attr-defined]
+                    total += process.memory_full_info().pss  # type: ignore[attr-defined]
             self.peak = max(self.peak, total)
 
     def __enter__(self) -> RssSampler:
@@ -391,7 +393,7 @@ def main() -> None:
         print("\nDelivery (accept → provider accepted; every process co-located on the 2 cores):")
         print(f"  {'50,000 SMS, 20 ms provider latency':<34} {delivered_rate:>10,.0f} delivered/s  ({delivered_seconds:.1f} s)")
         print(f"  {'critical lane under 100k bulk':<34} p50 {p50_critical:7.1f} ms  p99 {p99_critical:7.1f} ms  ({probes} codes)")
-        print(f"  {'peak RSS, all processes':<34} {rss.peak / 2**20:>10,.0f} MiB")
+        print(f"  {'peak memory (PSS), all processes':<34} {rss.peak / 2**20:>10,.0f} MiB")
         met = {True: "met", False: "NOT met"}
         print(
             f"\nTargets: >= 20,000 msg/s at batch 1000 ({met[runs[1000].rate * 1000 >= 20_000]}); "

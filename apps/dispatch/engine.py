@@ -287,13 +287,14 @@ def _finish(attempts: list[Attempt], health: routing.Health) -> None:
     failed: list[Attempt] = []
     retry: list[tuple[Attempt, float]] = []
     expired: list[Attempt] = []
+    tally: dict[str, list[int]] = {}  # provider → [successes, failures], recorded once per chunk
     now = timezone.now()
     for attempt in attempts:
         outcome, route = attempt.outcome, attempt.route
         if isinstance(outcome, SendResult):
             sent.append(attempt)
             if route:
-                health.record(route.name, ok=True)
+                tally.setdefault(route.name, [0, 0])[0] += 1
             continue
         assert isinstance(outcome, ProviderError)
         counts_against_provider = (
@@ -302,7 +303,7 @@ def _finish(attempts: list[Attempt], health: routing.Health) -> None:
             and (not outcome.permanent or outcome.provider_fault or outcome.ambiguous)
         )
         if counts_against_provider:
-            health.record(route.name, ok=False)  # type: ignore[union-attr]
+            tally.setdefault(route.name, [0, 0])[1] += 1  # type: ignore[union-attr]
         if outcome.permanent and not outcome.provider_fault:
             failed.append(attempt)
             continue
@@ -318,6 +319,8 @@ def _finish(attempts: list[Attempt], health: routing.Health) -> None:
             expired.append(attempt)
         else:
             retry.append((attempt, countdown))
+    for provider, (successes, failures) in tally.items():
+        health.record_many(provider, successes=successes, failures=failures)
     _mark_sent(sent)
     _mark_failed(failed)
     _mark_expired(expired)

@@ -24,10 +24,13 @@ PROBE_LEASE_SECONDS = 10
 _RECORD = """
 local bucket = KEYS[1]
 local breaker = KEYS[2]
-local ok = tonumber(ARGV[1])
+local successes = tonumber(ARGV[1])
+local failures = tonumber(ARGV[7])
 local now = tonumber(ARGV[2])
-redis.call('HINCRBY', bucket, ok == 1 and 'ok' or 'fail', 1)
+if successes > 0 then redis.call('HINCRBY', bucket, 'ok', successes) end
+if failures > 0 then redis.call('HINCRBY', bucket, 'fail', failures) end
 redis.call('EXPIRE', bucket, tonumber(ARGV[3]))
+local ok = failures == 0 and 1 or 0
 local state = redis.call('HGET', breaker, 'state')
 if state == 'half_open' or state == 'open' then
   if ok == 1 then
@@ -42,7 +45,7 @@ if state == 'half_open' or state == 'open' then
 end
 if ok == 1 then return 'closed' end
 local total_ok, total_fail = 0, 0
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local counts = redis.call('HMGET', ARGV[i], 'ok', 'fail')
   total_ok = total_ok + tonumber(counts[1] or '0')
   total_fail = total_fail + tonumber(counts[2] or '0')
@@ -90,24 +93,24 @@ class Health:
         return [f"mc:health:{provider}:{current - i}" for i in range(WINDOW_BUCKETS)]
 
     def record(self, provider: str, *, ok: bool) -> str:
+        return self.record_many(provider, successes=int(ok), failures=int(not ok))
+
+    def record_many(self, provider: str, *, successes: int, failures: int) -> str:
+        """A chunk's outcomes in one call; any failure counts as a failed probe for a half-open circuit."""
         now = time.time()
         buckets = self._bucket_keys(provider, now)
+        args = [
+            successes,
+            now,
+            BUCKET_SECONDS * (WINDOW_BUCKETS + 1),
+            FAILURE_MIN,
+            FAILURE_RATIO,
+            OPEN_SECONDS,
+            failures,
+            *buckets,
+        ]
         try:
-            return str(
-                self._record(
-                    keys=[buckets[0], f"mc:breaker:{provider}"],
-                    args=[
-                        int(ok),
-                        now,
-                        BUCKET_SECONDS * (WINDOW_BUCKETS + 1),
-                        FAILURE_MIN,
-                        FAILURE_RATIO,
-                        OPEN_SECONDS,
-                        *buckets,
-                    ],
-                ),
-                "utf-8",
-            )
+            return str(self._record(keys=[buckets[0], f"mc:breaker:{provider}"], args=args), "utf-8")
         except RedisError:
             return "unknown"
 
