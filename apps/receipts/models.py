@@ -136,3 +136,17 @@ class Verification(models.Model):
     @property
     def public_id(self) -> str:
         return ids.encode("ver", self.id)
+
+
+class Failover(models.Model):
+    """A verification message sent again through another provider because the first one reported
+    it undelivered (or stayed silent). One per original; a resend is never resent again."""
+
+    original = models.OneToOneField("dispatch.Message", on_delete=models.CASCADE, related_name="+", primary_key=True)
+    resend = models.OneToOneField("dispatch.Message", on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=32)
+    failed_provider = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{ids.encode('msg', self.original_id)} → {ids.encode('msg', self.resend_id)} ({self.reason})"

@@ -234,6 +234,9 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
 
     for status in ("delivered", "undelivered"):
         callbacks.callbacks_enqueue(message_ids=[a.message_id for a in applied if a.status == status], status=status)
+    from apps.receipts import failover
+
+    failover.failover_on_undelivered(message_ids=[a.message_id for a in applied if a.status == "undelivered"])
     return applied
 
 

@@ -6,7 +6,7 @@ import uuid
 
 from celery import shared_task
 
-from apps.receipts import callbacks, polling, services
+from apps.receipts import callbacks, failover, polling, services
 
 
 @shared_task(name="receipts.deliver_callbacks")
@@ -32,3 +32,8 @@ def poll() -> int:
 @shared_task(name="receipts.flag_timeouts")
 def flag_timeouts() -> int:
     return polling.receipts_flag_timeouts()
+
+
+@shared_task(name="receipts.failover_silent")
+def failover_silent() -> int:
+    return len(failover.failover_silent())

@@ -3,13 +3,17 @@ reaches `delivered` by a pushed report and by polling, and the business system h
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import override_settings
 
 from apps.accounts.services import account_set_callback
-from apps.dispatch.models import Message
-from apps.receipts.models import ProviderReceipt
+from apps.dispatch.models import Message, Provider
+from apps.dispatch.routing import providers_changed
+from apps.receipts.models import Failover, ProviderReceipt
 from apps.receipts.polling import receipts_poll
+from messaging_center import ids
 from tests.helpers import wait_until
 from tests.receipts.conftest import RECEIPT_TOKEN, make_provider, verify_signature
 
@@ -68,3 +72,60 @@ def test_polling_delivers_when_pushes_do_not_arrive(api, sms_template, live_sim,
     wait_until(polled, 30, f"a receipt polled from {kind}", interval=0.5)
     assert set(ProviderReceipt.objects.values_list("source", flat=True)) == {"poll"}
     assert Message.objects.get().delivered_at is not None
+
+
+@pytest.fixture
+def login_code(api, make_template):  # type: ignore[no-untyped-def]
+    return make_template(
+        api,
+        code="login_code",
+        category="verification",
+        content="Your code is {{code}}.",
+        provider_template_ids={"aliyun": "SMS_200", "tencent": "2001"},
+    )
+
+
+def _code_sent_to(sim, phone: str, index: int = -1) -> str:  # type: ignore[no-untyped-def]
+    record = sim.messages(to=phone)[index]
+    params = record["request"].get("TemplateParam")
+    return str(json.loads(params)["code"] if params else record["request"]["TemplateParamSet"][0])
+
+
+def test_verification_flow(api, login_code, live_sim, dispatch_worker) -> None:
+    make_provider("aliyun", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
+    phone = "+8613800000004"
+    sent = api.post("/api/v1/verifications", {"to": {"phone": phone}, "template": "login_code"})
+    assert sent.status_code == 202, sent.content
+    wait_until(lambda: live_sim.messages(to=phone), 30, "the code at the provider")
+    code = _code_sent_to(live_sim, phone)
+
+    check = {"to": {"phone": phone}, "code": code}
+    assert api.post("/api/v1/verifications/check", check).json() == {"valid": True}
+    assert api.post("/api/v1/verifications/check", check).json() == {"valid": False, "reason": "invalid"}
+    wait_until(lambda: _status(api, sent.json()["message_id"]) == "delivered", 30, "the code delivered")
+
+
+def test_undelivered_code_is_resent_once_through_another_provider(api, login_code, live_sim, dispatch_worker) -> None:
+    make_provider("aliyun", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
+    tencent = make_provider("tencent", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
+    Provider.objects.filter(id=tencent.id).update(priority_group=2)  # only the failover group
+    providers_changed()
+    live_sim.behave("aliyun", receipt="undelivered")
+    phone = "+8613800000005"
+    sent = api.post("/api/v1/verifications", {"to": {"phone": phone}, "template": "login_code"}).json()
+
+    wait_until(lambda: Failover.objects.exists(), 30, "the failover")
+    failover = Failover.objects.get()
+    resend_id = ids.encode("msg", failover.resend_id)
+    wait_until(lambda: _status(api, resend_id) == "delivered", 30, "the resend delivered")
+    original = api.get(f"/api/v1/messages/{sent['message_id']}").json()
+    assert original["status"] == "undelivered" and original["provider"] == "test-aliyun"
+    assert original["events"][-1]["status"] == "failover" and resend_id in original["events"][-1]["detail"]
+    resend = api.get(f"/api/v1/messages/{resend_id}").json()
+    assert resend["provider"] == "test-tencent"
+    assert sent["message_id"] in resend["events"][0]["detail"]
+    assert [r["provider"] for r in live_sim.messages(to=phone)] == ["aliyun", "tencent"]
+    # The same code went out twice; it is still one code, valid once.
+    code = _code_sent_to(live_sim, phone)
+    assert code == _code_sent_to(live_sim, phone, 0)
+    assert api.post("/api/v1/verifications/check", {"to": {"phone": phone}, "code": code}).json() == {"valid": True}

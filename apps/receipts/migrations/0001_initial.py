@@ -16,6 +16,16 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
+            name='Failover',
+            fields=[
+                ('original', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='+', serialize=False, to='dispatch.message')),
+                ('reason', models.CharField(max_length=32)),
+                ('failed_provider', models.CharField(max_length=64)),
+                ('created_at', models.DateTimeField()),
+                ('resend', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='dispatch.message')),
+            ],
+        ),
+        migrations.CreateModel(
             name='StatusCallback',
             fields=[
                 ('id', models.UUIDField(default=messaging_center.ids.uuid7, editable=False, primary_key=True, serialize=False)),
