@@ -6,7 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.receipts import verifications
+from apps.receipts import stats, verifications
 
 
 class VerificationSendView(APIView):
@@ -24,3 +24,8 @@ class VerificationCheckView(APIView):
     def post(self, request: Request) -> Response:
         result = verifications.verification_check(account=request.user, data=request.data)
         return Response({"valid": True} if result.valid else {"valid": False, "reason": result.reason})
+
+
+class StatsView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"groups": stats.stats_get(account=request.user, params=request.query_params.dict())})

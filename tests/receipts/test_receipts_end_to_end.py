@@ -129,3 +129,32 @@ def test_undelivered_code_is_resent_once_through_another_provider(api, login_cod
     code = _code_sent_to(live_sim, phone)
     assert code == _code_sent_to(live_sim, phone, 0)
     assert api.post("/api/v1/verifications/check", {"to": {"phone": phone}, "code": code}).json() == {"valid": True}
+
+
+def test_stats_show_one_provider_delivering_half_and_another_all(api, sms_template, live_sim, dispatch_worker) -> None:
+    aliyun = make_provider("aliyun", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
+    tencent = make_provider("tencent", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
+
+    def only(provider: Provider) -> None:
+        Provider.objects.update(enabled=False)
+        Provider.objects.filter(id=provider.id).update(enabled=True)
+        providers_changed()
+
+    def run(count: int, start: int, final: str) -> None:
+        sent = [_send(api, f"+86138100{start + i:05d}") for i in range(count)]
+        wait_until(lambda: all(_status(api, m) == final for m in sent), 30, f"{count} messages {final}")
+
+    only(aliyun)
+    run(3, 0, "delivered")
+    live_sim.behave("aliyun", receipt="undelivered")
+    run(3, 100, "undelivered")
+    only(tencent)
+    run(4, 200, "delivered")
+
+    groups = {g["key"]: g for g in api.get("/api/v1/stats", {"group_by": "provider"}).json()["groups"]}
+    assert set(groups) == {"test-aliyun", "test-tencent"}
+    half, full = groups["test-aliyun"], groups["test-tencent"]
+    assert (half["total"], half["sent"], half["delivered"], half["undelivered"]) == (6, 6, 3, 3)
+    assert (half["success_rate"], half["receipt_rate"], half["delivery_rate"]) == (1.0, 1.0, 0.5)
+    assert (full["total"], full["delivered"], full["delivery_rate"], full["receipt_rate"]) == (4, 4, 1.0, 1.0)
+    assert full["latency_p50_ms"] is not None and full["latency_p95_ms"] >= full["latency_p50_ms"]
