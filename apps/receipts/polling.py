@@ -55,7 +55,8 @@ def receipts_poll_provider(provider: Provider, *, batch: int = POLL_BATCH) -> in
         return 0
     adapter = adapter_class(provider.kind)(provider.settings)
     since = min(sent_at for _, _, sent_at in awaiting)
-    pairs = [(phone, pid) for phone, pid, _ in awaiting if pid] if provider.kind == "aliyun" else None
+    # An empty BizId (a send reconciled after a timeout) asks for the phone's day; OutId matches it.
+    pairs = [(phone, pid) for phone, pid, _ in awaiting] if provider.kind == "aliyun" else None
     try:
         receipts = adapter.poll_receipts(since=since, phones_and_ids=pairs)
     except ProviderError as error:

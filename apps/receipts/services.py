@@ -200,8 +200,11 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
             code = CASE WHEN c.status = 'delivered' THEN '' ELSE c.code END,
             detail = CASE WHEN c.status = 'delivered' THEN '' ELSE c.detail END,
             sent_at = COALESCE(m.sent_at, LEAST(c.at, now())),
-            delivered_at = CASE WHEN c.status = 'delivered' THEN GREATEST(LEAST(c.at, now()), COALESCE(m.sent_at, c.at))
-                                ELSE m.delivered_at END,
+            -- The provider's clock, unless it says before we sent (reports often have whole seconds):
+            -- then the moment the report reached us is the better bound.
+            delivered_at = CASE WHEN c.status <> 'delivered' THEN m.delivered_at
+                                WHEN m.sent_at IS NULL OR c.at > m.sent_at THEN LEAST(c.at, now())
+                                ELSE now() END,
             lease_until = NULL, needs_reconcile = FALSE
         FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS c(id, status, code, detail, at)
         WHERE m.id = c.id
