@@ -30,9 +30,10 @@ logger = logging.getLogger(__name__)
 # Their pushes carry no signature: the secret `receipt_token` in the push URL is the only proof.
 UNSIGNED_KINDS = frozenset({"aliyun", "tencent"})
 TOKEN_SETTING = "receipt_token"  # noqa: S105 - the name of a setting
-# Statuses a receipt may move a message out of. `retry_wait` too: an attempt whose outcome was
-# unknown (timeout) waits there for a receipt, and one from the provider that has it settles it.
-APPLICABLE_FROM = ("sent", "retry_wait")
+# Statuses a receipt may move a message out of: `sent`, and `retry_wait`/`expired` too: an attempt
+# whose outcome was unknown (a timeout) waits in retry_wait, or expires there, and a report from the
+# provider it went to proves the provider took it after all.
+APPLICABLE_FROM = ("sent", "retry_wait", "expired")
 # A message still being sent (or not yet sent) keeps its receipts unmatched until it is `sent`.
 NOT_YET_SENT = frozenset({"scheduled", "queued", "sending"})
 REMATCH_WINDOW = dt.timedelta(days=1)
@@ -208,7 +209,7 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
             lease_until = NULL, needs_reconcile = FALSE
         FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS c(id, status, code, detail, at)
         WHERE m.id = c.id
-          AND (m.status IN ('sent', 'retry_wait') OR (m.status = 'undelivered' AND c.status = 'delivered'))
+          AND (m.status = ANY(%s) OR (m.status = 'undelivered' AND c.status = 'delivered'))
         RETURNING m.id, m.status, m.channel, m.provider, m.sent_at, m.delivered_at
         """,
         [
@@ -217,6 +218,7 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
             [best[m][1][:64] for m in mids],
             [best[m][2] for m in mids],
             [best[m][3] for m in mids],
+            list(APPLICABLE_FROM),
         ],
     )
     updated = cursor.fetchall()

@@ -161,8 +161,9 @@ def test_report_that_beats_the_sent_finish_is_applied_when_the_message_is_sent(a
     assert ProviderReceipt.objects.get().message_id == message.id
 
 
-def test_receipt_settles_an_attempt_whose_outcome_was_unknown(aliyun, make_message) -> None:
-    message = make_message(status="retry_wait", provider_message_id="")
+@pytest.mark.parametrize("status", ["retry_wait", "expired"])
+def test_receipt_settles_an_attempt_whose_outcome_was_unknown(aliyun, make_message, status) -> None:
+    message = make_message(status=status, provider_message_id="")
     report = json.loads(aliyun_report(message))
     report[0]["biz_id"] = "biz-of-the-lost-answer"  # we never saw it; our id (OutId) matches
     assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(report).encode()).status_code == 200
@@ -233,3 +234,10 @@ def test_wechat_template_job_finish_is_verified_by_its_query_signature(make_mess
 
     broken = push("/api/v1/receipts/wechat?" + urlencode(query), b"<xml><unclosed>", "text/xml")
     assert broken.status_code == 400
+
+
+def test_a_failed_message_stays_failed(aliyun, make_message) -> None:
+    message = make_message(status="failed")
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", aliyun_report(message)).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "failed"

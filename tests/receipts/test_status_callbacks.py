@@ -4,6 +4,7 @@ never to a private address unless allowed, never through a redirect."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 import urllib3
@@ -171,3 +172,13 @@ def test_failed_and_expired_are_reported(subscribed, make_message, published) ->
     messages_reached([failed.id], "failed")
     messages_reached([expired.id], "expired")
     assert sorted(StatusCallback.objects.values_list("status", flat=True)) == ["expired", "failed"]
+
+
+def test_callbacks_are_published_in_chunks(monkeypatch) -> None:
+    from apps.receipts import tasks
+
+    sent: list[tuple[list[str], str]] = []
+    monkeypatch.setattr(tasks.deliver_callbacks, "apply_async", lambda args, queue, **_: sent.append((args[0], queue)))
+    callbacks.publish([uuid.uuid4() for _ in range(250)])
+    assert [len(chunk) for chunk, _ in sent] == [100, 100, 50]
+    assert {queue for _, queue in sent} == {"mc.receipts"}
