@@ -172,6 +172,12 @@ class Launcher:
         if configured.returncode != 0:
             print(configured.stdout, configured.stderr, file=sys.stderr)
             return 1
+        # The simulator pushes Aliyun/Tencent reports (unsigned) to a URL carrying the providers' secret token.
+        receipts = _manage("configure_simulator_receipts", env=env)
+        if receipts.returncode != 0 or not receipts.stdout.split():
+            print(receipts.stdout, receipts.stderr, file=sys.stderr)
+            return 1
+        env.setdefault("SIM_RECEIPT_BASE_URL", f"{env['PUBLIC_BASE_URL']}/api/v1/receipts/t/{receipts.stdout.split()[-1]}/")
         checked = _manage("check", env=env)
         if checked.returncode != 0:
             print(checked.stdout, checked.stderr, file=sys.stderr)

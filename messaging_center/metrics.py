@@ -21,6 +21,15 @@ LIMITS_DEGRADED = Counter("mc_limits_degraded_total", "Send requests accepted wi
 MESSAGES_SENT = Counter("mc_messages_sent_total", "Messages a provider accepted.", ["channel", "provider"])
 MESSAGES_DELIVERED = Counter("mc_messages_delivered_total", "Messages with a delivered receipt.", ["channel", "provider"])
 MESSAGES_UNDELIVERED = Counter("mc_messages_undelivered_total", "Messages with an undelivered receipt.", ["channel", "provider"])
+RECEIPT_LATENCY = Histogram(
+    "mc_receipt_latency_seconds",
+    "From a provider accepting a message to its delivered receipt.",
+    ["channel", "provider"],
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+)
+RECEIPT_TIMEOUTS = Counter("mc_receipt_timeouts_total", "Sent messages with no receipt in time.", ["channel", "provider"])
+RECEIPTS_RECEIVED = Counter("mc_receipts_received_total", "Provider receipts stored (replays excluded).", ["provider", "source"])
+CALLBACK_ATTEMPTS = Counter("mc_status_callback_attempts_total", "Status callback POSTs by outcome.", ["outcome"])
 MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
 
 

@@ -194,12 +194,29 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = False
 # Every periodic job, in one place (django-celery-beat copies it into the admin-editable tables).
 _MAINTENANCE = {"queue": "mc.maintenance", "expires": 30}
+_RECEIPTS = {"queue": "mc.receipts", "expires": 30}
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "relay-outbox": {"task": "dispatch.relay_outbox", "schedule": 2.0, "options": _MAINTENANCE},
     "enqueue-due-scheduled": {"task": "dispatch.enqueue_due", "schedule": 2.0, "options": _MAINTENANCE},
     "sweep-stuck-messages": {"task": "dispatch.sweep", "schedule": 15.0, "options": _MAINTENANCE},
     "purge-idempotency-keys": {"task": "dispatch.purge_idempotency_keys", "schedule": 3600.0, "options": _MAINTENANCE},
+    "poll-provider-receipts": {"task": "receipts.poll", "schedule": 30.0, "options": _RECEIPTS},
+    "rematch-early-receipts": {"task": "receipts.rematch", "schedule": 30.0, "options": _RECEIPTS},
+    "flag-receipt-timeouts": {"task": "receipts.flag_timeouts", "schedule": 60.0, "options": _RECEIPTS},
+    "failover-silent-verifications": {"task": "receipts.failover_silent", "schedule": 10.0, "options": _RECEIPTS},
+    "publish-due-callbacks": {"task": "receipts.publish_due_callbacks", "schedule": 15.0, "options": _RECEIPTS},
 }
+
+# --- Receipts and status callbacks ----------------------------------------------------------------
+# A `sent` message without a receipt this long gets a `receipt_timeout` event (once).
+RECEIPT_TIMEOUT_SECONDS = env_int("RECEIPT_TIMEOUT_SECONDS", 600, minimum=1)
+# Pull-only providers are asked about messages sent at least this long ago, and at most this long ago.
+RECEIPT_POLL_DELAY_SECONDS = env_int("RECEIPT_POLL_DELAY_SECONDS", 30, minimum=0)
+RECEIPT_POLL_WINDOW_SECONDS = env_int("RECEIPT_POLL_WINDOW_SECONDS", 6 * 3600, minimum=60)
+# A verification code without a receipt this long after sending is resent once through another provider.
+VERIFICATION_FAILOVER_SECONDS = env_int("VERIFICATION_FAILOVER_SECONDS", 30, minimum=1)
+# Status callbacks to private/loopback addresses are refused unless this allows them (local runs).
+CALLBACK_ALLOW_PRIVATE = env_bool("CALLBACK_ALLOW_PRIVATE", DEBUG or USING_EMBEDDED_SERVICES)
 
 # --- Ports of the default run -----------------------------------------------------------------
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)

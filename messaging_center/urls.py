@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.accounts.urls")),
     path("", include("apps.dispatch.urls")),
     path("", include("apps.templates.urls")),
+    path("", include("apps.receipts.urls")),
 ]
 
 urlpatterns = [

@@ -97,6 +97,9 @@ def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         )
         expired = cursor.fetchall()
     record_events([(mid, Status.EXPIRED, "ttl_expired", detail, "", None) for mid, detail in expired])
+    from apps.receipts.hooks import messages_reached  # status callbacks to business systems
+
+    messages_reached([mid for mid, _ in expired], "expired")
     return [mid for mid, _ in expired]
 
 

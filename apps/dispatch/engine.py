@@ -376,6 +376,9 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     for a in attempts:
         if a.message.id in done and a.route:
             metrics.MESSAGES_SENT.labels(a.message.channel, a.route.name).inc()
+    from apps.receipts.hooks import messages_reached  # status callbacks, receipts that came early
+
+    messages_reached(done, "sent")
 
 
 def _sent_detail(attempt: Attempt) -> str:
@@ -426,6 +429,9 @@ def _mark_final(attempts: list[Attempt], status: str) -> None:
         for a in attempts:
             if a.message.id in done:
                 metrics.MESSAGES_FAILED.labels(a.message.channel, a.route.name if a.route else "").inc()
+    from apps.receipts.hooks import messages_reached  # status callbacks to business systems
+
+    messages_reached(done, status)
 
 
 def _detail(attempt: Attempt, status: str) -> str:

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from apps.receipts.models import CallbackAttempt, Failover, ProviderReceipt, StatusCallback, Verification
+
+
+@admin.register(ProviderReceipt)
+class ProviderReceiptAdmin(admin.ModelAdmin):
+    list_display = ("received_at", "provider", "provider_message_id", "status", "code", "source", "message", "matched_at")
+    list_filter = ("provider", "status", "source")
+    search_fields = ("provider_message_id", "to")
+    raw_id_fields = ("message",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+class CallbackAttemptInline(admin.TabularInline):
+    model = CallbackAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ("at", "url", "status_code", "error", "duration_ms")
+    ordering = ("at",)
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(StatusCallback)
+class StatusCallbackAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "account", "message", "status", "state", "attempts", "next_attempt_at", "last_error")
+    list_filter = ("state", "status")
+    raw_id_fields = ("account", "message")
+    readonly_fields = ("account", "message", "status", "body", "attempts", "created_at", "last_error")
+    inlines = [CallbackAttemptInline]
+    show_full_result_count = False
+
+
+@admin.register(CallbackAttempt)
+class CallbackAttemptAdmin(admin.ModelAdmin):
+    list_display = ("at", "callback", "url", "status_code", "error", "duration_ms")
+    raw_id_fields = ("callback",)
+    show_full_result_count = False
+
+
+@admin.register(Verification)
+class VerificationAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "account", "address", "template_code", "state", "failed_checks", "expires_at", "verified_at")
+    list_filter = ("state",)
+    search_fields = ("address",)
+    raw_id_fields = ("account", "message")
+    exclude = ("code_hash",)
+    show_full_result_count = False
+
+
+@admin.register(Failover)
+class FailoverAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "original", "resend", "reason", "failed_provider")
+    raw_id_fields = ("original", "resend")

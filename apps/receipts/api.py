@@ -1,0 +1,31 @@
+"""Verification codes and stats: thin DRF views over the services."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.receipts import stats, verifications
+
+
+class VerificationSendView(APIView):
+    def post(self, request: Request) -> Response:
+        sent = verifications.verification_send(account=request.user, data=request.data)
+        body = {
+            "id": sent.verification.public_id,
+            "message_id": sent.message_public_id,
+            "expires_at": sent.verification.expires_at.isoformat(),
+        }
+        return Response(body, status=202)
+
+
+class VerificationCheckView(APIView):
+    def post(self, request: Request) -> Response:
+        result = verifications.verification_check(account=request.user, data=request.data)
+        return Response({"valid": True} if result.valid else {"valid": False, "reason": result.reason})
+
+
+class StatsView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"groups": stats.stats_get(account=request.user, params=request.query_params.dict())})

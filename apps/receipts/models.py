@@ -1,0 +1,152 @@
+"""Delivery receipts from providers, and the status callbacks we owe business systems."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from messaging_center import ids
+
+
+class ProviderReceipt(models.Model):
+    """One final status a provider reported for one message, stored once.
+
+    Unique per (provider, provider id, status) so that a replayed push or a poll that sees the same
+    status again changes nothing; a report that only carries our id (no provider id) is unique per
+    (provider, our id, status) instead. `message` is set once the receipt is matched to a message
+    that a provider accepted; a receipt that arrives before we stored the provider id stays
+    unmatched until the message becomes `sent` (the sent hook and a beat job match it then).
+    """
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    provider = models.CharField(max_length=64, help_text="The Provider row's name.")
+    kind = models.CharField(max_length=32)
+    provider_message_id = models.CharField(max_length=128, blank=True, default="")
+    message_ref = models.UUIDField(null=True, blank=True, help_text="Our message id, when the report carries it.")
+    to = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16)
+    code = models.CharField(max_length=64, blank=True, default="")
+    detail = models.TextField(blank=True, default="")
+    source = models.CharField(max_length=8, default="push")
+    reported_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    message = models.ForeignKey(
+        "dispatch.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    matched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_message_id", "status"],
+                name="receipt_provider_id_status",
+                condition=~Q(provider_message_id=""),
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "message_ref", "status"],
+                name="receipt_provider_ref_status",
+                condition=Q(provider_message_id=""),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["received_at"], name="receipt_unmatched", condition=Q(message__isnull=True)),
+            models.Index(fields=["message"], name="receipt_message", condition=Q(message__isnull=False)),
+            models.Index(fields=["message_ref"], name="receipt_unmatched_ref", condition=Q(message__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.provider_message_id or self.message_ref}: {self.status}"
+
+
+class StatusCallback(models.Model):
+    """One status notification owed to an account's callback URL, retried with backoff for 24 h."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
+    message = models.ForeignKey("dispatch.Message", on_delete=models.CASCADE, related_name="+", db_index=False)
+    status = models.CharField(max_length=16)
+    body = models.TextField(help_text="The exact JSON body posted (signed as is).")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "status"], name="callback_message_status")]
+        indexes = [models.Index(fields=["next_attempt_at"], name="callback_due", condition=Q(state="pending"))]
+
+    def __str__(self) -> str:
+        return f"{self.status} of {ids.encode('msg', self.message_id)} ({self.state})"
+
+
+class CallbackAttempt(models.Model):
+    """One HTTP POST of a status callback: what the business system answered, or why it failed."""
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    callback = models.ForeignKey(StatusCallback, on_delete=models.CASCADE, related_name="attempt_log", db_index=False)
+    at = models.DateTimeField()
+    url = models.CharField(max_length=500)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["callback", "at"], name="callback_attempt")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status_code or self.error}"
+
+
+class Verification(models.Model):
+    """A one-time code sent to an address. Only an HMAC of the code is stored."""
+
+    class State(models.TextChoices):
+        LIVE = "live"
+        USED = "used"
+        BURNED = "burned"
+
+    id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
+    address = models.CharField(max_length=255)
+    template_code = models.CharField(max_length=64)
+    message = models.ForeignKey("dispatch.Message", on_delete=models.CASCADE, related_name="+", db_index=False)
+    code_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.LIVE)
+    failed_checks = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["account", "address", "-created_at"], name="verification_latest"),
+            models.Index(fields=["message"], name="verification_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.state})"
+
+    @property
+    def public_id(self) -> str:
+        return ids.encode("ver", self.id)
+
+
+class Failover(models.Model):
+    """A verification message sent again through another provider because the first one reported
+    it undelivered (or stayed silent). One per original; a resend is never resent again."""
+
+    original = models.OneToOneField("dispatch.Message", on_delete=models.CASCADE, related_name="+", primary_key=True)
+    resend = models.OneToOneField("dispatch.Message", on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=32)
+    failed_provider = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{ids.encode('msg', self.original_id)} → {ids.encode('msg', self.resend_id)} ({self.reason})"

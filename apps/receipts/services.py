@@ -1,0 +1,279 @@
+"""Provider receipts: authenticate a push, store each final status once, match it to its message and
+move the message forward (`sent` → `delivered` | `undelivered`, never backwards).
+
+One pass per batch: one INSERT … ON CONFLICT DO NOTHING for the reports, one query to match them,
+one conditional UPDATE of the messages. A replayed report inserts nothing and so changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from django.db import connection, transaction
+from django.db.models import Q
+
+from apps.dispatch.delivery import record_events
+from apps.dispatch.models import Provider
+from apps.dispatch.providers import ADAPTERS, adapter_class
+from apps.dispatch.providers.base import ProviderAdapter, Receipt
+from messaging_center import ids, metrics
+
+logger = logging.getLogger(__name__)
+
+# Their pushes carry no signature: the secret `receipt_token` in the push URL is the only proof.
+UNSIGNED_KINDS = frozenset({"aliyun", "tencent"})
+TOKEN_SETTING = "receipt_token"  # noqa: S105 - the name of a setting
+# Statuses a receipt may move a message out of: `sent`, and `retry_wait`/`expired` too: an attempt
+# whose outcome was unknown (a timeout) waits in retry_wait, or expires there, and a report from the
+# provider it went to proves the provider took it after all.
+APPLICABLE_FROM = ("sent", "retry_wait", "expired")
+# A message still being sent (or not yet sent) keeps its receipts unmatched until it is `sent`.
+NOT_YET_SENT = frozenset({"scheduled", "queued", "sending"})
+REMATCH_WINDOW = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ReceiptSource:
+    provider: Provider
+    adapter: ProviderAdapter
+
+
+def receipt_source_authenticate(
+    *, provider_ref: str, token: str | None, method: str, url: str, headers: Mapping[str, str], body: bytes
+) -> ReceiptSource | None:
+    """The provider row that sent this push, or None when no candidate vouches for it.
+
+    `provider_ref` is a kind or a row name; several rows of one kind may exist (two Aliyun accounts),
+    so each candidate's own token and signature check decides."""
+    candidates = Provider.objects.filter(Q(name=provider_ref) | Q(kind=provider_ref)).order_by("-enabled", "id")
+    for provider in candidates:
+        if provider.kind not in ADAPTERS:
+            continue
+        settings = provider.settings
+        expected = settings.get(TOKEN_SETTING, "")
+        if expected:
+            if not token or not hmac.compare_digest(expected.encode(), token.encode()):
+                continue
+        elif provider.kind in UNSIGNED_KINDS:
+            continue  # an unsigned push to a provider without a token is never trusted
+        adapter = adapter_class(provider.kind)(settings)
+        if adapter.verify_receipt_signature(method=method, url=url, headers=headers, body=body):
+            return ReceiptSource(provider, adapter)
+    return None
+
+
+def receipts_parse(*, source: ReceiptSource, url: str, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
+    """The adapter's parse; raises ReceiptFormatError. Our id travels in Twilio's StatusCallback query."""
+    receipts = source.adapter.parse_receipt(headers=headers, body=body)
+    carried = dict(parse_qsl(urlsplit(url).query)).get("message_id")
+    if carried:
+        receipts = [
+            r if r.message_id else Receipt(r.provider, r.provider_message_id, carried, r.to, r.status, r.code, r.detail, r.at)
+            for r in receipts
+        ]
+    return receipts
+
+
+@dataclass(frozen=True)
+class Applied:
+    message_id: uuid.UUID
+    status: str
+
+
+def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[Applied]:
+    """Stores new reports (replays are dropped by the unique constraints) and applies them."""
+    rows: list[tuple[Any, ...]] = []
+    for receipt in receipts:
+        ref = ids.decode("msg", receipt.message_id) if receipt.message_id else None
+        provider_message_id = (receipt.provider_message_id or "")[:128]
+        if not provider_message_id and ref is None:
+            continue  # nothing to match it by
+        rows.append(
+            (
+                ids.uuid7(),
+                provider_message_id,
+                ref,
+                (receipt.to or "")[:255],
+                receipt.status,
+                receipt.code[:64],
+                receipt.detail,
+                receipt.at,
+            )
+        )
+    if not rows:
+        return []
+    columns = list(zip(*rows, strict=True))
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO receipts_providerreceipt (id, provider, kind, provider_message_id, message_ref, "to", status, code,
+                                                  detail, source, reported_at, received_at)
+            SELECT r.id, %(provider)s, %(kind)s, r.pid, r.ref, r.to_, r.status, r.code, r.detail, %(source)s, r.at, now()
+            FROM unnest(%(ids)s::uuid[], %(pids)s::text[], %(refs)s::uuid[], %(tos)s::text[], %(statuses)s::text[],
+                        %(codes)s::text[], %(details)s::text[], %(ats)s::timestamptz[])
+                 AS r(id, pid, ref, to_, status, code, detail, at)
+            ON CONFLICT DO NOTHING
+            RETURNING id
+            """,
+            {
+                "provider": provider.name,
+                "kind": provider.kind,
+                "source": source,
+                "ids": list(columns[0]),
+                "pids": list(columns[1]),
+                "refs": list(columns[2]),
+                "tos": list(columns[3]),
+                "statuses": list(columns[4]),
+                "codes": list(columns[5]),
+                "details": list(columns[6]),
+                "ats": list(columns[7]),
+            },
+        )
+        new = [row[0] for row in cursor.fetchall()]
+        if new:
+            metrics.RECEIPTS_RECEIVED.labels(provider.name, source).inc(len(new))
+        return receipts_match(receipt_ids=new)
+
+
+def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
+    """Matches unmatched receipts to their messages and moves those messages forward.
+
+    A receipt whose message is not `sent` yet (the push beat the worker's finish) stays unmatched;
+    the sent hook or the re-match job applies it later."""
+    if not receipt_ids:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH r AS (
+                SELECT * FROM receipts_providerreceipt WHERE id = ANY(%(ids)s) AND message_id IS NULL
+            ), pairs AS (
+                SELECT r.id AS rid, m.id AS mid FROM r JOIN dispatch_message m
+                  ON m.provider = r.provider AND m.provider_message_id = r.provider_message_id
+                 AND m.provider_message_id <> ''
+                WHERE r.provider_message_id <> ''
+                UNION
+                SELECT r.id, m.id FROM r JOIN dispatch_message m ON m.id = r.message_ref AND m.provider = r.provider
+            )
+            SELECT pairs.rid, pairs.mid, m.status, r.status, r.code, r.detail, r.reported_at, r.provider
+            FROM pairs JOIN dispatch_message m ON m.id = pairs.mid JOIN r ON r.id = pairs.rid
+            ORDER BY r.reported_at, r.id
+            """,
+            {"ids": list(receipt_ids)},
+        )
+        pairs = cursor.fetchall()
+        best: dict[uuid.UUID, tuple[str, str, str, dt.datetime, str]] = {}
+        matched: list[tuple[uuid.UUID, uuid.UUID]] = []
+        for rid, mid, message_status, status, code, detail, at, provider in pairs:
+            if message_status in NOT_YET_SENT:
+                continue
+            matched.append((rid, mid))
+            # Delivered wins over undelivered (a carrier may report a failed try, then success).
+            if mid not in best or (status == "delivered" and best[mid][0] != "delivered"):
+                best[mid] = (status, code, detail, at, provider)
+        if matched:
+            cursor.execute(
+                """
+                UPDATE receipts_providerreceipt AS r SET message_id = c.mid, matched_at = now()
+                FROM unnest(%s::uuid[], %s::uuid[]) AS c(rid, mid) WHERE r.id = c.rid
+                """,
+                [[rid for rid, _ in matched], [mid for _, mid in matched]],
+            )
+        applied = _apply(cursor, best)
+    return applied
+
+
+def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetime, str]]) -> list[Applied]:
+    if not best:
+        return []
+    mids = list(best)
+    cursor.execute(
+        """
+        UPDATE dispatch_message AS m
+        SET status = c.status,
+            code = CASE WHEN c.status = 'delivered' THEN '' ELSE c.code END,
+            detail = CASE WHEN c.status = 'delivered' THEN '' ELSE c.detail END,
+            sent_at = COALESCE(m.sent_at, LEAST(c.at, now())),
+            -- The provider's clock, unless it says before we sent (reports often have whole seconds):
+            -- then the moment the report reached us is the better bound.
+            delivered_at = CASE WHEN c.status <> 'delivered' THEN m.delivered_at
+                                WHEN m.sent_at IS NULL OR c.at > m.sent_at THEN LEAST(c.at, now())
+                                ELSE now() END,
+            lease_until = NULL, needs_reconcile = FALSE
+        FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS c(id, status, code, detail, at)
+        WHERE m.id = c.id
+          AND (m.status = ANY(%s) OR (m.status = 'undelivered' AND c.status = 'delivered'))
+        RETURNING m.id, m.status, m.channel, m.provider, m.sent_at, m.delivered_at
+        """,
+        [
+            mids,
+            [best[m][0] for m in mids],
+            [best[m][1][:64] for m in mids],
+            [best[m][2] for m in mids],
+            [best[m][3] for m in mids],
+            list(APPLICABLE_FROM),
+        ],
+    )
+    updated = cursor.fetchall()
+    events = []
+    for mid, status, channel, provider, sent_at, delivered_at in updated:
+        _, code, detail, _, _ = best[mid]
+        explanation = f"{provider} reported {status}" + (f" ({code}{': ' + detail if detail else ''})" if code else "")
+        events.append((mid, status, code[:64], explanation, provider, None))
+        if status == "delivered":
+            metrics.MESSAGES_DELIVERED.labels(channel, provider).inc()
+            if sent_at and delivered_at:
+                metrics.RECEIPT_LATENCY.labels(channel, provider).observe((delivered_at - sent_at).total_seconds())
+        else:
+            metrics.MESSAGES_UNDELIVERED.labels(channel, provider).inc()
+    record_events(events)
+    applied = [Applied(row[0], row[1]) for row in updated]
+    from apps.receipts import callbacks
+
+    for status in ("delivered", "undelivered"):
+        callbacks.callbacks_enqueue(message_ids=[a.message_id for a in applied if a.status == status], status=status)
+    from apps.receipts import failover
+
+    failover.failover_on_undelivered(message_ids=[a.message_id for a in applied if a.status == "undelivered"])
+    return applied
+
+
+def receipts_match_for_messages(*, message_ids: Sequence[uuid.UUID]) -> list[Applied]:
+    """Receipts that arrived before these messages were `sent` (the sent hook calls this)."""
+    if not message_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT r.id FROM dispatch_message m JOIN receipts_providerreceipt r
+              ON r.provider = m.provider AND r.provider_message_id = m.provider_message_id
+            WHERE m.id = ANY(%(ids)s) AND m.provider_message_id <> '' AND r.message_id IS NULL
+            UNION
+            SELECT r.id FROM dispatch_message m JOIN receipts_providerreceipt r ON r.message_ref = m.id
+            WHERE m.id = ANY(%(ids)s) AND r.provider = m.provider AND r.message_id IS NULL
+            """,
+            {"ids": list(message_ids)},
+        )
+        receipt_ids = [row[0] for row in cursor.fetchall()]
+    return receipts_match(receipt_ids=receipt_ids)
+
+
+def receipts_rematch(*, batch: int = 1000) -> int:
+    """Beat job: unmatched receipts of the last day, in case their message became `sent` since."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id FROM receipts_providerreceipt
+            WHERE message_id IS NULL AND received_at > now() - %s ORDER BY received_at DESC LIMIT %s
+            """,
+            [REMATCH_WINDOW, batch],
+        )
+        receipt_ids = [row[0] for row in cursor.fetchall()]
+    return len(receipts_match(receipt_ids=receipt_ids))

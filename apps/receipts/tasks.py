@@ -1,0 +1,39 @@
+"""Celery tasks of the `mc.receipts` lane: thin — call one service."""
+
+from __future__ import annotations
+
+import uuid
+
+from celery import shared_task
+
+from apps.receipts import callbacks, failover, polling, services
+
+
+@shared_task(name="receipts.deliver_callbacks")
+def deliver_callbacks(callback_ids: list[str]) -> int:
+    return len(callbacks.callbacks_deliver(callback_ids=[uuid.UUID(c) for c in callback_ids]))
+
+
+@shared_task(name="receipts.publish_due_callbacks")
+def publish_due_callbacks() -> int:
+    return callbacks.callbacks_publish_due()
+
+
+@shared_task(name="receipts.rematch")
+def rematch() -> int:
+    return services.receipts_rematch()
+
+
+@shared_task(name="receipts.poll")
+def poll() -> int:
+    return polling.receipts_poll()
+
+
+@shared_task(name="receipts.flag_timeouts")
+def flag_timeouts() -> int:
+    return polling.receipts_flag_timeouts()
+
+
+@shared_task(name="receipts.failover_silent")
+def failover_silent() -> int:
+    return len(failover.failover_silent())

@@ -1,0 +1,71 @@
+"""The receipts lane's beat jobs: receipt timeouts, re-matching early receipts, /metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from apps.dispatch.models import Message, MessageEvent
+from apps.receipts.models import ProviderReceipt
+from apps.receipts.polling import receipts_flag_timeouts
+from apps.receipts.services import receipts_rematch
+from tests.receipts.conftest import RECEIPT_TOKEN, make_provider
+from tests.receipts.test_receipt_webhooks import aliyun_report
+
+pytestmark = pytest.mark.django_db
+
+
+@override_settings(RECEIPT_TIMEOUT_SECONDS=600)
+def test_a_sent_message_without_a_receipt_gets_one_timeout_event(make_message) -> None:
+    make_provider("aliyun")
+    make_provider("wecom")
+    late = make_message()
+    fresh = make_message()
+    no_receipts = make_message(provider="test-wecom")  # WeCom has no receipts: never late
+    eleven_minutes_ago = timezone.now() - dt.timedelta(minutes=11)
+    Message.objects.filter(id__in=[late.id, no_receipts.id]).update(sent_at=eleven_minutes_ago)
+
+    assert receipts_flag_timeouts() == 1
+    assert receipts_flag_timeouts() == 0  # once
+    [event] = MessageEvent.objects.filter(status="receipt_timeout")
+    assert event.message_id == late.id and "600 s" in event.detail
+    assert Message.objects.get(id=late.id).status == "sent"
+    assert not MessageEvent.objects.filter(message_id=fresh.id, status="receipt_timeout").exists()
+
+
+def test_rematch_job_applies_receipts_that_beat_the_sent_finish(make_message) -> None:
+    make_provider("aliyun", receipt_token=RECEIPT_TOKEN)
+    message = make_message(status="sending")
+    body = aliyun_report(message)
+    Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body, content_type="application/json")
+    assert ProviderReceipt.objects.get().message_id is None
+    assert receipts_rematch() == 0
+
+    Message.objects.filter(id=message.id).update(status="sent", sent_at=timezone.now())
+    assert receipts_rematch() == 1
+    assert Message.objects.get(id=message.id).status == "delivered"
+    assert receipts_rematch() == 0
+
+
+def test_metrics_show_receipts_and_latency(make_message) -> None:
+    make_provider("aliyun", receipt_token=RECEIPT_TOKEN)
+    message = make_message()
+    report = json.loads(aliyun_report(message))
+    report[0]["report_time"] = (timezone.now() + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S")
+    Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(report), content_type="application/json")
+    text = Client().get("/metrics").content.decode()
+    for name in (
+        'mc_messages_delivered_total{channel="sms",provider="test-aliyun"}',
+        "mc_receipt_latency_seconds_bucket",
+        "mc_receipts_received_total",
+        "mc_messages_accepted_total",
+        "mc_messages_sent_total",
+        "mc_messages_failed_total",
+        "mc_messages_undelivered_total",
+        "mc_queue_depth",
+    ):
+        assert name in text, name

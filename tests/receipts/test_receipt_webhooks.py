@@ -1,0 +1,243 @@
+"""`POST /api/v1/receipts/{provider}`: each provider's format, its proof of origin, and the
+reliability rules (stored once, matched late, statuses only move forward)."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client, override_settings
+
+from apps.dispatch.models import Message, MessageEvent
+from apps.dispatch.providers.twilio import compute_signature
+from apps.dispatch.providers.wechat import signature as wechat_signature
+from apps.receipts.hooks import messages_reached
+from apps.receipts.models import ProviderReceipt
+from tests.receipts.conftest import RECEIPT_TOKEN, SIM_SETTINGS, make_provider
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC = "https://mc.example.com"
+
+
+def aliyun_report(message: Message, *, success: bool = True, code: str = "DELIVERED") -> bytes:
+    return json.dumps(
+        [
+            {
+                "phone_number": message.address.removeprefix("+86"),
+                "send_time": "2026-11-23 10:00:00",
+                "report_time": "2026-11-23 10:00:01",
+                "success": success,
+                "err_code": code,
+                "err_msg": "ok" if success else "failed",
+                "sms_size": "1",
+                "biz_id": message.provider_message_id,
+                "out_id": message.public_id,
+            }
+        ]
+    ).encode()
+
+
+def push(path: str, body: bytes, content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
+    return Client().post(path, body, content_type=content_type, **headers)
+
+
+@pytest.fixture
+def aliyun():  # type: ignore[no-untyped-def]
+    return make_provider("aliyun", receipt_token=RECEIPT_TOKEN)
+
+
+def test_aliyun_report_with_the_token_delivers_the_message(aliyun, make_message) -> None:
+    message = make_message()
+    response = push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", aliyun_report(message))
+    assert response.status_code == 200, response.content
+    assert response.json() == {"code": 0, "msg": "成功"}
+    message.refresh_from_db()
+    assert message.status == "delivered" and message.delivered_at is not None and message.delivered_at >= message.sent_at
+    [event] = MessageEvent.objects.filter(message=message, status="delivered")
+    assert "test-aliyun reported delivered" in event.detail
+    receipt = ProviderReceipt.objects.get()
+    assert receipt.message_id == message.id and receipt.provider == "test-aliyun" and receipt.message_ref == message.id
+
+
+def test_token_in_the_path_works_too(aliyun, make_message) -> None:
+    message = make_message()
+    assert push(f"/api/v1/receipts/t/{RECEIPT_TOKEN}/test-aliyun", aliyun_report(message)).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "delivered"
+
+
+@pytest.mark.parametrize("query", ["", "?token=wrong", f"?token={RECEIPT_TOKEN[:-1]}"])
+def test_forged_or_unsigned_report_is_refused_and_changes_nothing(aliyun, make_message, query) -> None:
+    message = make_message()
+    response = push(f"/api/v1/receipts/aliyun{query}", aliyun_report(message))
+    assert response.status_code == 401
+    assert response.json()["code"] == "invalid_signature"
+    message.refresh_from_db()
+    assert message.status == "sent" and not ProviderReceipt.objects.exists()
+
+
+def test_unsigned_provider_without_a_token_is_never_trusted(make_message) -> None:
+    make_provider("aliyun")
+    message = make_message()
+    assert push("/api/v1/receipts/aliyun", aliyun_report(message)).status_code == 401
+
+
+def test_unknown_provider_is_refused(make_message) -> None:
+    assert push("/api/v1/receipts/nobody", b"[]").status_code == 401
+
+
+def test_replayed_report_changes_nothing(aliyun, make_message) -> None:
+    message = make_message()
+    url = f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}"
+    assert push(url, aliyun_report(message)).status_code == 200
+    message.refresh_from_db()
+    before = (message.delivered_at, MessageEvent.objects.filter(message=message).count())
+    assert push(url, aliyun_report(message)).status_code == 200
+    message.refresh_from_db()
+    assert (message.delivered_at, MessageEvent.objects.filter(message=message).count()) == before
+    assert ProviderReceipt.objects.count() == 1
+
+
+def test_report_for_an_unknown_message_is_kept_unmatched(aliyun) -> None:
+    body = json.dumps(
+        [{"phone_number": "13900000009", "report_time": "2026-11-23 10:00:01", "success": True, "biz_id": "nope-1"}]
+    ).encode()
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body).status_code == 200
+    receipt = ProviderReceipt.objects.get()
+    assert receipt.message_id is None and receipt.provider_message_id == "nope-1"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"an": "object"}', b'[{"success": "yes"}]'])
+def test_malformed_report_is_a_400(aliyun, body) -> None:
+    response = push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body)
+    assert response.status_code == 400 and response.json()["code"] == "validation_error"
+    assert not ProviderReceipt.objects.exists()
+
+
+def test_status_never_moves_backwards(aliyun, make_message) -> None:
+    message = make_message()
+    url = f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}"
+    assert push(url, aliyun_report(message)).status_code == 200
+    assert push(url, aliyun_report(message, success=False, code="MK:0001")).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "delivered" and message.code == ""
+    assert ProviderReceipt.objects.filter(message=message).count() == 2  # kept, but ignored
+
+
+def test_delivered_after_undelivered_wins(aliyun, make_message) -> None:
+    message = make_message()
+    url = f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}"
+    assert push(url, aliyun_report(message, success=False, code="MK:0001")).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "undelivered" and message.code == "MK:0001"
+    assert push(url, aliyun_report(message)).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "delivered"
+
+
+def test_batch_report_updates_each_message_in_one_request(aliyun, make_message) -> None:
+    messages = [make_message() for _ in range(5)]
+    body = json.dumps([json.loads(aliyun_report(m, success=i % 2 == 0))[0] for i, m in enumerate(messages)]).encode()
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body).status_code == 200
+    statuses = [Message.objects.get(id=m.id).status for m in messages]
+    assert statuses == ["delivered", "undelivered", "delivered", "undelivered", "delivered"]
+
+
+def test_report_that_beats_the_sent_finish_is_applied_when_the_message_is_sent(aliyun, make_message) -> None:
+    message = make_message(status="sending", provider_message_id="")
+    tencent_like = json.loads(aliyun_report(message))
+    tencent_like[0]["biz_id"] = "biz-early"
+    tencent_like[0]["out_id"] = ""  # no id of ours: only the provider id can match it
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(tencent_like).encode()).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "sending" and ProviderReceipt.objects.get().message_id is None
+
+    Message.objects.filter(id=message.id).update(status="sent", provider_message_id="biz-early")
+    messages_reached([message.id], "sent")  # what the engine calls after its finish
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    assert ProviderReceipt.objects.get().message_id == message.id
+
+
+@pytest.mark.parametrize("status", ["retry_wait", "expired"])
+def test_receipt_settles_an_attempt_whose_outcome_was_unknown(aliyun, make_message, status) -> None:
+    message = make_message(status=status, provider_message_id="")
+    report = json.loads(aliyun_report(message))
+    report[0]["biz_id"] = "biz-of-the-lost-answer"  # we never saw it; our id (OutId) matches
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(report).encode()).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "delivered" and message.sent_at is not None
+
+
+def test_tencent_report_matches_by_serial_number(make_message) -> None:
+    make_provider("tencent", receipt_token=RECEIPT_TOKEN)
+    message = make_message(provider="test-tencent", provider_message_id="2019:538884*")
+    body = json.dumps(
+        [
+            {
+                "user_receive_time": "2026-11-23 10:00:01",
+                "nationcode": "86",
+                "mobile": message.address.removeprefix("+86"),
+                "report_status": "FAIL",
+                "errmsg": "MK:0005",
+                "description": "blocked",
+                "sid": "2019:538884*",
+            }
+        ]
+    ).encode()
+    response = push(f"/api/v1/receipts/tencent?token={RECEIPT_TOKEN}", body)
+    assert response.status_code == 200 and response.json()["result"] == 0
+    message.refresh_from_db()
+    assert (message.status, message.code, message.detail) == ("undelivered", "MK:0005", "blocked")
+
+
+@override_settings(PUBLIC_BASE_URL=PUBLIC)
+def test_twilio_status_callback_is_verified_against_the_public_url(make_message) -> None:
+    make_provider("twilio")
+    message = make_message(provider="test-twilio", provider_message_id="SM123")
+    path = "/api/v1/receipts/twilio?" + urlencode({"message_id": message.public_id})
+    fields = {"MessageSid": "SM123", "MessageStatus": "delivered", "To": message.address}
+    body = urlencode(fields).encode()
+    good = compute_signature(SIM_SETTINGS["twilio"]["auth_token"], PUBLIC + path, sorted(fields.items()))
+    form = "application/x-www-form-urlencoded"
+
+    assert push(path, body, form, HTTP_X_TWILIO_SIGNATURE="bm90IGl0").status_code == 401
+    signed_for_other_url = compute_signature(SIM_SETTINGS["twilio"]["auth_token"], "https://evil.example" + path, [])
+    assert push(path, body, form, HTTP_X_TWILIO_SIGNATURE=signed_for_other_url).status_code == 401
+    message.refresh_from_db()
+    assert message.status == "sent"
+
+    assert push(path, body, form, HTTP_X_TWILIO_SIGNATURE=good).status_code == 204
+    message.refresh_from_db()
+    assert message.status == "delivered"
+
+
+@override_settings(PUBLIC_BASE_URL=PUBLIC)
+def test_wechat_template_job_finish_is_verified_by_its_query_signature(make_message) -> None:
+    make_provider("wechat")
+    message = make_message(provider="test-wechat", provider_message_id="200163836")
+    token = SIM_SETTINGS["wechat"]["token"]
+    body = (
+        b"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>"
+        b"<CreateTime>1795000000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        b"<Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event><MsgID>200163836</MsgID>"
+        b"<Status><![CDATA[failed:user block]]></Status></xml>"
+    )
+    query = {"timestamp": "1795000000", "nonce": "42", "signature": wechat_signature(token, "1795000000", "42")}
+    assert push("/api/v1/receipts/wechat?" + urlencode({**query, "signature": "0" * 40}), body, "text/xml").status_code == 401
+    response = push("/api/v1/receipts/wechat?" + urlencode(query), body, "text/xml")
+    assert response.status_code == 200 and response.content == b"success"
+    message.refresh_from_db()
+    assert message.status == "undelivered"
+
+    broken = push("/api/v1/receipts/wechat?" + urlencode(query), b"<xml><unclosed>", "text/xml")
+    assert broken.status_code == 400
+
+
+def test_a_failed_message_stays_failed(aliyun, make_message) -> None:
+    message = make_message(status="failed")
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", aliyun_report(message)).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "failed"

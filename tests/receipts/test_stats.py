@@ -1,0 +1,80 @@
+"""`GET /api/v1/stats`: counts and rates per group, the account's own messages only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from apps.dispatch.models import Message
+from apps.receipts.models import Verification
+
+pytestmark = pytest.mark.django_db
+
+
+def _finish(message: Message, status: str, latency_ms: int = 0, **fields) -> None:  # type: ignore[no-untyped-def]
+    sent_at = timezone.now() - dt.timedelta(minutes=1)
+    delivered_at = sent_at + dt.timedelta(milliseconds=latency_ms) if status == "delivered" else None
+    fields = {"sent_at": sent_at, "delivered_at": delivered_at, **fields}
+    Message.objects.filter(id=message.id).update(status=status, **fields)
+
+
+def test_rates_per_provider(api, make_message, make_api_client) -> None:
+    for latency in (100, 200, 300, 400):
+        _finish(make_message(provider="p-a"), "delivered", latency)
+    _finish(make_message(provider="p-a"), "undelivered")
+    _finish(make_message(provider="p-a"), "sent")
+    _finish(make_message(provider="p-a", status="failed"), "failed", sent_at=None)
+    _finish(make_message(provider="p-b"), "delivered", 1000)
+    other = make_api_client("other")
+
+    response = api.get("/api/v1/stats", {"group_by": "provider"})
+    assert response.status_code == 200, response.content
+    groups = {g["key"]: g for g in response.json()["groups"]}
+    a = groups["p-a"]
+    assert (a["total"], a["sent"], a["delivered"], a["undelivered"], a["failed"]) == (7, 6, 4, 1, 1)
+    assert a["success_rate"] == round(6 / 7, 4)
+    assert a["receipt_rate"] == round(5 / 6, 4)
+    assert a["delivery_rate"] == round(4 / 6, 4)
+    assert (a["latency_p50_ms"], a["latency_p95_ms"]) == (250, 385)
+    assert a["fill_rate"] is None
+    assert groups["p-b"]["delivery_rate"] == 1.0
+    assert other.get("/api/v1/stats", {"group_by": "provider"}).json() == {"groups": []}
+
+
+def test_group_by_template_channel_day_and_time_range(api, make_message) -> None:
+    _finish(make_message(), "delivered", 10)
+    for group_by, key in (("template", "notice"), ("channel", "sms"), ("day", timezone.now().strftime("%Y-%m-%d"))):
+        [group] = api.get("/api/v1/stats", {"group_by": group_by}).json()["groups"]
+        assert group["key"] == key and group["total"] == 1
+    future = (timezone.now() + dt.timedelta(hours=1)).isoformat()
+    assert api.get("/api/v1/stats", {"group_by": "channel", "created_after": future}).json() == {"groups": []}
+    assert len(api.get("/api/v1/stats", {"group_by": "channel", "created_before": future}).json()["groups"]) == 1
+
+
+def test_fill_rate_of_verification_codes(api, make_message) -> None:
+    for valid in (True, False, False, True):
+        message = make_message()
+        Verification.objects.create(
+            account=api.account,
+            address=message.address,
+            template_code="notice",
+            message=message,
+            code_hash="0" * 64,
+            created_at=timezone.now(),
+            expires_at=timezone.now(),
+            verified_at=timezone.now() if valid else None,
+        )
+    [group] = api.get("/api/v1/stats", {"group_by": "template"}).json()["groups"]
+    assert group["fill_rate"] == 0.5
+
+
+@pytest.mark.parametrize("query", [{"group_by": "planet"}, {"group_by": "day", "created_after": "yesterday"}])
+def test_bad_queries(api, query) -> None:
+    response = api.get("/api/v1/stats", query)
+    assert response.status_code == 400 and response.json()["code"] == "validation_error"
+
+
+def test_needs_an_api_key(client) -> None:
+    assert client.get("/api/v1/stats").status_code == 401
