@@ -120,6 +120,9 @@ def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
         )
         done = [row[0] for row in cursor.fetchall()]
     record_events([(mid, Status.DELIVERED, "", "stored in the recipient's inbox", "inbox", None) for mid in done])
+    from apps.receipts.hooks import messages_reached  # status callbacks to business systems
+
+    messages_reached(done, "delivered")
     return done
 
 

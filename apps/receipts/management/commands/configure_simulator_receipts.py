@@ -7,10 +7,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.dispatch.models import Provider
-from apps.dispatch.providers_config import SIMULATOR_PROVIDERS, provider_save
+from apps.dispatch.providers_config import provider_save, simulator_providers
 from apps.receipts.services import TOKEN_SETTING, UNSIGNED_KINDS
 
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
     help = "Sets a shared receipt token on the simulator's unsigned providers; prints it."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        names = [name for name, spec in SIMULATOR_PROVIDERS.items() if spec["kind"] in UNSIGNED_KINDS]
+        names = [name for name, spec in simulator_providers(settings.SIMULATOR_URL).items() if spec["kind"] in UNSIGNED_KINDS]
         providers = list(Provider.objects.filter(name__in=names))
         token = next((p.settings[TOKEN_SETTING] for p in providers if p.settings.get(TOKEN_SETTING)), None)
         token = token or secrets.token_urlsafe(24)
