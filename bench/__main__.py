@@ -273,7 +273,7 @@ def delivery_throughput(stack: Stack, key: str, total: int = 50_000) -> tuple[fl
     set_consumers(stack, on=True)
     while True:
         [(sent,)] = _sql(
-            stack, "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_delivery' AND status = 'sent'"
+            stack, "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_delivery' AND sent_at IS NOT NULL"
         )
         if sent >= total or time.perf_counter() - started > 180:
             break
@@ -295,7 +295,7 @@ def critical_under_backlog(stack: Stack, key: str, backlog: int = 100_000, probe
         time.sleep(0.05)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        [(done,)] = _sql(stack, "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_login' AND status = 'sent'")
+        [(done,)] = _sql(stack, "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_login' AND sent_at IS NOT NULL")
         if done >= probes:
             break
         time.sleep(0.5)
@@ -303,12 +303,12 @@ def critical_under_backlog(stack: Stack, key: str, backlog: int = 100_000, probe
         stack,
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), count(*) "
         "FROM (SELECT extract(epoch FROM sent_at - created_at) * 1000 AS ms FROM dispatch_message "
-        "WHERE template_code = 'bench_login' AND status = 'sent') t",
+        "WHERE template_code = 'bench_login' AND sent_at IS NOT NULL) t",
     )
     p50, p99, count = rows[0]
     [(left,)] = _sql(
         stack,
-        "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_delivery' AND priority = 'bulk' AND status <> 'sent'",
+        "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_delivery' AND priority = 'bulk' AND sent_at IS NULL",
     )
     print(f"  (bulk messages still undelivered when the probes finished: {left:,})")
     return float(p50 or 0), float(p99 or 0), int(count)  # type: ignore[arg-type]

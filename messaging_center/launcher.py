@@ -35,6 +35,8 @@ class Child:
     name: str
     argv: list[str]
     process: subprocess.Popen[bytes] | None = field(default=None)
+    # Lower CPU priority (nice): a draining bulk backlog must not take the CPU from verification codes.
+    niceness: int = 0
 
 
 def _die_with_parent() -> None:
@@ -77,7 +79,7 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
             ],
         ),
         Child("worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "--concurrency", "2"]),
-        Child("worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "--concurrency", "2"]),
+        Child("worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "--concurrency", "2"], niceness=10),
         Child("worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "--concurrency", "1"]),
         Child("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="]),
         Child("flower", [*celery, "flower", "--address=127.0.0.1", f"--port={settings_env['FLOWER_PORT']}"]),
@@ -189,7 +191,13 @@ class Launcher:
         for child in self.children:
             log = open(log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 - owned by the child
             child.process = subprocess.Popen(
-                child.argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                child.argv,
+                cwd=BASE_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=(lambda n=child.niceness: os.nice(n)) if child.niceness else None,
             )
             log.close()
 
