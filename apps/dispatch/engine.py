@@ -25,6 +25,7 @@ from django.utils import timezone
 from apps.dispatch import publish, routing
 from apps.dispatch.models import Status
 from apps.dispatch.providers.base import LookupUnsupported, OutboundMessage, ProviderError, SendResult
+from apps.dispatch.sealing import is_sealed, unseal
 from apps.dispatch.throttling import limiter
 from apps.templates.models import MessageTemplate
 from apps.templates.services import template_render
@@ -78,6 +79,11 @@ def _outbound(message: Claimed, template: MessageTemplate | None, route: routing
     provider_ids = (template.provider_template_ids or {}) if template else {}
     provider_template = provider_ids.get(route.kind)
     params = {k: str(v) for k, v in (message.params or {}).items()}
+    content, title = message.content, message.title
+    if template is not None and is_sealed(params):
+        params = unseal(params)  # a verification code: stored encrypted and masked, rendered only here
+        rendered = template_render(template=template, params=params)
+        content, title = rendered.content, rendered.title
     variables = tuple(template.variables) if template else ()
     if isinstance(provider_template, dict):
         # WeChat: {"template_id": …, "fields": {"<wechat field>": "<our variable>"}} → the fields by name.
@@ -87,17 +93,17 @@ def _outbound(message: Claimed, template: MessageTemplate | None, route: routing
         provider_template = provider_template.get("template_id")
     html = ""
     if message.channel == "email" and template is not None:
-        html = template_render(template=template, params=message.params or {}).html or ""
+        html = template_render(template=template, params=params).html or ""
     return OutboundMessage(
         message_id=ids.encode("msg", message.id),
         to=to or message.address,
-        content=message.content,
+        content=content,
         params=params,
         variables=variables,
         provider_template_id=str(provider_template) if provider_template is not None else None,
         sms_signature=template.sms_signature if template else "",
         callback_url=f"{settings.PUBLIC_BASE_URL}/api/v1/receipts/{route.kind}",
-        title=message.title,
+        title=title,
         html=html,
         expires_at=message.expires_at,
         priority=message.priority,

@@ -27,6 +27,7 @@ from apps.dispatch.contacts import ADDRESS_KEYS, CHANNEL_ADDRESS_KEY, normalize_
 from apps.dispatch.delivery import queued_lease
 from apps.dispatch.models import IdempotencyRecord, Status
 from apps.dispatch.quiet_hours import quiet_until, zone
+from apps.dispatch.sealing import MASK, seal_value
 from apps.dispatch.throttling import limiter
 from apps.templates.selectors import template_get
 from apps.templates.services import template_render
@@ -265,6 +266,20 @@ def _render(entries: list[Entry], template: Any, shared: Mapping[str, str], raw:
         entry.content, entry.title = rendered.content, rendered.title
         if template.channel == "sms":
             entry.segments, _ = sms_length(entry.content, template.sms_signature)
+
+
+def _seal(entries: list[Entry], template: Any, secret_params: frozenset[str]) -> None:
+    """Secret params (a verification code) are stored encrypted and shown masked in the stored
+    content; the worker decrypts and renders them again at send time (apps/dispatch/engine.py)."""
+    for entry in entries:
+        secrets_here = secret_params & entry.params.keys()
+        if not secrets_here:
+            continue
+        masked = {**entry.params, **dict.fromkeys(secrets_here, MASK)}
+        if entry.content:
+            rendered = template_render(template=template, params=masked)
+            entry.content, entry.title = rendered.content, rendered.title
+        entry.params = {**entry.params, **{k: seal_value(entry.params[k]) for k in secrets_here}}
 
 
 def _apply_preferences(entries: list[Entry], template: Any, account: Account) -> None:
@@ -511,7 +526,9 @@ def lane_for(template: Any, requested: str | None) -> str:
     return requested or template.effective_priority
 
 
-def message_send(*, account: Account, data: Any, idempotency_key: str | None = None) -> SendResponse:
+def message_send(
+    *, account: Account, data: Any, idempotency_key: str | None = None, secret_params: frozenset[str] = frozenset()
+) -> SendResponse:
     now = timezone.now()
     request = parse_request(data, now=now)
     fingerprint = body_fingerprint(data) if idempotency_key else ""
@@ -548,6 +565,7 @@ def message_send(*, account: Account, data: Any, idempotency_key: str | None = N
                 record_id = claimed
             _apply_limits(entries, template, account, now)
             _schedule(entries, template, request, now)
+            _seal(entries, template, secret_params)
             _store(entries, message_ids, template, account, batch_id, lane, ttl, now)
             queued = [mid for e, mid in zip(entries, message_ids, strict=True) if e.status == Status.QUEUED]
             rows = publish.chunk_rows({lane: queued})

@@ -79,7 +79,11 @@ def verification_send(*, account: Account, data: Any) -> SentCode:
     address, to = _address(data, template.channel)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     with transaction.atomic():
-        sent = message_send(account=account, data={"template": template.code, "to": to, "params": {"code": code}})
+        sent = message_send(
+            account=account,
+            data={"template": template.code, "to": to, "params": {"code": code}},
+            secret_params=frozenset({"code"}),
+        )
         outcome = json.loads(sent.body)["messages"][0]
         if outcome["status"] not in ("queued", "scheduled"):
             raise VerificationRefused(

@@ -158,3 +158,30 @@ def test_stats_show_one_provider_delivering_half_and_another_all(api, sms_templa
     assert (half["success_rate"], half["receipt_rate"], half["delivery_rate"]) == (1.0, 1.0, 0.5)
     assert (full["total"], full["delivered"], full["delivery_rate"], full["receipt_rate"]) == (4, 4, 1.0, 1.0)
     assert full["latency_p50_ms"] is not None and full["latency_p95_ms"] >= full["latency_p50_ms"]
+
+
+def test_wechat_message_reaches_delivered_through_its_signed_receipt(api, make_template, live_sim, dispatch_worker) -> None:
+    from apps.dispatch.models import Provider
+    from apps.dispatch.providers_config import provider_save, simulator_providers
+
+    spec = simulator_providers(live_sim.url)["sim-wechat"]
+    provider_save(
+        provider=Provider(name="sim-wechat", kind="wechat", channel="wechat"),
+        settings={**spec["settings"], "endpoint": live_sim.url},
+    )
+    make_template(
+        api,
+        code="shipped_wx",
+        channel="wechat",
+        title="Shipped",
+        content="Order {{order_no}} shipped",
+        provider_template_ids={"wechat": "TM0001"},
+    )
+    sent = api.post(
+        "/api/v1/messages", {"template": "shipped_wx", "to": {"wechat_openid": "oUser_0042"}, "params": {"order_no": "A7"}}
+    )
+    assert sent.status_code == 202, sent.content
+    message_id = sent.json()["messages"][0]["id"]
+    wait_until(lambda: _status(api, message_id) == "delivered", 30, "the TEMPLATESENDJOBFINISH receipt")
+    events = [e["status"] for e in api.get(f"/api/v1/messages/{message_id}").json()["events"]]
+    assert events[-2:] == ["sent", "delivered"]

@@ -11,6 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.dispatch.models import Message
+from apps.dispatch.sealing import unseal
 from apps.receipts.models import Verification
 from messaging_center import ids
 
@@ -29,7 +30,8 @@ def _send(api, phone: str = PHONE):  # type: ignore[no-untyped-def]
 
 
 def _code_of(message_id: str) -> str:
-    return str(Message.objects.get(id=ids.decode("msg", message_id)).params["code"])
+    """The code as the recipient gets it: only the worker can open the sealed param."""
+    return unseal(Message.objects.get(id=ids.decode("msg", message_id)).params)["code"]
 
 
 def _check(api, code: str, phone: str = PHONE):  # type: ignore[no-untyped-def]
@@ -45,8 +47,11 @@ def test_send_stores_only_a_hash_and_uses_the_critical_lane(api, login_code) -> 
     assert body["id"].startswith("ver_") and body["message_id"].startswith("msg_")
     message = Message.objects.get(id=ids.decode("msg", body["message_id"]))
     assert message.priority == "critical" and message.status == "queued"
-    code = message.params["code"]
+    code = unseal(message.params)["code"]
     assert len(code) == 6 and code.isdigit()
+    # Nowhere in plain text: the stored param is encrypted and the stored content masked.
+    assert code not in message.params["code"] and message.params["code"].startswith("sealed:")
+    assert code not in message.content and "******" in message.content
     verification = Verification.objects.get()
     assert code not in verification.code_hash and len(verification.code_hash) == 64
     expires = dt.datetime.fromisoformat(body["expires_at"])
