@@ -282,6 +282,9 @@ def delivery_throughput(stack: Stack, key: str, total: int = 50_000) -> tuple[fl
     return int(sent) / elapsed, elapsed  # type: ignore[call-overload]
 
 
+SENT_PROBES = "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_login' AND sent_at IS NOT NULL"
+
+
 def critical_under_backlog(stack: Stack, key: str, backlog: int = 100_000, probes: int = 100) -> tuple[float, float, int]:
     """Verification codes sent while a bulk backlog drains: accept → sent latency (p50, p99 ms)."""
     set_consumers(stack, on=False)
@@ -295,7 +298,7 @@ def critical_under_backlog(stack: Stack, key: str, backlog: int = 100_000, probe
         time.sleep(0.05)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        [(done,)] = _sql(stack, "SELECT count(*) FROM dispatch_message WHERE template_code = 'bench_login' AND sent_at IS NOT NULL")
+        [(done,)] = _sql(stack, SENT_PROBES)
         if done >= probes:
             break
         time.sleep(0.5)

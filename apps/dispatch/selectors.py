@@ -69,7 +69,8 @@ def keyset_page(queryset: QuerySet[Message], *, limit: int, cursor: str | None) 
     return Page(rows, encode_cursor(rows[-1].id) if more and rows else None)
 
 
-def _timestamp(name: str, raw: str) -> dt.datetime:
+def query_timestamp(name: str, raw: str) -> dt.datetime:
+    """An ISO 8601 query parameter with a zone (a `+` that arrived as a space is put back)."""
     try:
         value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
@@ -118,9 +119,9 @@ def message_search(*, account: Account, params: dict[str, Any]) -> Page:
     if to := params.get("to"):
         queryset = queryset.filter(address=to.strip())
     if after := params.get("created_after"):
-        queryset = queryset.filter(id__gte=ids.uuid7_floor(_timestamp("created_after", after)))
+        queryset = queryset.filter(id__gte=ids.uuid7_floor(query_timestamp("created_after", after)))
     if before := params.get("created_before"):
-        queryset = queryset.filter(id__lt=ids.uuid7_floor(_timestamp("created_before", before)))
+        queryset = queryset.filter(id__lt=ids.uuid7_floor(query_timestamp("created_before", before)))
     if q := params.get("q"):
         queryset = queryset.filter(content__contains=q)
     if errors:

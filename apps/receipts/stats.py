@@ -6,12 +6,12 @@ fill = verification codes checked valid / codes sent (null where no codes were s
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.db import connection
 
 from apps.accounts.models import Account
+from apps.dispatch.selectors import query_timestamp
 from messaging_center import ids
 from messaging_center.errors import ValidationFailed
 
@@ -22,16 +22,6 @@ GROUP_KEYS = {
     "day": "to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 }
 COUNTS = ("total", "sent", "delivered", "undelivered", "failed", "expired", "suppressed", "rejected")
-
-
-def _timestamp(name: str, raw: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise ValidationFailed(f"{name} is not an ISO 8601 timestamp.", errors={name: ["Not an ISO 8601 timestamp."]}) from None
-    if value.tzinfo is None:
-        raise ValidationFailed(f"{name} needs a zone.", errors={name: ["The timestamp needs a zone."]})
-    return value
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -48,10 +38,10 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
     # UUIDv7 ids are time-ordered: a creation-time range is an id range on the (account, id) index.
     if after := params.get("created_after"):
         where.append("m.id >= %(after)s")
-        bounds["after"] = ids.uuid7_floor(_timestamp("created_after", after))
+        bounds["after"] = ids.uuid7_floor(query_timestamp("created_after", after))
     if before := params.get("created_before"):
         where.append("m.id < %(before)s")
-        bounds["before"] = ids.uuid7_floor(_timestamp("created_before", before))
+        bounds["before"] = ids.uuid7_floor(query_timestamp("created_before", before))
     sql = f"""
         SELECT {GROUP_KEYS[group_by]} AS key,
                count(*),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,30 +134,15 @@ class Simulator:
         return int(self.control("GET", "/_sim/tokens")["requests"].get(provider, 0))
 
 
-@pytest.fixture(scope="session")
-def _simulator_process(_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+@contextlib.contextmanager
+def simulator_process(receipt_base_url: str, log_path: Path) -> Iterator[SimulatorProcess]:
+    """A real simulator process on free ports whose receipts go to `receipt_base_url`."""
     port, apns_port, smtp_port = free_port(), free_port(), free_port()
-    log_path = tmp_path_factory.mktemp("simulator") / "simulator.log"
-    env = {**os.environ, "SIM_RECEIPT_BASE_URL": f"{_receiver.base_url}/receipts/"}
+    env = {**os.environ, "SIM_RECEIPT_BASE_URL": receipt_base_url}
+    argv = [sys.executable, "-m", "apps.dispatch.simulator", "--port", str(port), "--apns-port", str(apns_port)]
+    argv += ["--smtp-port", str(smtp_port)]
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "apps.dispatch.simulator",
-                "--port",
-                str(port),
-                "--apns-port",
-                str(apns_port),
-                "--smtp-port",
-                str(smtp_port),
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
@@ -171,6 +158,13 @@ def _simulator_process(_receiver: Receiver, tmp_path_factory: pytest.TempPathFac
         yield SimulatorProcess(url, apns_port, smtp_port)
     finally:
         stop_process_group(process)
+
+
+@pytest.fixture(scope="session")
+def _simulator_process(_receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
+    log_path = tmp_path_factory.mktemp("simulator") / "simulator.log"
+    with simulator_process(f"{_receiver.base_url}/receipts/", log_path) as process:
+        yield process
 
 
 @pytest.fixture

@@ -1,7 +1,11 @@
-"""Concurrent requests: one Idempotency-Key → one set of messages; quota never overshoots."""
+"""Concurrent requests: one Idempotency-Key → one set of messages; quota never overshoots.
+
+The messages are scheduled for tomorrow: these tests are about accepting, and no task of theirs
+may still be running in the session's worker when the test database is flushed."""
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,6 +15,7 @@ from django.test import Client
 from apps.dispatch.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
+TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
 
 
 def _post_concurrently(api, bodies_and_headers, workers: int):
@@ -34,6 +39,7 @@ def test_twenty_concurrent_identical_requests_create_one_set(make_api_client, ma
         "template": "order_shipped",
         "to": [{"phone": "+8613800138000"}, {"phone": "+8613800138001"}],
         "params": {"order_no": "1"},
+        "send_at": TOMORROW,
     }
     responses = _post_concurrently(api, [(body, {"HTTP_IDEMPOTENCY_KEY": "same-key"})] * 20, workers=20)
 
@@ -46,7 +52,15 @@ def test_quota_holds_under_fifty_concurrent_requests(make_api_client, make_templ
     api = make_api_client("quota", rate_limit=1000, daily_quota=30)
     make_template(api)
     bodies = [
-        ({"template": "order_shipped", "to": {"phone": f"+86138001380{i:02d}"}, "params": {"order_no": "1"}}, {})
+        (
+            {
+                "template": "order_shipped",
+                "to": {"phone": f"+86138001380{i:02d}"},
+                "params": {"order_no": "1"},
+                "send_at": TOMORROW,
+            },
+            {},
+        )
         for i in range(50)
     ]
     responses = _post_concurrently(api, bodies, workers=25)

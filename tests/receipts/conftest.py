@@ -7,12 +7,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,8 +19,8 @@ from django.utils import timezone
 
 from apps.dispatch.models import Message, Provider
 from apps.dispatch.providers_config import provider_save
-from tests.dispatch.conftest import SIM_SETTINGS, Receiver, Simulator, SimulatorProcess
-from tests.helpers import BASE_DIR, celery_worker, free_port, stop_process_group, wait_until
+from tests.dispatch.conftest import SIM_SETTINGS, Receiver, Simulator, SimulatorProcess, simulator_process
+from tests.helpers import celery_worker
 
 RECEIPT_TOKEN = "test-receipt-token-1234567890"
 
@@ -144,28 +140,9 @@ def receipts_worker(worker_env: dict[str, str], tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def _live_simulator_process(live_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorProcess]:
     """A simulator whose Aliyun/Tencent/WeChat pushes go to our app on the live server."""
-    port, apns_port, smtp_port = free_port(), free_port(), free_port()
     log_path = tmp_path_factory.mktemp("live-simulator") / "simulator.log"
-    env = {**os.environ, "SIM_RECEIPT_BASE_URL": f"{live_server.url}/api/v1/receipts/t/{RECEIPT_TOKEN}/"}
-    argv = [sys.executable, "-m", "apps.dispatch.simulator", "--port", str(port)]
-    argv += ["--apns-port", str(apns_port), "--smtp-port", str(smtp_port)]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(url + "/_sim/providers", timeout=1):
-                return True
-        except OSError:
-            return process.poll() is not None
-
-    try:
-        wait_until(answers, 20, "the simulator")
-        assert process.poll() is None, log_path.read_text()
-        yield SimulatorProcess(url, apns_port, smtp_port)
-    finally:
-        stop_process_group(process)
+    with simulator_process(f"{live_server.url}/api/v1/receipts/t/{RECEIPT_TOKEN}/", log_path) as process:
+        yield process
 
 
 @pytest.fixture

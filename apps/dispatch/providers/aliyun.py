@@ -25,6 +25,7 @@ from apps.dispatch.providers.base import (
     Receipt,
     ReceiptFormatError,
     SendResult,
+    json_reports,
 )
 from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
 
@@ -202,12 +203,7 @@ class AliyunSms(ProviderAdapter):
         return True
 
     def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
-        try:
-            reports = json.loads(body)
-        except ValueError as error:
-            raise ReceiptFormatError(f"not JSON: {error}") from error
-        if not isinstance(reports, list):
-            raise ReceiptFormatError("an Aliyun SmsReport is a JSON array")
+        reports = json_reports(body, "an Aliyun SmsReport")
         receipts = []
         for report in reports:
             if not isinstance(report, dict) or not isinstance(report.get("success"), bool) or not report.get("biz_id"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -66,6 +67,17 @@ class ProviderError(Exception):
             f"ProviderError({self.code!r}, {self.detail!r}, permanent={self.permanent}, ambiguous={self.ambiguous}, "
             f"provider_fault={self.provider_fault})"
         )
+
+
+def json_reports(body: bytes, what: str) -> list[Any]:
+    """A pushed report that must be a JSON array (Aliyun's SmsReport, Tencent's status push)."""
+    try:
+        reports = json.loads(body)
+    except ValueError as error:
+        raise ReceiptFormatError(f"not JSON: {error}") from error
+    if not isinstance(reports, list):
+        raise ReceiptFormatError(f"{what} is a JSON array")
+    return reports
 
 
 class LookupUnsupported(Exception):

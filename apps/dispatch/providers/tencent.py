@@ -24,6 +24,7 @@ from apps.dispatch.providers.base import (
     Receipt,
     ReceiptFormatError,
     SendResult,
+    json_reports,
 )
 from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
 
@@ -184,12 +185,7 @@ class TencentSms(ProviderAdapter):
         return True
 
     def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
-        try:
-            reports = json.loads(body)
-        except ValueError as error:
-            raise ReceiptFormatError(f"not JSON: {error}") from error
-        if not isinstance(reports, list):
-            raise ReceiptFormatError("a Tencent status push is a JSON array")
+        reports = json_reports(body, "a Tencent status push")
         receipts = []
         for report in reports:
             if not isinstance(report, dict) or report.get("report_status") not in ("SUCCESS", "FAIL") or not report.get("sid"):
