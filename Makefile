@@ -20,8 +20,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m messaging_center.launcher
 
+# The suite starts the embedded servers when they are not running; it stops them again afterwards
+# unless they were already up (a `make run` beside it) or external servers are in use.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@before=$$($(PY) -m messaging_center.embedded status); \
+	$(PY) -m pytest $(PYTEST_ARGS); code=$$?; \
+	if [ -z "$$DATABASE_URL$$REDIS_URL" ] && ! echo "$$before" | grep -q '"postgres": true'; then \
+		$(PY) -m messaging_center.embedded stop; fi; \
+	exit $$code
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
