@@ -116,7 +116,7 @@ def copy_baseline(stack: Stack, rows_total: int = 50_000) -> float:
 
     import psycopg
 
-    url = next(line.split("=", 1)[1] for line in _embedded_urls(stack.env) if line.startswith("DATABASE_URL"))
+    url = stack.env["DATABASE_URL"]
     now = dt.datetime.now(dt.UTC)
     account = uuid.uuid4()
     with psycopg.connect(url) as conn:
@@ -194,7 +194,7 @@ def set_consumers(stack: Stack, *, on: bool) -> None:
 def _sql(stack: Stack, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     import psycopg
 
-    url = next(line.split("=", 1)[1] for line in _embedded_urls(stack.env) if line.startswith("DATABASE_URL"))
+    url = stack.env["DATABASE_URL"]
     with psycopg.connect(url, autocommit=True) as conn:
         cursor = conn.execute(query, params)
         return cursor.fetchall() if cursor.description else []
@@ -211,7 +211,7 @@ def _sim(stack: Stack, path: str, body: object) -> None:
     urllib.request.urlopen(request, timeout=10).read()  # noqa: S310 - our own loopback URL
 
 
-class RssSampler:
+class MemorySampler:
     """Peak memory of every process of the stack (launcher tree, PostgreSQL, Redis), as the sum of
     proportional set sizes: plain RSS would count PostgreSQL's shared buffers once per backend."""
 
@@ -243,7 +243,7 @@ class RssSampler:
                     total += process.memory_full_info().pss  # type: ignore[attr-defined]
             self.peak = max(self.peak, total)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -366,7 +366,7 @@ def main() -> None:
             f"Load: {SECONDS:.0f} s per scenario, 2 client processes on the same 2 cores. Accept figures are taken with delivery"
         )
         print("paused (consumers cancelled), so that they measure accepting alone.\n", flush=True)
-        with RssSampler(stack) as rss:
+        with MemorySampler(stack) as memory:
             set_consumers(stack, on=False)
             bare = run_load(f"{stack.base_url}/healthz", connections=32, seconds=SECONDS)
             copy_rate = copy_baseline(stack)
@@ -396,13 +396,13 @@ def main() -> None:
         print("\nDelivery (accept → provider accepted; every process co-located on the 2 cores):")
         print(f"  {'50,000 SMS, 20 ms provider latency':<34} {delivered_rate:>10,.0f} delivered/s  ({delivered_seconds:.1f} s)")
         print(f"  {'critical lane under 100k bulk':<34} p50 {p50_critical:7.1f} ms  p99 {p99_critical:7.1f} ms  ({probes} codes)")
-        print(f"  {'peak memory (PSS), all processes':<34} {rss.peak / 2**20:>10,.0f} MiB")
+        print(f"  {'peak memory (PSS), all processes':<34} {memory.peak / 2**20:>10,.0f} MiB")
         met = {True: "met", False: "NOT met"}
         print(
             f"\nTargets: >= 20,000 msg/s at batch 1000 ({met[runs[1000].rate * 1000 >= 20_000]}); "
             f">= 1,000 req/s single-recipient ({met[runs[1].rate >= 1000]}); "
             f">= 2,000 delivered SMS/s ({met[delivered_rate >= 2000]}); "
-            f"critical p99 <= 500 ms ({met[p99_critical <= 500]}); peak RSS <= 2 GiB ({met[rss.peak <= 2 * 2**30]})"
+            f"critical p99 <= 500 ms ({met[p99_critical <= 500]}); peak RSS <= 2 GiB ({met[memory.peak <= 2 * 2**30]})"
         )
     finally:
         stop_stack(stack)

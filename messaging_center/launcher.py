@@ -87,10 +87,18 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
     ]
 
 
-def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+class StartupFailed(Exception):
+    """A set-up step failed; its output says why."""
+
+
+def _manage(*args: str, env: dict[str, str]) -> str:
+    """Runs a manage.py command; its stdout, or StartupFailed with everything it printed."""
+    result = subprocess.run(
         [sys.executable, str(BASE_DIR / "manage.py"), *args], env=env, cwd=BASE_DIR, text=True, capture_output=True
     )
+    if result.returncode != 0:
+        raise StartupFailed(f"manage.py {args[0]} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
 
 
 def _create_operator_once(env: dict[str, str], data_dir: Path) -> None:
@@ -98,11 +106,9 @@ def _create_operator_once(env: dict[str, str], data_dir: Path) -> None:
     if marker.exists():
         return
     password = secrets.token_urlsafe(12)
-    result = _manage("create_operator", "--username", "operator", env=env | {"MC_OPERATOR_PASSWORD": password})
-    if result.returncode != 0:
-        raise RuntimeError(f"creating the operator login failed:\n{result.stderr}")
+    output = _manage("create_operator", "--username", "operator", env=env | {"MC_OPERATOR_PASSWORD": password})
     marker.write_text("operator\n")
-    if "exists" in result.stdout:
+    if "exists" in output:
         return
     print("\n  Operator login for /admin/ (shown only this once):")
     print("    username: operator")
@@ -138,6 +144,9 @@ class Launcher:
         signal.signal(signal.SIGHUP, self._on_signal)
         try:
             return self._run()
+        except StartupFailed as error:
+            print(error, file=sys.stderr)
+            return 1
         finally:
             self._stop_all()
 
@@ -165,25 +174,15 @@ class Launcher:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
         print("Applying migrations…", flush=True)
-        migrated = _manage("migrate", "--noinput", env=env)
-        if migrated.returncode != 0:
-            print(migrated.stdout, migrated.stderr, file=sys.stderr)
-            return 1
+        _manage("migrate", "--noinput", env=env)
         _create_operator_once(env, self.data_dir)
-        configured = _manage("configure_simulator_providers", env=env)
-        if configured.returncode != 0:
-            print(configured.stdout, configured.stderr, file=sys.stderr)
-            return 1
+        _manage("configure_simulator_providers", env=env)
         # The simulator pushes Aliyun/Tencent reports (unsigned) to a URL carrying the providers' secret token.
-        receipts = _manage("configure_simulator_receipts", env=env)
-        if receipts.returncode != 0 or not receipts.stdout.split():
-            print(receipts.stdout, receipts.stderr, file=sys.stderr)
-            return 1
-        env.setdefault("SIM_RECEIPT_BASE_URL", f"{env['PUBLIC_BASE_URL']}/api/v1/receipts/t/{receipts.stdout.split()[-1]}/")
-        checked = _manage("check", env=env)
-        if checked.returncode != 0:
-            print(checked.stdout, checked.stderr, file=sys.stderr)
-            return 1
+        receipt_token = _manage("configure_simulator_receipts", env=env).split()
+        if not receipt_token:
+            raise StartupFailed("manage.py configure_simulator_receipts printed no receipt token")
+        env.setdefault("SIM_RECEIPT_BASE_URL", f"{env['PUBLIC_BASE_URL']}/api/v1/receipts/t/{receipt_token[-1]}/")
+        _manage("check", env=env)
 
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)

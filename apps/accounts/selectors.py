@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+import zoneinfo
 from collections.abc import Iterable
 
 from django.db import connection
@@ -13,16 +15,15 @@ from messaging_center.broker import redis_client
 from messaging_center.errors import NotFound
 
 
-def quota_key(account_id: object, day: str) -> str:
-    return f"mc:quota:{account_id}:{day}"
+def quota_key(account: Account, at: dt.datetime) -> str:
+    """The Redis counter of the account's messages on the day `at` falls in, in the account's own zone."""
+    day = at.astimezone(zoneinfo.ZoneInfo(account.timezone)).date().isoformat()
+    return f"mc:quota:{account.id}:{day}"
 
 
 def account_used_today(*, account: Account) -> int:
     """Messages counted against today's quota (the day in the account's own time zone)."""
-    import zoneinfo
-
-    day = timezone.now().astimezone(zoneinfo.ZoneInfo(account.timezone)).date().isoformat()
-    value = redis_client().get(quota_key(account.id, day))
+    value = redis_client().get(quota_key(account, timezone.now()))
     return int(value) if value else 0
 
 

@@ -153,13 +153,8 @@ def enqueue_due(*, batch: int = 1000) -> int:
                 [batch, queued_lease()],
             )
             due = cursor.fetchall()
-            lanes: dict[str, list[uuid.UUID]] = {}
-            for message_id, lane in due:
-                lanes.setdefault(lane, []).append(message_id)
             record_events([(mid, Status.QUEUED, "", "due", "", None) for mid, _ in due])
-            rows = publish.chunk_rows(lanes)
-            publish.outbox_write(rows, now=dt.datetime.now(dt.UTC))
-            publish.publish_on_commit(rows)
+            publish.enqueue(due)
         total += len(due)
         if len(due) < batch:
             return total
@@ -204,10 +199,5 @@ def sweep(*, batch: int = 1000) -> int:
             [idle_lanes, queued_lease() * 10, batch, queued_lease()],
         )
         lost = cursor.fetchall()
-        lanes: dict[str, list[uuid.UUID]] = {}
-        for message_id, lane in lost:
-            lanes.setdefault(lane, []).append(message_id)
-        rows = publish.chunk_rows(lanes)
-        publish.outbox_write(rows, now=dt.datetime.now(dt.UTC))
-        publish.publish_on_commit(rows)
+        publish.enqueue(lost)
     return len(lost)

@@ -328,8 +328,8 @@ def _finish(attempts: list[Attempt], health: routing.Health) -> None:
     for provider, (successes, failures) in tally.items():
         health.record_many(provider, successes=successes, failures=failures)
     _mark_sent(sent)
-    _mark_failed(failed)
-    _mark_expired(expired)
+    _mark_final(failed, "failed")
+    _mark_final(expired, "expired")
     _mark_retry(retry)
 
 
@@ -392,14 +392,6 @@ def _sent_detail(attempt: Attempt) -> str:
     if attempt.outcome.raw.get("reconciled"):
         return f"{attempt.route.name} already had it (the earlier attempt's outcome was unknown); not sent again"
     return f"accepted by {attempt.route.name}"
-
-
-def _mark_failed(attempts: list[Attempt]) -> None:
-    _mark_final(attempts, "failed")
-
-
-def _mark_expired(attempts: list[Attempt]) -> None:
-    _mark_final(attempts, "expired")
 
 
 def _mark_final(attempts: list[Attempt], status: str) -> None:

@@ -92,9 +92,6 @@ class Health:
         current = int(now) // BUCKET_SECONDS
         return [f"mc:health:{provider}:{current - i}" for i in range(WINDOW_BUCKETS)]
 
-    def record(self, provider: str, *, ok: bool) -> str:
-        return self.record_many(provider, successes=int(ok), failures=int(not ok))
-
     def record_many(self, provider: str, *, successes: int, failures: int) -> str:
         """A chunk's outcomes in one call; any failure counts as a failed probe for a half-open circuit."""
         now = time.time()

@@ -7,18 +7,18 @@ task finds nothing to do."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
-from kombu import pools
+from kombu import Producer, pools
 from kombu.exceptions import KombuError, OperationalError
-from redis import Redis
 from redis.exceptions import RedisError
 
 from apps.dispatch.models import Outbox
@@ -53,21 +53,34 @@ def outbox_write(rows: Sequence[OutboxRow], *, now: dt.datetime) -> None:
         Outbox.objects.bulk_create([Outbox(id=r.id, lane=r.lane, message_ids=r.message_ids, created_at=now) for r in rows])
 
 
+def enqueue(messages: Iterable[tuple[uuid.UUID, str]]) -> None:
+    """(message id, lane) pairs → outbox rows in the current transaction, published after its commit."""
+    lanes: dict[str, list[uuid.UUID]] = {}
+    for message_id, lane in messages:
+        lanes.setdefault(lane, []).append(message_id)
+    rows = chunk_rows(lanes)
+    outbox_write(rows, now=timezone.now())
+    publish_on_commit(rows)
+
+
+@contextlib.contextmanager
+def _producer() -> Iterator[Producer]:
+    # kombu's pools are keyed by connection URL: pooled, and following settings.CELERY_BROKER_URL.
+    from apps.dispatch.tasks import deliver
+
+    with pools.producers[deliver.app.connection_for_write(settings.CELERY_BROKER_URL)].acquire(block=True, timeout=5) as producer:
+        yield producer
+
+
 def _broker_publish(rows: Iterable[OutboxRow]) -> None:
     from apps.dispatch.tasks import deliver
 
-    # kombu's pools are keyed by connection URL: pooled, and following settings.CELERY_BROKER_URL.
-    connection_ = deliver.app.connection_for_write(settings.CELERY_BROKER_URL)
-    with pools.producers[connection_].acquire(block=True, timeout=5) as producer, producer.batch():
+    with _producer() as producer, producer.batch():
         for row in rows:
             deliver.apply_async(args=[row.message_ids], queue=f"mc.{row.lane}", producer=producer, retry=False)
 
 
 PUBLISHED_KEY = "mc:outbox:published"
-
-
-def _published_marks() -> Redis:
-    return broker_client()
 
 
 def publish_retry(*, lane: str, message_ids: Sequence[uuid.UUID], countdown: float) -> bool:
@@ -77,8 +90,7 @@ def publish_retry(*, lane: str, message_ids: Sequence[uuid.UUID], countdown: flo
 
     countdown = min(countdown, settings.MAX_RETRY_COUNTDOWN_SECONDS)
     try:
-        connection_ = deliver.app.connection_for_write(settings.CELERY_BROKER_URL)
-        with pools.producers[connection_].acquire(block=True, timeout=5) as producer:
+        with _producer() as producer:
             deliver.apply_async(
                 args=[[str(m) for m in message_ids]], queue=f"mc.{lane}", countdown=countdown, producer=producer, retry=False
             )
@@ -94,7 +106,7 @@ def publish(rows: Sequence[OutboxRow]) -> bool:
         return True
     try:
         _broker_publish(rows)
-        _published_marks().sadd(PUBLISHED_KEY, *(str(r.id) for r in rows))
+        broker_client().sadd(PUBLISHED_KEY, *(str(r.id) for r in rows))
     except (OperationalError, KombuError, RedisError, OSError) as error:
         logger.warning("publish of %d dispatch task(s) failed, the relay will retry: %s", len(rows), error)
         return False
@@ -121,7 +133,7 @@ def outbox_relay(*, batch: int = 1000) -> int:
             if not pending:
                 return republished
             try:
-                marks = _published_marks().smismember(PUBLISHED_KEY, [str(o.id) for o in pending])
+                marks = broker_client().smismember(PUBLISHED_KEY, [str(o.id) for o in pending])
             except RedisError:
                 return republished
             done = [o.id for o, marked in zip(pending, marks, strict=True) if marked]
@@ -136,6 +148,6 @@ def outbox_relay(*, batch: int = 1000) -> int:
                 republished += len(stale)
             _delete(done)
             if done:
-                _published_marks().srem(PUBLISHED_KEY, *(str(i) for i in done))
+                broker_client().srem(PUBLISHED_KEY, *(str(i) for i in done))
         if len(pending) < batch or not done:
             return republished

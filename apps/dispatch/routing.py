@@ -7,6 +7,7 @@ to the next task, without a restart."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from redis import Redis
 from redis.exceptions import RedisError
 
 from apps.dispatch.health import Health
@@ -113,8 +115,14 @@ def providers_changed() -> None:
 ROUTES = _Routes()
 
 
+@functools.cache
+def _health(client: Redis) -> Health:
+    return Health(client)
+
+
 def health() -> Health:
-    return Health(redis_client())
+    """Per Redis client, so that its scripts are registered once, not on every chunk."""
+    return _health(redis_client())
 
 
 def usable(routes: Iterable[Route], provider_template_ids: Mapping[str, Any]) -> list[Route]:

@@ -70,7 +70,6 @@ class SendRequest:
 
 @dataclass
 class Entry:
-    index: int
     user_id: str = ""
     address: str = ""
     params: dict[str, str] = field(default_factory=dict)
@@ -328,10 +327,9 @@ def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt
                 ),
             )
         )
-    day = now.astimezone(zone(account.timezone)).date().isoformat()
     try:
         decision = limiter().batch_decide(
-            quota_key=quota_key(account.id, day),
+            quota_key=quota_key(account, now),
             quota_limit=account.daily_quota,
             quota_ttl=2 * 24 * 3600,
             entries=[lim for _, lim in checked],
@@ -546,7 +544,7 @@ def message_send(
             errors={"params": [f"Missing: {', '.join(missing_everywhere)}."]},
         )
 
-    entries = [Entry(index=i) for i in range(len(request.entries))]
+    entries = [Entry() for _ in request.entries]
     _resolve_addresses(entries, request.entries, template.channel, account)
     _render(entries, template, request.params, request.entries)
     _apply_preferences(entries, template, account)

@@ -56,10 +56,8 @@ def message_send_again(*, message: Message) -> Message:
         lease_until=now + queued_lease(),
     )
     record_events([(copy.id, Status.QUEUED, "resend", f"sent again from {message.public_id} by an operator", "", None)])
-    rows = publish.chunk_rows({copy.priority: [copy.id]})
     with transaction.atomic():
-        publish.outbox_write(rows, now=now)
-        publish.publish_on_commit(rows)
+        publish.enqueue([(copy.id, copy.priority)])
     return copy
 
 

@@ -87,9 +87,7 @@ def failover_resend(*, originals: Sequence[Message], reason: str, explanation: s
                         (resend.id, Status.QUEUED, "failover", f"resend of {original.public_id}: {explanation}", "", None),
                     ]
                 )
-                rows = publish.chunk_rows({resend.priority: [resend.id]})
-                publish.outbox_write(rows, now=now)
-                publish.publish_on_commit(rows)
+                publish.enqueue([(resend.id, resend.priority)])
         except IntegrityError:
             continue  # another worker resent it first
         resends.append(resend)

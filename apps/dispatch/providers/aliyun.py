@@ -27,7 +27,11 @@ from apps.dispatch.providers.base import (
     SendResult,
     json_reports,
 )
-from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
+from apps.dispatch.providers.http import (
+    HttpResponse,
+    invalid_connection_settings,
+    raise_for_response,
+)
 
 API_VERSION = "2017-05-25"
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com"
@@ -151,9 +155,7 @@ class AliyunSms(ProviderAdapter):
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
         invalid = [name for name in ("access_key_id", "access_key_secret") if not settings.get(name)]
-        if "endpoint" in settings and invalid_url(settings["endpoint"]):
-            invalid.append("endpoint")
-        return invalid + invalid_timeouts(settings)
+        return invalid + invalid_connection_settings(settings)
 
     @property
     def endpoint(self) -> str:

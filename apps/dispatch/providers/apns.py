@@ -31,8 +31,7 @@ from apps.dispatch.providers.base import (
 from apps.dispatch.providers.http import (
     HttpClient,
     HttpResponse,
-    invalid_timeouts,
-    invalid_url,
+    invalid_connection_settings,
     raise_for_response,
     timeouts_from,
 )
@@ -132,9 +131,7 @@ class ApnsPush(ProviderAdapter):
                 jws.load_private_key(settings["private_key"], "ES256")
             except jws.InvalidKeyError:
                 invalid.append("private_key")
-        if "endpoint" in settings and invalid_url(settings["endpoint"]):
-            invalid.append("endpoint")
-        return invalid + invalid_timeouts(settings)
+        return invalid + invalid_connection_settings(settings)
 
     @property
     def endpoint(self) -> str:

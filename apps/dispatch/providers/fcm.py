@@ -28,8 +28,7 @@ from apps.dispatch.providers.base import (
 from apps.dispatch.providers.http import (
     HttpClient,
     HttpResponse,
-    invalid_timeouts,
-    invalid_url,
+    invalid_connection_settings,
     raise_for_response,
     timeouts_from,
 )
@@ -130,9 +129,7 @@ class FcmPush(ProviderAdapter):
                 jws.load_private_key(account["private_key"], "RS256")
             except jws.InvalidKeyError:
                 invalid.append("service_account_json")
-        if "endpoint" in settings and invalid_url(settings["endpoint"]):
-            invalid.append("endpoint")
-        return invalid + invalid_timeouts(settings)
+        return invalid + invalid_connection_settings(settings)
 
     def __init__(self, settings: Mapping[str, str], http: HttpClient | None = None) -> None:
         super().__init__(settings, http)

@@ -77,6 +77,13 @@ def invalid_url(value: str | None) -> bool:
     return not value or not value.startswith(("http://", "https://"))
 
 
+def invalid_connection_settings(settings: Mapping[str, str]) -> list[str]:
+    """For `validate_settings`: the settings every HTTP adapter shares (`endpoint`, the timeouts) that
+    are present but invalid."""
+    invalid = ["endpoint"] if "endpoint" in settings and invalid_url(settings["endpoint"]) else []
+    return invalid + invalid_timeouts(settings)
+
+
 @dataclass(frozen=True)
 class HttpResponse:
     status: int

@@ -21,7 +21,11 @@ from apps.dispatch.providers.base import (
     Receipt,
     SendResult,
 )
-from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
+from apps.dispatch.providers.http import (
+    HttpResponse,
+    invalid_connection_settings,
+    raise_for_response,
+)
 
 DEFAULT_ENDPOINT = "https://api.jpush.cn"
 # JPush's limits: the notification and message parts together 4000 bytes; the iOS part, which it
@@ -70,9 +74,7 @@ class JPush(ProviderAdapter):
         invalid = [name for name in ("app_key", "master_secret") if not settings.get(name)]
         if settings.get("apns_production", "true").lower() not in ("true", "false"):
             invalid.append("apns_production")
-        if "endpoint" in settings and invalid_url(settings["endpoint"]):
-            invalid.append("endpoint")
-        return invalid + invalid_timeouts(settings)
+        return invalid + invalid_connection_settings(settings)
 
     @property
     def endpoint(self) -> str:

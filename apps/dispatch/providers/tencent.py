@@ -26,7 +26,11 @@ from apps.dispatch.providers.base import (
     SendResult,
     json_reports,
 )
-from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
+from apps.dispatch.providers.http import (
+    HttpResponse,
+    invalid_connection_settings,
+    raise_for_response,
+)
 
 API_VERSION = "2021-01-11"
 SERVICE = "sms"
@@ -119,9 +123,7 @@ class TencentSms(ProviderAdapter):
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
         invalid = [name for name in ("secret_id", "secret_key", "sdk_app_id") if not settings.get(name)]
-        if "endpoint" in settings and invalid_url(settings["endpoint"]):
-            invalid.append("endpoint")
-        return invalid + invalid_timeouts(settings)
+        return invalid + invalid_connection_settings(settings)
 
     @property
     def endpoint(self) -> str:

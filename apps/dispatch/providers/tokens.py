@@ -26,6 +26,8 @@ from apps.dispatch.providers.base import ProviderError
 if TYPE_CHECKING:
     from redis import Redis
 
+    from apps.dispatch.providers.http import HttpResponse
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -43,6 +45,14 @@ LOCK_TTL_S = 30
 class IssuedToken:
     value: str
     expires_in: int
+
+    @classmethod
+    def from_answer(cls, response: HttpResponse) -> IssuedToken:
+        """`{"access_token", "expires_in"}`, as WeChat's and WeCom's token endpoints answer."""
+        answer = response.json()
+        if not isinstance(answer, dict) or not answer.get("access_token"):
+            raise ProviderError("bad_response", f"HTTP {response.status}: no access_token", permanent=False)
+        return cls(str(answer["access_token"]), int(answer.get("expires_in") or 7200))
 
 
 class SharedToken:

@@ -23,7 +23,11 @@ from apps.dispatch.providers.base import (
     ReceiptFormatError,
     SendResult,
 )
-from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response
+from apps.dispatch.providers.http import (
+    HttpResponse,
+    invalid_connection_settings,
+    raise_for_response,
+)
 
 DEFAULT_ENDPOINT = "https://api.twilio.com"
 MESSAGE_ID_PARAM = "message_id"
@@ -88,9 +92,7 @@ class TwilioSms(ProviderAdapter):
         invalid = [name for name in ("account_sid", "auth_token") if not settings.get(name)]
         if not settings.get("from_number") and not settings.get("messaging_service_sid"):
             invalid.append("from_number")
-        if "endpoint" in settings and invalid_url(settings["endpoint"]):
-            invalid.append("endpoint")
-        return invalid + invalid_timeouts(settings)
+        return invalid + invalid_connection_settings(settings)
 
     @property
     def endpoint(self) -> str:

@@ -174,10 +174,7 @@ class WechatTemplate(ProviderAdapter):
         query = urlencode({"grant_type": "client_credential", "appid": self.settings["appid"], "secret": self.settings["secret"]})
         response = self.http.request("GET", f"{self.endpoint}/cgi-bin/token?{query}")
         raise_for_response(response, _error_reply)
-        answer = response.json()
-        if not isinstance(answer, dict) or not answer.get("access_token"):
-            raise ProviderError("bad_response", f"HTTP {response.status}: no access_token", permanent=False)
-        return IssuedToken(str(answer["access_token"]), int(answer.get("expires_in") or 7200))
+        return IssuedToken.from_answer(response)
 
     def send(self, message: OutboundMessage) -> SendResult:
         if not message.provider_template_id:

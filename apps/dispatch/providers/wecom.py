@@ -92,10 +92,7 @@ class WecomMessage(ProviderAdapter):
         query = urlencode({"corpid": self.settings["corpid"], "corpsecret": self.settings["corpsecret"]})
         response = self.http.request("GET", f"{self.endpoint}/cgi-bin/gettoken?{query}")
         raise_for_response(response, _error_reply)
-        answer = response.json()
-        if not isinstance(answer, dict) or not answer.get("access_token"):
-            raise ProviderError("bad_response", f"HTTP {response.status}: no access_token", permanent=False)
-        return IssuedToken(str(answer["access_token"]), int(answer.get("expires_in") or 7200))
+        return IssuedToken.from_answer(response)
 
     def send(self, message: OutboundMessage) -> SendResult:
         [outcome] = self.send_batch([message])

@@ -13,7 +13,7 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from apps.dispatch.providers.aliyun import CHINA, e164, national_number, signature
-from apps.dispatch.simulator.common import STATE_KEY, Push, batches, json_response, receipt_url, simulate
+from apps.dispatch.simulator.common import STATE_KEY, Push, json_array_pushes, json_response, simulate
 from apps.dispatch.simulator.state import Record, SentMessage, SimulatorState
 
 PROVIDER = "aliyun"
@@ -202,15 +202,7 @@ def _query_send_details(state: SimulatorState, params: dict[str, str]) -> web.Re
 
 def pushes(state: SimulatorState, messages: list[SentMessage]) -> list[Push]:
     """SmsReport: JSON arrays of reports to `<receipt base>aliyun` (unsigned, as Aliyun's are)."""
-    url = receipt_url(state, PROVIDER)
-    if url is None:
-        return []
-    return [
-        Push(
-            url, json.dumps([_report(m) for m in batch], ensure_ascii=False).encode(), {"Content-Type": "application/json"}, batch
-        )
-        for batch in batches(messages)
-    ]
+    return json_array_pushes(state, PROVIDER, messages, _report)
 
 
 def _report(message: SentMessage) -> dict[str, Any]:

@@ -74,3 +74,21 @@ def receipt_url(state: SimulatorState, provider: str) -> str | None:
 
 def batches(messages: list[SentMessage]) -> list[list[SentMessage]]:
     return [messages[i : i + PUSH_BATCH] for i in range(0, len(messages), PUSH_BATCH)]
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def json_array_pushes(
+    state: SimulatorState, provider: str, messages: list[SentMessage], report: Callable[[SentMessage], dict[str, Any]]
+) -> list[Push]:
+    """Unsigned JSON arrays of reports to `<receipt base><provider>` (Aliyun's SmsReport, Tencent's status push)."""
+    url = receipt_url(state, provider)
+    if url is None:
+        return []
+    return [
+        Push(
+            url, json.dumps([report(m) for m in batch], ensure_ascii=False).encode(), {"Content-Type": "application/json"}, batch
+        )
+        for batch in batches(messages)
+    ]

@@ -13,7 +13,7 @@ import phonenumbers
 from aiohttp import web
 
 from apps.dispatch.providers.tencent import ALGORITHM, API_VERSION, CHINA, SERVICE, tc3_signature
-from apps.dispatch.simulator.common import STATE_KEY, Push, batches, json_response, receipt_url, simulate
+from apps.dispatch.simulator.common import STATE_KEY, Push, json_array_pushes, json_response, simulate
 from apps.dispatch.simulator.state import Record, SentMessage, SimulatorState
 
 PROVIDER = "tencent"
@@ -164,15 +164,7 @@ def _pull_sms_send_status(state: SimulatorState, params: dict[str, Any]) -> web.
 
 def pushes(state: SimulatorState, messages: list[SentMessage]) -> list[Push]:
     """The status push: JSON arrays of reports to `<receipt base>tencent` (unsigned, as Tencent's are)."""
-    url = receipt_url(state, PROVIDER)
-    if url is None:
-        return []
-    return [
-        Push(
-            url, json.dumps([_report(m) for m in batch], ensure_ascii=False).encode(), {"Content-Type": "application/json"}, batch
-        )
-        for batch in batches(messages)
-    ]
+    return json_array_pushes(state, PROVIDER, messages, _report)
 
 
 def _report(message: SentMessage) -> dict[str, Any]:
