@@ -126,8 +126,7 @@ class InboxView(APIView):
             account=request.user,
             user_id=user_id,
             unread_only=unread in ("true", "1"),
-            limit=selectors.parse_limit(request.query_params.get("limit")),
-            cursor=request.query_params.get("cursor"),
+            params=request.query_params,
         )
         return Response({"results": [_inbox_item(m) for m in page.results], "next": page.next, "unread_count": unread_count})
 

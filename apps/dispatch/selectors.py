@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 
 from apps.accounts.models import Account
 from apps.dispatch.models import Message, Status
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
+from messaging_center.pagination import keyset_page
 
 
 def message_get(*, account: Account, public_id: str) -> Message:
@@ -32,41 +28,6 @@ def message_get(*, account: Account, public_id: str) -> Message:
 class Page:
     results: list[Message]
     next: str | None
-
-
-def encode_cursor(last_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"before": str(last_id)}).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> uuid.UUID:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return uuid.UUID(json.loads(base64.urlsafe_b64decode(padded))["before"])
-    except (ValueError, KeyError, TypeError):
-        raise ValidationFailed("The cursor is not valid.", errors={"cursor": ["Not a cursor returned by this API."]}) from None
-
-
-def parse_limit(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return DEFAULT_LIMIT
-    try:
-        limit = int(raw)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed(
-            f"limit must be an integer from 1 to {MAX_LIMIT}.", errors={"limit": [f"Must be 1 to {MAX_LIMIT}."]}
-        )
-    return limit
-
-
-def keyset_page(queryset: QuerySet[Message], *, limit: int, cursor: str | None) -> Page:
-    if cursor:
-        queryset = queryset.filter(id__lt=decode_cursor(cursor))
-    rows = list(queryset.order_by("-id")[: limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_cursor(rows[-1].id) if more and rows else None)
 
 
 def query_timestamp(name: str, raw: str) -> dt.datetime:
@@ -127,14 +88,14 @@ def message_search(*, account: Account, params: dict[str, Any]) -> Page:
     if errors:
         first = next(iter(errors))
         raise ValidationFailed(f"Invalid {first}: {errors[first][0]}", errors=errors)
-    return keyset_page(queryset, limit=parse_limit(params.get("limit")), cursor=params.get("cursor"))
+    return Page(*keyset_page(queryset, params))
 
 
-def inbox_page(*, account: Account, user_id: str, unread_only: bool, limit: int, cursor: str | None) -> tuple[Page, int]:
+def inbox_page(*, account: Account, user_id: str, unread_only: bool, params: Mapping[str, Any]) -> tuple[Page, int]:
+    """A page of the user's inbox (`params`: `limit`, `cursor`) and how many are unread."""
     base = Message.objects.filter(account=account, user_id=user_id, channel="inbox", status=Status.DELIVERED)
     unread = base.filter(read_at__isnull=True)
-    page = keyset_page(unread if unread_only else base, limit=limit, cursor=cursor)
-    return page, unread.count()
+    return Page(*keyset_page(unread if unread_only else base, params)), unread.count()
 
 
 def inbox_item(*, account: Account, user_id: str, public_id: str) -> Message:
