@@ -59,6 +59,14 @@ DATABASES = {
         # No `SELECT 1` before each request's first query: a connection broken by a database
         # restart fails one request and is then replaced (Django drops connections that errored).
         "CONN_HEALTH_CHECKS": False,
+        # Statements run through messaging_center.db.bound_cursor (the hot paths) are prepared on
+        # their connection after this many executions; planning cost more than running them.
+        # 0 turns preparing off (e.g. behind PgBouncer in transaction mode before 1.21).
+        # Their generic plan is kept (a custom plan would mean planning again on every execution).
+        "OPTIONS": {
+            "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5, minimum=0) or None,
+            "options": "-c plan_cache_mode=force_generic_plan",
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -5,13 +5,13 @@ import uuid
 import zoneinfo
 from collections.abc import Iterable
 
-from django.db import connection
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
 from apps.accounts.models import Account, PushToken, Recipient
 from apps.templates.choices import Category, Channel
 from messaging_center.broker import redis_client
+from messaging_center.db import bound_cursor
 from messaging_center.errors import NotFound
 
 
@@ -109,7 +109,7 @@ def preferences_opted_out(
     }
     found: set[str] = set()
     requested_ids, requested_addresses = set(wanted_ids), set(wanted_addresses)
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(query, params)
         for user_id, matched in cursor.fetchall():
             if user_id in requested_ids:

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from apps.dispatch.models import Outbox
 from messaging_center import ids
-from messaging_center.broker import broker_client
+from messaging_center.broker import broker_client, push_task
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +72,8 @@ def _producer() -> Iterator[Producer]:
         yield producer
 
 
-def _broker_publish(rows: Iterable[OutboxRow]) -> None:
-    from apps.dispatch.tasks import deliver
-
-    with _producer() as producer, producer.batch():
-        for row in rows:
-            deliver.apply_async(args=[row.message_ids], queue=f"mc.{row.lane}", producer=producer, retry=False)
-
-
 PUBLISHED_KEY = "mc:outbox:published"
+DELIVER_TASK = "dispatch.deliver"  # apps.dispatch.tasks.deliver
 
 
 def publish_retry(*, lane: str, message_ids: Sequence[uuid.UUID], countdown: float) -> bool:
@@ -101,13 +94,17 @@ def publish_retry(*, lane: str, message_ids: Sequence[uuid.UUID], countdown: flo
 
 
 def publish(rows: Sequence[OutboxRow]) -> bool:
-    """Publishes outbox rows and marks them published; on a broker failure leaves them for the relay."""
+    """Publishes outbox rows and marks them published, in one pipeline (tasks and marks reach the
+    same Redis together); on a broker failure leaves them for the relay."""
     if not rows:
         return True
     try:
-        _broker_publish(rows)
-        broker_client().sadd(PUBLISHED_KEY, *(str(r.id) for r in rows))
-    except (OperationalError, KombuError, RedisError, OSError) as error:
+        with broker_client().pipeline(transaction=False) as pipe:
+            for row in rows:
+                push_task(pipe, DELIVER_TASK, f"mc.{row.lane}", [row.message_ids])
+            pipe.sadd(PUBLISHED_KEY, *(str(r.id) for r in rows))
+            pipe.execute()
+    except (RedisError, OSError) as error:
         logger.warning("publish of %d dispatch task(s) failed, the relay will retry: %s", len(rows), error)
         return False
     return True

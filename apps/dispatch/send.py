@@ -33,6 +33,7 @@ from apps.templates.selectors import template_get
 from apps.templates.services import template_render
 from apps.templates.sms import sms_length
 from messaging_center import ids, metrics
+from messaging_center.db import bound_cursor
 from messaging_center.errors import Conflict, ServiceError, Unavailable, ValidationFailed
 from messaging_center.ttl_cache import TtlCache
 
@@ -194,7 +195,7 @@ def _claim_idempotency_key(*, account: Account, key: str, fingerprint: str, now:
     """Inserts the key inside the request's transaction. A concurrent request with the same key
     waits on the unique index until the first commits, then replays its response."""
     record_id = ids.uuid7()
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         for _ in range(2):
             cursor.execute(
                 "INSERT INTO dispatch_idempotencyrecord (id, account_id, key, body_hash, created_at) "
@@ -471,7 +472,7 @@ def _finish(
     now: dt.datetime,
 ) -> None:
     """First events, outbox rows and the idempotency record's response: one statement, one round trip."""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             _FINISH_SQL,
             {

@@ -9,7 +9,7 @@ from celery import shared_task
 from apps.dispatch import delivery, publish
 
 
-@shared_task(name="dispatch.deliver")
+@shared_task(name=publish.DELIVER_TASK)
 def deliver(message_ids: list[str]) -> None:
     delivery.deliver_messages([uuid.UUID(mid) for mid in message_ids])
 
