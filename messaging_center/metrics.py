@@ -1,4 +1,4 @@
-"""Prometheus metrics. Under gunicorn and Celery's prefork pool, `PROMETHEUS_MULTIPROC_DIR` is set
+"""Prometheus metrics. Under granian's worker processes and Celery's prefork pool, `PROMETHEUS_MULTIPROC_DIR` is set
 by the launcher so that every process's samples are summed at scrape time."""
 
 from __future__ import annotations

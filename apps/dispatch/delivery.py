@@ -19,6 +19,7 @@ from apps.dispatch.engine import send_through_providers
 from apps.dispatch.models import Status
 from messaging_center import ids
 from messaging_center.broker import queue_depths
+from messaging_center.db import bound_cursor
 
 
 def sending_lease() -> dt.timedelta:
@@ -53,16 +54,19 @@ def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None
     """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement."""
     if not rows:
         return
-    with connection.cursor() as cursor:
-        cursor.executemany(
+    columns = list(zip(*rows, strict=True))
+    with bound_cursor() as cursor:
+        cursor.execute(
             "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt) "
-            "VALUES (%s, %s, %s, now(), %s, %s, %s, %s)",
-            [(ids.uuid7(), *row) for row in rows],
+            "SELECT e.id, e.message_id, e.status, now(), e.code, e.detail, e.provider, e.attempt "
+            "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[]) "
+            "AS e(id, message_id, status, code, detail, provider, attempt)",
+            [[ids.uuid7() for _ in rows], *(list(column) for column in columns)],
         )
 
 
 def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %s,
@@ -76,7 +80,6 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
             """,
             [sending_lease(), list(message_ids)],
         )
-        # Django leaves jsonb undecoded on raw cursors.
         return [
             Claimed(*row[:7], json.loads(row[7]) if isinstance(row[7], str) else row[7], *row[8:]) for row in cursor.fetchall()
         ]
@@ -84,7 +87,7 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
 
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Messages whose TTL ran out before a provider took them → `expired`, keeping the last error."""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             UPDATE dispatch_message SET status = 'expired', code = 'ttl_expired', lease_until = NULL,
@@ -107,7 +110,7 @@ def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
     """The in-site inbox: storing the message for the recipient is delivering it."""
     if not claimed:
         return []
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             UPDATE dispatch_message AS m SET status = 'delivered', provider = 'inbox', sent_at = now(), delivered_at = now(),

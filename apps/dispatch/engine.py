@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from apps.dispatch import publish, routing
@@ -30,6 +29,7 @@ from apps.dispatch.throttling import limiter
 from apps.templates.models import MessageTemplate
 from apps.templates.services import template_render
 from messaging_center import ids, metrics
+from messaging_center.db import bound_cursor
 
 if TYPE_CHECKING:
     from apps.dispatch.delivery import Claimed
@@ -347,7 +347,7 @@ def _columns(attempts: Sequence[Attempt]) -> dict[str, list[Any]]:
 
 
 def _update(sql: str, params: dict[str, Any]) -> list[uuid.UUID]:
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
 

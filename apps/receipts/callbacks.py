@@ -32,6 +32,7 @@ from apps.accounts.models import Account
 from apps.accounts.services import account_callback_secret
 from apps.receipts.models import CallbackAttempt, StatusCallback
 from messaging_center import ids, metrics
+from messaging_center.db import bound_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def callbacks_enqueue(*, message_ids: Sequence[uuid.UUID], status: str) -> list[
     after commit."""
     if not message_ids or status not in CALLBACK_STATUSES:
         return []
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             SELECT m.id, m.account_id, m.code FROM dispatch_message m JOIN accounts_account a ON a.id = m.account_id
@@ -77,7 +78,7 @@ def callbacks_enqueue(*, message_ids: Sequence[uuid.UUID], status: str) -> list[
         )
         for mid, _, code in owed
     ]
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO receipts_statuscallback (id, account_id, message_id, status, body, state, attempts, next_attempt_at,

@@ -24,6 +24,7 @@ from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt
 from messaging_center import ids, metrics
+from messaging_center.db import bound_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: 
     if not rows:
         return []
     columns = list(zip(*rows, strict=True))
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), bound_cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO receipts_providerreceipt (id, provider, kind, provider_message_id, message_ref, "to", status, code,
@@ -149,7 +150,7 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
     the sent hook or the re-match job applies it later."""
     if not receipt_ids:
         return []
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(), bound_cursor() as cursor:
         cursor.execute(
             """
             WITH r AS (
@@ -249,7 +250,7 @@ def receipts_match_for_messages(*, message_ids: Sequence[uuid.UUID]) -> list[App
     """Receipts that arrived before these messages were `sent` (the sent hook calls this)."""
     if not message_ids:
         return []
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             SELECT r.id FROM dispatch_message m JOIN receipts_providerreceipt r
