@@ -176,19 +176,37 @@ def _line(name: str, result: LoadResult, per_request: int) -> str:
 
 
 DISPATCH_QUEUES = ("mc.critical", "mc.high", "mc.normal", "mc.bulk")
+# Which worker of the launcher consumes which lanes (messaging_center/launcher.py).
+LANE_WORKERS = {"critical": ("mc.critical", "mc.high"), "bulk": ("mc.normal", "mc.bulk")}
 
 
 def set_consumers(stack: Stack, *, on: bool) -> None:
-    """Pauses (or resumes) delivery, so that the accept figures measure accepting alone."""
+    """Pauses (or resumes) delivery, so that the accept figures measure accepting alone. Each worker
+    gets back only its own lanes: a broadcast add_consumer would let the critical worker take bulk
+    chunks (and the bulk worker verification codes), which is exactly what lanes exist to prevent."""
+    import socket
+
     command = "add_consumer" if on else "cancel_consumer"
-    for queue in DISPATCH_QUEUES:
-        subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "celery_app", "control", command, queue],
-            cwd=BASE_DIR,
-            env=stack.env,
-            check=True,
-            capture_output=True,
-        )
+    for worker, queues in LANE_WORKERS.items():
+        for queue in queues:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "celery_app",
+                    "control",
+                    command,
+                    queue,
+                    "-d",
+                    f"{worker}@{socket.gethostname()}",
+                ],
+                cwd=BASE_DIR,
+                env=stack.env,
+                check=True,
+                capture_output=True,
+            )
 
 
 def _sql(stack: Stack, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:

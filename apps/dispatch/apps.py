@@ -24,7 +24,10 @@ class DispatchConfig(AppConfig):
         from apps.dispatch.routing import providers_changed
 
         def provider_saved(**kwargs: object) -> None:
+            from apps.receipts.services import SOURCES
+
             providers_changed()
+            SOURCES.clear()
 
         post_save.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-changed")
         post_delete.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-deleted")

@@ -25,6 +25,7 @@ from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt
 from messaging_center import ids, metrics
 from messaging_center.db import bound_cursor
+from messaging_center.ttl_cache import TtlCache
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ class ReceiptSource:
     adapter: ProviderAdapter
 
 
+# Provider rows (with decrypted settings) per push URL: a status push costs no query or decryption
+# for them. A provider saved in this process clears it (apps.dispatch.apps); others within 5 s.
+SOURCES: TtlCache[list[tuple[Provider, dict[str, str]]]] = TtlCache(seconds=5)
+
+
+def _candidates(provider_ref: str) -> list[tuple[Provider, dict[str, str]]]:
+    rows = Provider.objects.filter(Q(name=provider_ref) | Q(kind=provider_ref)).order_by("-enabled", "id")
+    return [(provider, provider.settings) for provider in rows if provider.kind in ADAPTERS]
+
+
 def receipt_source_authenticate(
     *, provider_ref: str, token: str | None, method: str, url: str, headers: Mapping[str, str], body: bytes
 ) -> ReceiptSource | None:
@@ -53,11 +64,7 @@ def receipt_source_authenticate(
 
     `provider_ref` is a kind or a row name; several rows of one kind may exist (two Aliyun accounts),
     so each candidate's own token and signature check decides."""
-    candidates = Provider.objects.filter(Q(name=provider_ref) | Q(kind=provider_ref)).order_by("-enabled", "id")
-    for provider in candidates:
-        if provider.kind not in ADAPTERS:
-            continue
-        settings = provider.settings
+    for provider, settings in SOURCES.get_or_load(provider_ref, lambda: _candidates(provider_ref)):
         expected = settings.get(TOKEN_SETTING, "")
         if expected:
             if not token or not hmac.compare_digest(expected.encode(), token.encode()):
@@ -150,7 +157,7 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
     the sent hook or the re-match job applies it later."""
     if not receipt_ids:
         return []
-    with transaction.atomic(), bound_cursor() as cursor:
+    with transaction.atomic(savepoint=False), bound_cursor() as cursor:
         cursor.execute(
             """
             WITH r AS (
