@@ -44,7 +44,7 @@ class Stack:
 
 def start_stack() -> Stack:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
-    ports = {"PORT": _free_port(), "FLOWER_PORT": _free_port(), "SIM_PORT": _free_port()}
+    ports = {"PORT": _free_port(), "RECEIPTS_PORT": _free_port(), "FLOWER_PORT": _free_port(), "SIM_PORT": _free_port()}
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env |= {"MC_DATA_DIR": str(DATA_DIR), "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in ports.items()}}
     DATA_DIR.mkdir(parents=True)

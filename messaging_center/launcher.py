@@ -46,42 +46,48 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _web_server(port: str, workers: str, threads: str) -> list[str]:
+    # Granian: HTTP parsing and keep-alive in Rust, Django in a few blocking threads per worker
+    # process. On this 2-core box it serves a bare Django endpoint ~2.4x faster than gunicorn's
+    # gthread worker did (measured with `make bench`).
+    return [
+        str(BIN / "granian"),
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--workers",
+        workers,
+        "--blocking-threads",
+        threads,
+        "--runtime-threads",
+        "1",
+        "--no-ws",
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "10",
+        "--access-log",
+        "messaging_center.wsgi:application",
+    ]
+
+
 def _children(settings_env: dict[str, str]) -> list[Child]:
     port = settings_env["PORT"]
     web_workers = settings_env["WEB_WORKERS"]
     celery = [str(BIN / "celery"), "-A", "celery_app"]
     worker = [*celery, "worker", "--loglevel", "INFO", "--without-gossip"]
     return [
-        Child(
-            "web",
-            [
-                # Granian: HTTP parsing and keep-alive in Rust, Django in a few blocking threads per
-                # worker process. On this 2-core box it serves a bare Django endpoint ~2.4x faster
-                # than gunicorn's gthread worker did (measured with `make bench`).
-                str(BIN / "granian"),
-                "--interface",
-                "wsgi",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                port,
-                "--workers",
-                web_workers,
-                "--blocking-threads",
-                settings_env["WEB_THREADS"],
-                "--runtime-threads",
-                "1",
-                "--no-ws",
-                "--respawn-failed-workers",
-                "--workers-kill-timeout",
-                "10",
-                "--access-log",
-                "messaging_center.wsgi:application",
-            ],
-        ),
+        Child("web", _web_server(port, web_workers, settings_env["WEB_THREADS"])),
+        # Providers' status reports on their own port, one process, lower CPU priority: a storm of
+        # reports (Twilio sends one per message) must not slow down accepting verification codes.
+        Child("web-receipts", _web_server(settings_env["RECEIPTS_PORT"], "1", settings_env["WEB_THREADS"]), niceness=5),
         Child("worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "--concurrency", "2"]),
         Child("worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "--concurrency", "2"], niceness=10),
-        Child("worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "--concurrency", "1"]),
+        Child(
+            "worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "--concurrency", "1"], niceness=5
+        ),
         Child("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="]),
         Child("flower", [*celery, "flower", "--address=127.0.0.1", f"--port={settings_env['FLOWER_PORT']}"]),
         Child("simulator", [sys.executable, "-m", "apps.dispatch.simulator", "--port", settings_env["SIM_PORT"]]),
@@ -157,6 +163,7 @@ class Launcher:
         env["PORT"] = str(env_int("PORT", 8000, minimum=1, maximum=65535))
         env["FLOWER_PORT"] = str(env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535))
         env["SIM_PORT"] = str(env_int("SIM_PORT", 8025, minimum=1, maximum=65535))
+        env["RECEIPTS_PORT"] = str(env_int("RECEIPTS_PORT", int(env["PORT"]) + 1, minimum=1, maximum=65535))
         env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 2, minimum=1, maximum=64))
         env["WEB_THREADS"] = str(env_int("WEB_THREADS", 8, minimum=1, maximum=64))
         if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
@@ -168,6 +175,7 @@ class Launcher:
                 env["REDIS_URL"] = urls["REDIS_URL"]
         env.setdefault("SIMULATOR_URL", f"http://127.0.0.1:{env['SIM_PORT']}")
         env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
+        env.setdefault("RECEIPTS_BASE_URL", f"http://127.0.0.1:{env['RECEIPTS_PORT']}")
 
         metrics_dir = self.data_dir / "prometheus"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -182,7 +190,7 @@ class Launcher:
         receipt_token = _manage("configure_simulator_receipts", env=env).split()
         if not receipt_token:
             raise StartupFailed("manage.py configure_simulator_receipts printed no receipt token")
-        env.setdefault("SIM_RECEIPT_BASE_URL", f"{env['PUBLIC_BASE_URL']}/api/v1/receipts/t/{receipt_token[-1]}/")
+        env.setdefault("SIM_RECEIPT_BASE_URL", f"{env['RECEIPTS_BASE_URL']}/api/v1/receipts/t/{receipt_token[-1]}/")
         _manage("check", env=env)
 
         log_dir = self.data_dir / "logs"
@@ -217,6 +225,7 @@ class Launcher:
             "\nMessaging Center is up:\n"
             f"  API          http://127.0.0.1:{env['PORT']}/api/v1/   (docs: /api/docs/, health: /readyz, /metrics)\n"
             f"  Admin        http://127.0.0.1:{env['PORT']}/admin/\n"
+            f"  Receipts     {env['RECEIPTS_BASE_URL']}/api/v1/receipts/<provider>   (providers' status reports)\n"
             f"  Flower       http://127.0.0.1:{env['FLOWER_PORT']}/\n"
             f"  Simulator    http://127.0.0.1:{env['SIM_PORT']}/_sim/messages\n"
             f"  Logs         {log_dir}/\n"

@@ -232,6 +232,10 @@ FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1, maximum=65535)
 SIM_PORT = env_int("SIM_PORT", 8025, minimum=1, maximum=65535)
 # Where providers reach us (status callbacks such as Twilio's StatusCallback); no trailing slash.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+# Where providers push status reports (`/api/v1/receipts/…`, signed against this URL). `make run` serves
+# them from a separate web process at a lower CPU priority, so that a storm of reports cannot slow
+# down the send API; behind one address it is simply PUBLIC_BASE_URL.
+RECEIPTS_BASE_URL = env_str("RECEIPTS_BASE_URL", PUBLIC_BASE_URL).rstrip("/")
 # The provider simulator of the default run (`manage.py configure_simulator_providers` points providers at it).
 SIMULATOR_URL = env_str("SIMULATOR_URL", f"http://127.0.0.1:{SIM_PORT}").rstrip("/")
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_launcher_serves_and_sigterm_stops_every_process(tmp_path) -> None:
-    ports = {"PORT": free_port(), "FLOWER_PORT": free_port(), "SIM_PORT": free_port()}
+    ports = {"PORT": free_port(), "RECEIPTS_PORT": free_port(), "FLOWER_PORT": free_port(), "SIM_PORT": free_port()}
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
     env |= {"MC_DATA_DIR": str(tmp_path / "data"), "WEB_WORKERS": "1", **{k: str(v) for k, v in ports.items()}}
     log = tmp_path / "launcher.log"

@@ -102,7 +102,7 @@ def _outbound(message: Claimed, template: MessageTemplate | None, route: routing
         variables=variables,
         provider_template_id=str(provider_template) if provider_template is not None else None,
         sms_signature=template.sms_signature if template else "",
-        callback_url=f"{settings.PUBLIC_BASE_URL}/api/v1/receipts/{route.kind}",
+        callback_url=f"{settings.RECEIPTS_BASE_URL}/api/v1/receipts/{route.kind}",
         title=title,
         html=html,
         expires_at=message.expires_at,

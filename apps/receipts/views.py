@@ -30,8 +30,8 @@ def _acknowledge(kind: str) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def receipt_push(request: HttpRequest, provider: str, token: str | None = None) -> HttpResponse:
-    # The URL the provider called, as it signed it: behind proxies only PUBLIC_BASE_URL is reliable.
-    url = settings.PUBLIC_BASE_URL + request.get_full_path()
+    # The URL the provider called, as it signed it: behind proxies only the configured base is reliable.
+    url = settings.RECEIPTS_BASE_URL + request.get_full_path()
     headers = dict(request.headers)
     body = request.body
     source = services.receipt_source_authenticate(

@@ -193,8 +193,8 @@ def test_tencent_report_matches_by_serial_number(make_message) -> None:
     assert (message.status, message.code, message.detail) == ("undelivered", "MK:0005", "blocked")
 
 
-@override_settings(PUBLIC_BASE_URL=PUBLIC)
-def test_twilio_status_callback_is_verified_against_the_public_url(make_message) -> None:
+@override_settings(RECEIPTS_BASE_URL=PUBLIC)
+def test_twilio_status_callback_is_verified_against_the_receipts_url(make_message) -> None:
     make_provider("twilio")
     message = make_message(provider="test-twilio", provider_message_id="SM123")
     path = "/api/v1/receipts/twilio?" + urlencode({"message_id": message.public_id})
@@ -214,7 +214,7 @@ def test_twilio_status_callback_is_verified_against_the_public_url(make_message)
     assert message.status == "delivered"
 
 
-@override_settings(PUBLIC_BASE_URL=PUBLIC)
+@override_settings(RECEIPTS_BASE_URL=PUBLIC)
 def test_wechat_template_job_finish_is_verified_by_its_query_signature(make_message) -> None:
     make_provider("wechat")
     message = make_message(provider="test-wechat", provider_message_id="200163836")
