@@ -85,9 +85,7 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
         Child("web-receipts", _web_server(settings_env["RECEIPTS_PORT"], "1", settings_env["WEB_THREADS"]), niceness=5),
         Child("worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "--concurrency", "2"]),
         Child("worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "--concurrency", "2"], niceness=10),
-        Child(
-            "worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "--concurrency", "1"], niceness=5
-        ),
+        Child("worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "-c", "1"], niceness=5),
         Child("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="]),
         Child("flower", [*celery, "flower", "--address=127.0.0.1", f"--port={settings_env['FLOWER_PORT']}"]),
         Child("simulator", [sys.executable, "-m", "apps.dispatch.simulator", "--port", settings_env["SIM_PORT"]]),
