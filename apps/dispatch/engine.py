@@ -124,6 +124,21 @@ def _send_one(route: routing.Route, message: OutboundMessage) -> SendResult | Pr
         return ProviderError("adapter_error", f"{type(error).__name__}: {error}", permanent=False)
 
 
+def _send_batch(route: routing.Route, messages: list[OutboundMessage]) -> list[SendResult | ProviderError]:
+    """A provider's batch call for several messages: one outcome each, in order."""
+    try:
+        outcomes = route.adapter.send_batch(messages)
+    except Exception as error:  # an adapter bug must not lose the messages: treat as transient
+        logger.exception("adapter %s raised unexpectedly", route.name)
+        failure = ProviderError("adapter_error", f"{type(error).__name__}: {error}", permanent=False)
+        return [failure] * len(messages)
+    if len(outcomes) != len(messages):
+        logger.error("adapter %s answered %d outcomes for %d messages", route.name, len(outcomes), len(messages))
+        unknown = ProviderError("adapter_error", "the batch answer did not match the messages", permanent=False, ambiguous=True)
+        return [unknown] * len(messages)
+    return outcomes
+
+
 def _reconcile(claimed: Sequence[Claimed]) -> list[Attempt]:
     """Asks the provider of an attempt whose outcome is unknown whether it already has the message.
     Returns the settled attempts: found → sent without sending again; the lookup failing → wait and
@@ -276,12 +291,33 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
         (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates)) for a in pending if a.message.id in fanout
     ]
     pending = [a for a in pending if a.message.id not in fanout]
+    batches: dict[str, list[Attempt]] = {}
+    singles: list[Attempt] = []
+    for attempt in pending:
+        route = attempt.route
+        assert route is not None
+        # A provider-side rate limit is taken per message, so those go one by one.
+        if route.adapter.sends_batches and not route.rate_limit:
+            batches.setdefault(route.name, []).append(attempt)
+        else:
+            singles.append(attempt)
     futures = [
         _executor().submit(_send_one, a.route, _outbound(a.message, templates.get(a.message.template_id), a.route))  # type: ignore[arg-type]
-        for a in pending
+        for a in singles
     ]
-    for attempt, future in zip(pending, futures, strict=True):
+    batch_futures = []
+    for group in batches.values():
+        route = group[0].route
+        assert route is not None
+        for start in range(0, len(group), route.adapter.max_batch):
+            part = group[start : start + route.adapter.max_batch]
+            outbound = [_outbound(a.message, templates.get(a.message.template_id), route) for a in part]
+            batch_futures.append((part, _executor().submit(_send_batch, route, outbound)))
+    for attempt, future in zip(singles, futures, strict=True):
         attempt.outcome = future.result()
+    for part, batch_future in batch_futures:
+        for attempt, outcome in zip(part, batch_future.result(), strict=True):
+            attempt.outcome = outcome
     for attempt, future in device_futures:
         attempt.outcome = future.result()
     _finish(attempts, health)

@@ -173,6 +173,37 @@ def test_send_batch_gives_one_outcome_per_message_in_order(sim: Simulator) -> No
     assert isinstance(outcomes[1], ProviderError) and outcomes[1].code == "21211" and outcomes[1].permanent
 
 
+def test_tencent_batch_puts_one_notice_to_many_numbers_into_one_request(sim: Simulator) -> None:
+    same = {"params": {"order_no": "A1", "name": "Li"}, "provider_template_id": "1110"}
+    batch = [
+        message(21, **same),
+        message(22, **same),
+        message(23, **same, to="+86-bad"),
+        message(24, **same),
+        message(25, provider_template_id="1110"),  # other params: a request of its own
+    ]
+    outcomes = adapter(sim, "tencent").send_batch(batch)
+    assert [type(outcome) for outcome in outcomes] == [SendResult, SendResult, ProviderError, SendResult, SendResult]
+    bad = outcomes[2]
+    assert isinstance(bad, ProviderError) and bad.code == "InvalidParameterValue.IncorrectPhoneNumber" and bad.permanent
+    serials = [o.provider_message_id for o in outcomes if isinstance(o, SendResult)]
+    assert len(set(serials)) == 4  # each number its own SerialNo, so receipts match message by message
+    shared = sim.messages(to="+8613800100021")[0]["request"]
+    assert shared["PhoneNumberSet"] == ["+8613800100021", "+8613800100022", "+86-bad", "+8613800100024"]
+    assert shared["SessionContext"] == ""  # one per request: it cannot name four messages
+    alone = sim.messages(to="+8613800100025")[0]["request"]
+    assert alone["PhoneNumberSet"] == ["+8613800100025"] and alone["SessionContext"] == "msg_01jtest000025"
+    for number, outcome in zip((21, 22, 24), (outcomes[0], outcomes[1], outcomes[3]), strict=True):
+        [record] = sim.messages(to=f"+86138001000{number}")
+        assert record["provider_message_id"] == outcome.provider_message_id  # type: ignore[union-attr]
+
+
+def test_tencent_batch_failing_as_a_whole_fails_each_message(sim: Simulator) -> None:
+    sim.behave("tencent", fail_rate=1.0, error="http_500")
+    outcomes = adapter(sim, "tencent").send_batch([message(31, provider_template_id="1"), message(32, provider_template_id="1")])
+    assert all(isinstance(o, ProviderError) and not o.permanent for o in outcomes) and len(outcomes) == 2
+
+
 @pytest.mark.parametrize(
     ("provider", "settings", "invalid"),
     [

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +41,7 @@ CONTENT_TYPE = "application/json; charset=utf-8"
 # Push and pull times are Beijing time without a zone.
 CHINA = dt.timezone(dt.timedelta(hours=8))
 PULL_LIMIT = 100
+MAX_NUMBERS_PER_CALL = 200  # SendSms: PhoneNumberSet holds at most 200 numbers
 PULL_MAX_PAGES = 20
 
 PERMANENT_PREFIXES = (
@@ -102,6 +103,11 @@ def china_time(value: Any) -> dt.datetime:
         raise ReceiptFormatError(str(error)) from error
 
 
+def _template_params(message: OutboundMessage) -> list[str]:
+    # Positional: Tencent templates number their parameters {1}, {2}, … in template order.
+    return [str(message.params.get(name, "")) for name in message.variables]
+
+
 def error_for(code: str, detail: str) -> ProviderError:
     if code.startswith("LimitExceeded") or code == "RequestLimitExceeded":
         return ProviderError(THROTTLE, f"{code}: {detail}", permanent=False)
@@ -113,12 +119,18 @@ class TencentSms(ProviderAdapter):
     """Settings: secret_id, secret_key, sdk_app_id, region (default ap-guangzhou), endpoint (default
     https://sms.tencentcloudapi.com), sign_name (used when a template has no signature), timeouts.
 
-    One request per message (`SessionContext` carries one client reference per request). The status
-    push is unsigned: the receiver must sit behind a secret per-provider URL token.
+    `send` is one request per message, with our message id as `SessionContext`. `send_batch` puts
+    the messages that share signature, template and parameters (a notice to many numbers) into one
+    SendSms of up to 200 numbers: each number gets its own status and SerialNo, so every message keeps
+    its own outcome and provider id (receipts match by SerialNo; such a request carries no
+    SessionContext, which is one per request). The status push is unsigned: the receiver must sit
+    behind a secret per-provider URL token.
     """
 
     kind = "tencent"
     template_based = True
+    sends_batches = True
+    max_batch = MAX_NUMBERS_PER_CALL
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
@@ -157,30 +169,72 @@ class TencentSms(ProviderAdapter):
             raise ProviderError("bad_response", f"HTTP {response.status}: no Response object", permanent=False, ambiguous=True)
         return answer["Response"]
 
-    def send(self, message: OutboundMessage) -> SendResult:
-        if not message.provider_template_id:
+    def _send_sms(self, messages: Sequence[OutboundMessage], session_context: str) -> list[SendResult | ProviderError]:
+        """One SendSms for messages of one signature, template and parameters → their outcomes in order."""
+        first = messages[0]
+        if not first.provider_template_id:
             raise ProviderError(
                 "missing_template", "the template has no Tencent template id", permanent=True, provider_fault=True
             )
         answer = self.call(
             "SendSms",
             {
-                "PhoneNumberSet": [message.to],
+                "PhoneNumberSet": [message.to for message in messages],
                 "SmsSdkAppId": self.settings["sdk_app_id"],
-                "SignName": message.sms_signature or self.settings.get("sign_name", ""),
-                "TemplateId": message.provider_template_id,
-                # Positional: Tencent templates number their parameters {1}, {2}, … in template order.
-                "TemplateParamSet": [str(message.params.get(name, "")) for name in message.variables],
-                "SessionContext": message.message_id,
+                "SignName": first.sms_signature or self.settings.get("sign_name", ""),
+                "TemplateId": first.provider_template_id,
+                "TemplateParamSet": _template_params(first),
+                "SessionContext": session_context,
             },
         )
         statuses = answer.get("SendStatusSet")
-        if not isinstance(statuses, list) or not statuses or not isinstance(statuses[0], dict):
+        if not isinstance(statuses, list) or not all(isinstance(s, dict) for s in statuses):
             raise ProviderError("bad_response", f"no SendStatusSet in {answer}"[:300], permanent=False, ambiguous=True)
-        status = statuses[0]
-        if status.get("Code") != "Ok":
-            raise error_for(str(status.get("Code")), str(status.get("Message") or ""))
-        return SendResult(str(status["SerialNo"]), {"SerialNo": status["SerialNo"], "RequestId": answer.get("RequestId")})
+        by_phone: dict[str, list[dict[str, Any]]] = {}
+        for status in statuses:
+            by_phone.setdefault(str(status.get("PhoneNumber", "")), []).append(status)
+        outcomes: list[SendResult | ProviderError] = []
+        for message in messages:
+            # One status per number, in the order sent; a single number may be given without its "+".
+            mine = (
+                by_phone.get(message.to) or by_phone.get(message.to.lstrip("+")) or (statuses[:1] if len(messages) == 1 else [])
+            )
+            if not mine:
+                outcomes.append(ProviderError("bad_response", "no status for this number", permanent=False, ambiguous=True))
+                continue
+            status = mine.pop(0)
+            if status.get("Code") != "Ok":
+                outcomes.append(error_for(str(status.get("Code")), str(status.get("Message") or "")))
+            else:
+                outcomes.append(
+                    SendResult(str(status["SerialNo"]), {"SerialNo": status["SerialNo"], "RequestId": answer.get("RequestId")})
+                )
+        return outcomes
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        [outcome] = self._send_sms([message], message.message_id)
+        if isinstance(outcome, ProviderError):
+            raise outcome
+        return outcome
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult | ProviderError]:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for index, message in enumerate(messages):
+            key = (message.sms_signature, message.provider_template_id, tuple(_template_params(message)))
+            groups.setdefault(key, []).append(index)
+        outcomes: list[SendResult | ProviderError | None] = [None] * len(messages)
+        for indexes in groups.values():
+            for start in range(0, len(indexes), MAX_NUMBERS_PER_CALL):
+                part = indexes[start : start + MAX_NUMBERS_PER_CALL]
+                group = [messages[i] for i in part]
+                try:
+                    # A lone message keeps its id as SessionContext (pulled statuses then name it).
+                    answers = self._send_sms(group, group[0].message_id if len(group) == 1 else "")
+                except ProviderError as error:
+                    answers = [error] * len(group)
+                for i, outcome in zip(part, answers, strict=True):
+                    outcomes[i] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def verify_receipt_signature(self, *, method: str, url: str, headers: Mapping[str, str], body: bytes) -> bool:
         # The status push carries no signature; the secret URL token is the receiver's only protection.

@@ -68,6 +68,7 @@ class WecomMessage(ProviderAdapter):
     channel = "wecom"
     template_based = False
     max_batch = MAX_USERS_PER_CALL
+    sends_batches = True
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
