@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from apps.dispatch import delivery, publish
 
 
-@shared_task(name=publish.DELIVER_TASK)
-def deliver(message_ids: list[str]) -> None:
-    delivery.deliver_messages([uuid.UUID(mid) for mid in message_ids])
+@shared_task(name=publish.DELIVER_TASK, bind=True)
+def deliver(self: Task, message_ids: list[str]) -> None:
+    queue = (self.request.delivery_info or {}).get("routing_key") or ""
+    delivery.deliver_messages([uuid.UUID(mid) for mid in message_ids], lane=queue.removeprefix("mc."))
 
 
 @shared_task(name="dispatch.relay_outbox")
