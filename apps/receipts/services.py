@@ -18,12 +18,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.db import connection, transaction
 from django.db.models import Q
+from redis.exceptions import RedisError
 
 from apps.dispatch.delivery import record_events
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt
 from messaging_center import ids, metrics
+from messaging_center.broker import broker_client, push_task
 from messaging_center.db import bound_cursor
 from messaging_center.ttl_cache import TtlCache
 
@@ -95,8 +97,8 @@ class Applied:
     status: str
 
 
-def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[Applied]:
-    """Stores new reports (replays are dropped by the unique constraints) and applies them."""
+def receipts_store(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[uuid.UUID]:
+    """Stores new reports (replays are dropped by the unique constraints); returns their ids."""
     rows: list[tuple[Any, ...]] = []
     for receipt in receipts:
         ref = ids.decode("msg", receipt.message_id) if receipt.message_id else None
@@ -118,7 +120,7 @@ def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: 
     if not rows:
         return []
     columns = list(zip(*rows, strict=True))
-    with transaction.atomic(), bound_cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO receipts_providerreceipt (id, provider, kind, provider_message_id, message_ref, "to", status, code,
@@ -145,9 +147,59 @@ def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: 
             },
         )
         new = [row[0] for row in cursor.fetchall()]
-        if new:
-            metrics.RECEIPTS_RECEIVED.labels(provider.name, source).inc(len(new))
-        return receipts_match(receipt_ids=new)
+    if new:
+        metrics.RECEIPTS_RECEIVED.labels(provider.name, source).inc(len(new))
+    return new
+
+
+def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[Applied]:
+    """Stores new reports and applies them at once (polling, which runs in a worker anyway)."""
+    with transaction.atomic():
+        return receipts_match(receipt_ids=receipts_store(provider=provider, receipts=receipts, source=source))
+
+
+# Pushed reports are stored by the web process and applied in batches by the receipts worker: a
+# report costs the web one INSERT, and a storm of them (Twilio sends one per message) a few
+# statements per batch instead of ten per report. Their ids wait in a Redis set; the first report
+# of a quiet spell queues one `receipts.match_pending` task. Should Redis lose the set, the rows are
+# still unmatched in the database and the re-match beat job applies them.
+PENDING_KEY = "mc:receipts:pending"
+SCHEDULED_KEY = "mc:receipts:match-scheduled"
+MATCH_TASK = "receipts.match_pending"
+MATCH_BATCH = 500
+
+
+def receipts_match_soon(receipt_ids: Sequence[uuid.UUID]) -> None:
+    if not receipt_ids:
+        return
+    client = broker_client()
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.sadd(PENDING_KEY, *(str(i) for i in receipt_ids))
+            pipe.set(SCHEDULED_KEY, "1", nx=True, px=30_000)
+            _, schedule = pipe.execute()
+        if schedule:
+            with client.pipeline(transaction=False) as pipe:
+                push_task(pipe, MATCH_TASK, "mc.receipts", [])
+                pipe.execute()
+    except RedisError as error:
+        logger.warning("%d receipt(s) left for the re-match job: %s", len(receipt_ids), error)
+
+
+def receipts_match_pending() -> int:
+    """The receipts worker's side: applies every pending pushed report, a batch at a time."""
+    client = broker_client()
+    applied = 0
+    while True:
+        batch = client.spop(PENDING_KEY, MATCH_BATCH)
+        if not batch:
+            # A push that adds ids after this point finds no schedule mark and queues a new task;
+            # one that added them just before is caught by the second look.
+            client.delete(SCHEDULED_KEY)
+            if not client.scard(PENDING_KEY):
+                return applied
+            continue
+        applied += len(receipts_match(receipt_ids=[uuid.UUID(i.decode() if isinstance(i, bytes) else i) for i in batch]))
 
 
 def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:

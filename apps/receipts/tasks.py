@@ -19,6 +19,11 @@ def publish_due_callbacks() -> int:
     return callbacks.callbacks_publish_due()
 
 
+@shared_task(name=services.MATCH_TASK)
+def match_pending() -> int:
+    return services.receipts_match_pending()
+
+
 @shared_task(name="receipts.rematch")
 def rematch() -> int:
     return services.receipts_rematch()

@@ -12,6 +12,7 @@ from django.test import Client, override_settings
 from apps.dispatch.models import Message, MessageEvent
 from apps.dispatch.providers.twilio import compute_signature
 from apps.dispatch.providers.wechat import signature as wechat_signature
+from apps.receipts import services
 from apps.receipts.hooks import messages_reached
 from apps.receipts.models import ProviderReceipt
 from tests.receipts.conftest import RECEIPT_TOKEN, SIM_SETTINGS, make_provider
@@ -40,7 +41,11 @@ def aliyun_report(message: Message, *, success: bool = True, code: str = "DELIVE
 
 
 def push(path: str, body: bytes, content_type: str = "application/json", **headers: str):  # type: ignore[no-untyped-def]
-    return Client().post(path, body, content_type=content_type, **headers)
+    """A provider's push, then what the receipts worker's `receipts.match_pending` task does with it
+    (run here, in the test's transaction, where the stored report is visible)."""
+    response = Client().post(path, body, content_type=content_type, **headers)
+    services.receipts_match_pending()
+    return response
 
 
 @pytest.fixture

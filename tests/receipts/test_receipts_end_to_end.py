@@ -50,7 +50,7 @@ def test_pushed_report_delivers_and_the_business_system_hears_sent_and_delivered
         assert verify_signature(hook.headers["X-MC-Signature"], hook.body, secret or "")
 
 
-def test_undelivered_report_is_applied(api, sms_template, live_sim, dispatch_worker) -> None:
+def test_undelivered_report_is_applied(api, sms_template, live_sim, dispatch_worker, receipts_worker) -> None:
     make_provider("aliyun", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
     live_sim.behave("aliyun", receipt="undelivered")
     message_id = _send(api, "+8613800000002")
@@ -91,7 +91,7 @@ def _code_sent_to(sim, phone: str, index: int = -1) -> str:  # type: ignore[no-u
     return str(json.loads(params)["code"] if params else record["request"]["TemplateParamSet"][0])
 
 
-def test_verification_flow(api, login_code, live_sim, dispatch_worker) -> None:
+def test_verification_flow(api, login_code, live_sim, dispatch_worker, receipts_worker) -> None:
     make_provider("aliyun", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
     phone = "+8613800000004"
     sent = api.post("/api/v1/verifications", {"to": {"phone": phone}, "template": "login_code"})
@@ -105,7 +105,9 @@ def test_verification_flow(api, login_code, live_sim, dispatch_worker) -> None:
     wait_until(lambda: _status(api, sent.json()["message_id"]) == "delivered", 30, "the code delivered")
 
 
-def test_undelivered_code_is_resent_once_through_another_provider(api, login_code, live_sim, dispatch_worker) -> None:
+def test_undelivered_code_is_resent_once_through_another_provider(
+    api, login_code, live_sim, dispatch_worker, receipts_worker
+) -> None:
     make_provider("aliyun", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
     tencent = make_provider("tencent", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
     Provider.objects.filter(id=tencent.id).update(priority_group=2)  # only the failover group
@@ -131,7 +133,9 @@ def test_undelivered_code_is_resent_once_through_another_provider(api, login_cod
     assert api.post("/api/v1/verifications/check", {"to": {"phone": phone}, "code": code}).json() == {"valid": True}
 
 
-def test_stats_show_one_provider_delivering_half_and_another_all(api, sms_template, live_sim, dispatch_worker) -> None:
+def test_stats_show_one_provider_delivering_half_and_another_all(
+    api, sms_template, live_sim, dispatch_worker, receipts_worker
+) -> None:
     aliyun = make_provider("aliyun", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
     tencent = make_provider("tencent", endpoint=live_sim.url, receipt_token=RECEIPT_TOKEN)
 
@@ -160,7 +164,9 @@ def test_stats_show_one_provider_delivering_half_and_another_all(api, sms_templa
     assert full["latency_p50_ms"] is not None and full["latency_p95_ms"] >= full["latency_p50_ms"]
 
 
-def test_wechat_message_reaches_delivered_through_its_signed_receipt(api, make_template, live_sim, dispatch_worker) -> None:
+def test_wechat_message_reaches_delivered_through_its_signed_receipt(
+    api, make_template, live_sim, dispatch_worker, receipts_worker
+) -> None:
     from apps.dispatch.models import Provider
     from apps.dispatch.providers_config import provider_save, simulator_providers
 
