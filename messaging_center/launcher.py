@@ -83,8 +83,12 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
         # Providers' status reports on their own port, one process, lower CPU priority: a storm of
         # reports (Twilio sends one per message) must not slow down accepting verification codes.
         Child("web-receipts", _web_server(settings_env["RECEIPTS_PORT"], "1", settings_env["WEB_THREADS"]), niceness=5),
-        Child("worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "--concurrency", "2"]),
-        Child("worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "--concurrency", "2"], niceness=10),
+        Child(
+            "worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "-c", settings_env["CRITICAL_WORKERS"]]
+        ),
+        Child(
+            "worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "-c", settings_env["BULK_WORKERS"]], niceness=10
+        ),
         Child("worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "-c", "1"], niceness=5),
         Child("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="]),
         Child("flower", [*celery, "flower", "--address=127.0.0.1", f"--port={settings_env['FLOWER_PORT']}"]),
@@ -164,6 +168,9 @@ class Launcher:
         env["RECEIPTS_PORT"] = str(env_int("RECEIPTS_PORT", int(env["PORT"]) + 1, minimum=1, maximum=65535))
         env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 2, minimum=1, maximum=64))
         env["WEB_THREADS"] = str(env_int("WEB_THREADS", 8, minimum=1, maximum=64))
+        # Prefork children per dispatch worker: chunks in flight at once (each sends on its own threads).
+        env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 4, minimum=1, maximum=64))
+        env["BULK_WORKERS"] = str(env_int("BULK_WORKERS", 2, minimum=1, maximum=64))
         if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
             self.services = embedded.Services.at(self.data_dir)
             print("Starting embedded PostgreSQL and Redis under", self.data_dir, flush=True)
