@@ -308,6 +308,7 @@ def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt
     dedup_window = template.effective_dedup_window
     frequency = limits.parse_frequency_limits(template.effective_frequency_limits)
     checked: list[tuple[Entry, limits.EntryLimits]] = []
+    account_ref, template_ref = str(account.id), str(template.id)  # not once per entry: UUID → str is slow
     for entry in live:
         if not dedup_window and not frequency:
             continue
@@ -316,12 +317,12 @@ def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt
                 entry,
                 limits.EntryLimits(
                     dedup_key=limits.dedup_key(
-                        account_id=account.id, template_id=template.id, address=entry.address, content=entry.content
+                        account_id=account_ref, template_id=template_ref, address=entry.address, content=entry.content
                     )
                     if dedup_window
                     else "",
                     dedup_ttl=dedup_window or 0,
-                    frequency_key=limits.frequency_key(account_id=account.id, category=template.category, address=entry.address)
+                    frequency_key=limits.frequency_key(account_id=account_ref, category=template.category, address=entry.address)
                     if frequency
                     else "",
                     frequency_limits=frequency,
