@@ -274,7 +274,7 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
             )
             continue
         if message.channel not in allowed:
-            allowed[message.channel] = {r.name for r in routing.ROUTES.for_channel(message.channel) if health.allows(r.name)}
+            allowed[message.channel] = health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
         route = routing.choose(
             routes, allowed=allowed[message.channel], avoid=message.previous_provider if message.attempt > 1 else ""
         )

@@ -113,10 +113,18 @@ class Health:
 
     def allows(self, provider: str) -> bool:
         """Closed → yes; open → no until it cools down; half-open → one probe at a time."""
+        return provider in self.allowed([provider])
+
+    def allowed(self, providers: list[str]) -> set[str]:
+        """The providers that `allows`, asked in one round trip (Redis down: all of them)."""
         try:
-            return bool(self._allow(keys=[f"mc:breaker:{provider}"], args=[time.time(), PROBE_LEASE_SECONDS]))
+            with self.client.pipeline(transaction=False) as pipe:
+                for provider in providers:
+                    self._allow(keys=[f"mc:breaker:{provider}"], args=[time.time(), PROBE_LEASE_SECONDS], client=pipe)
+                answers = pipe.execute()
         except RedisError:
-            return True
+            return set(providers)
+        return {provider for provider, answer in zip(providers, answers, strict=True) if answer}
 
     def snapshot(self, provider: str) -> ProviderHealth:
         now = time.time()

@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from redis.exceptions import RedisError
 
-from apps.dispatch.delivery import record_events
+from apps.dispatch.delivery import record_events, yield_to_critical
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt
@@ -191,6 +191,8 @@ def receipts_match_pending() -> int:
     client = broker_client()
     applied = 0
     while True:
+        # Applying reports is background work: like a bulk chunk, a batch waits for codes in flight.
+        yield_to_critical()
         batch = client.spop(PENDING_KEY, MATCH_BATCH)
         if not batch:
             # A push that adds ids after this point finds no schedule mark and queues a new task;
