@@ -169,7 +169,7 @@ class Launcher:
         env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 2, minimum=1, maximum=64))
         env["WEB_THREADS"] = str(env_int("WEB_THREADS", 8, minimum=1, maximum=64))
         # Prefork children per dispatch worker: chunks in flight at once (each sends on its own threads).
-        env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 6, minimum=1, maximum=64))
+        env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 4, minimum=1, maximum=64))
         env["BULK_WORKERS"] = str(env_int("BULK_WORKERS", 2, minimum=1, maximum=64))
         if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
             self.services = embedded.Services.at(self.data_dir)
