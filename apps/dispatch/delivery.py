@@ -68,19 +68,31 @@ def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None
 
 
 def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
+    """Claims what is claimable and records each claim's `sending` event, in one statement."""
     with bound_cursor() as cursor:
         cursor.execute(
             """
-            UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %s,
-                   -- re-claiming a `sending` row: its worker died mid-send, the provider may have it
-                   needs_reconcile = needs_reconcile OR (status = 'sending' AND provider <> '')
-            WHERE id = ANY(%s)
-              AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
-              AND expires_at > now()
-            RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
-                      needs_reconcile, user_id, account_id
+            WITH claimed AS (
+                UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %(lease)s,
+                       -- re-claiming a `sending` row: its worker died mid-send, the provider may have it
+                       needs_reconcile = needs_reconcile OR (status = 'sending' AND provider <> '')
+                WHERE id = ANY(%(ids)s)
+                  AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
+                  AND expires_at > now()
+                RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority,
+                          expires_at, needs_reconcile, user_id, account_id
+            ), numbered AS (
+                SELECT claimed.*, row_number() OVER () AS n FROM claimed
+            ), events AS (
+                INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
+                SELECT (%(event_ids)s::uuid[])[n], id, 'sending', now(), '', 'attempt ' || attempts, '', attempts
+                FROM numbered
+            )
+            SELECT id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
+                   needs_reconcile, user_id, account_id
+            FROM numbered
             """,
-            [sending_lease(), list(message_ids)],
+            {"lease": sending_lease(), "ids": list(message_ids), "event_ids": [ids.uuid7() for _ in message_ids]},
         )
         return [
             Claimed(*row[:7], json.loads(row[7]) if isinstance(row[7], str) else row[7], *row[8:]) for row in cursor.fetchall()
@@ -137,7 +149,6 @@ def deliver_messages(message_ids: Sequence[uuid.UUID], *, lane: str = "") -> Non
     with critical_in_flight(lane == "critical"):
         expire(message_ids)
         claimed = claim(message_ids)
-        record_events([(c.id, Status.SENDING, "", f"attempt {c.attempt}", "", c.attempt) for c in claimed])
         finish_delivered_inbox([c for c in claimed if c.channel == "inbox"])
         send_through_providers([c for c in claimed if c.channel != "inbox"])
 

@@ -361,8 +361,7 @@ def _finish(attempts: list[Attempt], health: routing.Health) -> None:
             expired.append(attempt)
         else:
             retry.append((attempt, countdown))
-    for provider, (successes, failures) in tally.items():
-        health.record_many(provider, successes=successes, failures=failures)
+    health.record(tally)
     _mark_sent(sent)
     _mark_final(failed, "failed")
     _mark_final(expired, "expired")
@@ -391,29 +390,30 @@ def _update(sql: str, params: dict[str, Any]) -> list[uuid.UUID]:
 def _mark_sent(attempts: list[Attempt]) -> None:
     if not attempts:
         return
-    from apps.dispatch.delivery import record_events
 
     columns = _columns(attempts)
     columns["pids"] = [a.outcome.provider_message_id for a in attempts]  # type: ignore[union-attr]
+    columns["details"] = [_sent_detail(a) for a in attempts]
+    columns["event_ids"] = [ids.uuid7() for _ in attempts]
+    # The finish and its `sent` event in one statement (one round trip less per chunk).
     done = set(
         _update(
             """
-        UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid, sent_at = now(),
-               code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
-        FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(pids)s::text[])
-             AS c(id, attempt, provider, pid)
-        WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
-        RETURNING m.id
+        WITH sent AS (
+            UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid,
+                   sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
+            FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(pids)s::text[], %(details)s::text[],
+                        %(event_ids)s::uuid[]) AS c(id, attempt, provider, pid, detail, event_id)
+            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+            RETURNING m.id, c.provider, c.detail, c.attempt, c.event_id
+        ), events AS (
+            INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
+            SELECT event_id, id, 'sent', now(), '', detail, provider, attempt FROM sent
+        )
+        SELECT id FROM sent
         """,
             columns,
         )
-    )
-    record_events(
-        [
-            (a.message.id, Status.SENT, "", _sent_detail(a), a.route.name, a.message.attempt)  # type: ignore[union-attr]
-            for a in attempts
-            if a.message.id in done
-        ]
     )
     for a in attempts:
         if a.message.id in done and a.route:

@@ -8,11 +8,15 @@ FAILURE_RATIO in the window), stays open for OPEN_SECONDS, then lets one probe t
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 BUCKET_SECONDS = 10
 WINDOW_BUCKETS = 6
@@ -92,24 +96,28 @@ class Health:
         current = int(now) // BUCKET_SECONDS
         return [f"mc:health:{provider}:{current - i}" for i in range(WINDOW_BUCKETS)]
 
-    def record_many(self, provider: str, *, successes: int, failures: int) -> str:
-        """A chunk's outcomes in one call; any failure counts as a failed probe for a half-open circuit."""
+    def record(self, tally: Mapping[str, Sequence[int]]) -> None:
+        """A chunk's outcomes, provider → (successes, failures), in one round trip; any failure counts
+        as a failed probe for a half-open circuit."""
         now = time.time()
-        buckets = self._bucket_keys(provider, now)
-        args = [
-            successes,
-            now,
-            BUCKET_SECONDS * (WINDOW_BUCKETS + 1),
-            FAILURE_MIN,
-            FAILURE_RATIO,
-            OPEN_SECONDS,
-            failures,
-            *buckets,
-        ]
         try:
-            return str(self._record(keys=[buckets[0], f"mc:breaker:{provider}"], args=args), "utf-8")
+            with self.client.pipeline(transaction=False) as pipe:
+                for provider, (successes, failures) in tally.items():
+                    buckets = self._bucket_keys(provider, now)
+                    args = [
+                        successes,
+                        now,
+                        BUCKET_SECONDS * (WINDOW_BUCKETS + 1),
+                        FAILURE_MIN,
+                        FAILURE_RATIO,
+                        OPEN_SECONDS,
+                        failures,
+                        *buckets,
+                    ]
+                    self._record(keys=[buckets[0], f"mc:breaker:{provider}"], args=args, client=pipe)
+                pipe.execute()
         except RedisError:
-            return "unknown"
+            logger.warning("provider health not recorded: Redis unavailable")
 
     def allows(self, provider: str) -> bool:
         """Closed → yes; open → no until it cools down; half-open → one probe at a time."""
