@@ -119,12 +119,9 @@ class Health:
         except RedisError:
             logger.warning("provider health not recorded: Redis unavailable")
 
-    def allows(self, provider: str) -> bool:
-        """Closed → yes; open → no until it cools down; half-open → one probe at a time."""
-        return provider in self.allowed([provider])
-
     def allowed(self, providers: list[str]) -> set[str]:
-        """The providers that `allows`, asked in one round trip (Redis down: all of them)."""
+        """The providers whose circuit lets a message through, asked in one round trip: closed → yes;
+        open → no until it cools down; half-open → one probe at a time. Redis down: all of them."""
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for provider in providers:

@@ -57,7 +57,7 @@ _jwts: dict[tuple[str, str, str], tuple[str, float]] = {}
 
 
 def _http2_client() -> httpx.Client:
-    """APNs speaks HTTP/2 only, which the shared urllib3 seam (http.py) cannot: APNs gets this one
+    """APNs speaks HTTP/2 only, which the shared seam (http.py, HTTP/1.1) cannot: APNs gets this one
     pooled httpx client per process (a prefork child must not reuse its parent's connections).
     HTTP/2 multiplexes concurrent pushes over few connections, as Apple asks."""
     global _client
