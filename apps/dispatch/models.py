@@ -84,7 +84,10 @@ class Message(models.Model):
                 fields=["provider", "provider_message_id"], name="msg_provider_id", condition=~Q(provider_message_id="")
             ),
             models.Index(fields=["scheduled_at"], name="msg_due", condition=Q(status="scheduled")),
-            models.Index(fields=["lease_until"], name="msg_lease", condition=Q(status__in=["queued", "sending", "retry_wait"])),
+            # Only rows holding a lease (queued, sending, retry_wait). Not `status IN (…)`: a predicate the
+            # by-id finishes (`… AND status = 'sending'`) imply lets the planner scan this whole index
+            # for them when its statistics say few rows are in flight — 40 ms a chunk under a backlog.
+            models.Index(fields=["lease_until"], name="msg_lease", condition=Q(lease_until__isnull=False)),
             models.Index(
                 fields=["account", "user_id", "-id"],
                 name="msg_inbox",

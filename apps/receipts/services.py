@@ -27,6 +27,7 @@ from apps.dispatch.providers.base import ProviderAdapter, Receipt
 from messaging_center import ids, metrics
 from messaging_center.broker import broker_client, push_task
 from messaging_center.db import bound_cursor
+from messaging_center.group_commit import GroupCommit
 from messaging_center.ttl_cache import TtlCache
 
 logger = logging.getLogger(__name__)
@@ -97,8 +98,7 @@ class Applied:
     status: str
 
 
-def receipts_store(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[uuid.UUID]:
-    """Stores new reports (replays are dropped by the unique constraints); returns their ids."""
+def _receipt_rows(provider: Provider, receipts: Sequence[Receipt], source: str) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     for receipt in receipts:
         ref = ids.decode("msg", receipt.message_id) if receipt.message_id else None
@@ -108,6 +108,9 @@ def receipts_store(*, provider: Provider, receipts: Sequence[Receipt], source: s
         rows.append(
             (
                 ids.uuid7(),
+                provider.name,
+                provider.kind,
+                source,
                 provider_message_id,
                 ref,
                 (receipt.to or "")[:255],
@@ -117,39 +120,61 @@ def receipts_store(*, provider: Provider, receipts: Sequence[Receipt], source: s
                 receipt.at,
             )
         )
+    return rows
+
+
+def _insert_receipts(rows: Sequence[tuple[Any, ...]]) -> set[uuid.UUID]:
+    """One INSERT for any number of reports; replays are dropped by the unique constraints."""
     if not rows:
-        return []
+        return set()
     columns = list(zip(*rows, strict=True))
     with bound_cursor() as cursor:
         cursor.execute(
             """
-            INSERT INTO receipts_providerreceipt (id, provider, kind, provider_message_id, message_ref, "to", status, code,
-                                                  detail, source, reported_at, received_at)
-            SELECT r.id, %(provider)s, %(kind)s, r.pid, r.ref, r.to_, r.status, r.code, r.detail, %(source)s, r.at, now()
-            FROM unnest(%(ids)s::uuid[], %(pids)s::text[], %(refs)s::uuid[], %(tos)s::text[], %(statuses)s::text[],
-                        %(codes)s::text[], %(details)s::text[], %(ats)s::timestamptz[])
-                 AS r(id, pid, ref, to_, status, code, detail, at)
+            INSERT INTO receipts_providerreceipt (id, provider, kind, source, provider_message_id, message_ref, "to", status,
+                                                  code, detail, reported_at, received_at)
+            SELECT r.*, now()
+            FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::text[], %s::text[],
+                        %s::text[], %s::text[], %s::timestamptz[]) AS r
             ON CONFLICT DO NOTHING
             RETURNING id
             """,
-            {
-                "provider": provider.name,
-                "kind": provider.kind,
-                "source": source,
-                "ids": list(columns[0]),
-                "pids": list(columns[1]),
-                "refs": list(columns[2]),
-                "tos": list(columns[3]),
-                "statuses": list(columns[4]),
-                "codes": list(columns[5]),
-                "details": list(columns[6]),
-                "ats": list(columns[7]),
-            },
+            [list(column) for column in columns],
         )
-        new = [row[0] for row in cursor.fetchall()]
-    if new:
-        metrics.RECEIPTS_RECEIVED.labels(provider.name, source).inc(len(new))
+        new = {row[0] for row in cursor.fetchall()}
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if row[0] in new:
+            counts[(row[1], row[3])] = counts.get((row[1], row[3]), 0) + 1
+    for (provider_name, source), count in counts.items():
+        metrics.RECEIPTS_RECEIVED.labels(provider_name, source).inc(count)
     return new
+
+
+def receipts_store(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[uuid.UUID]:
+    """Stores new reports (replays are dropped by the unique constraints); returns their ids."""
+    rows = _receipt_rows(provider, receipts, source)
+    new = _insert_receipts(rows)
+    return [row[0] for row in rows if row[0] in new]
+
+
+def _store_pushed_group(pushes: Sequence[list[tuple[Any, ...]]]) -> list[int]:
+    """The group commit's write: every waiting push's reports in one INSERT (autocommit: the view
+    runs outside a transaction), then their ids queued for the receipts worker in one Redis call."""
+    new = _insert_receipts([row for rows in pushes for row in rows])
+    receipts_match_soon([row[0] for rows in pushes for row in rows if row[0] in new])
+    return [sum(1 for row in rows if row[0] in new) for rows in pushes]
+
+
+PUSHED = GroupCommit(_store_pushed_group)
+
+
+def receipts_store_pushed(*, provider: Provider, receipts: Sequence[Receipt]) -> int:
+    """A pushed report: stored (committed) when this returns, with the reports other threads of
+    this process are storing at the same moment; applied by the receipts worker in batches.
+    Returns how many were new."""
+    rows = _receipt_rows(provider, receipts, "push")
+    return PUSHED.submit(rows) if rows else 0
 
 
 def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[Applied]:

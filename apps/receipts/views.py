@@ -48,6 +48,5 @@ def receipt_push(request: HttpRequest, provider: str, token: str | None = None) 
         receipts = services.receipts_parse(source=source, url=url, headers=headers, body=body)
     except (ReceiptFormatError, UnicodeDecodeError) as error:
         return json_error("validation_error", f"Not a {source.provider.kind} status report: {error}"[:500], 400)
-    # Stored now (committed: the view runs in autocommit), applied by the receipts worker in batches.
-    services.receipts_match_soon(services.receipts_store(provider=source.provider, receipts=receipts, source="push"))
+    services.receipts_store_pushed(provider=source.provider, receipts=receipts)
     return _acknowledge(source.provider.kind)
