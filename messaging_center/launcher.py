@@ -82,7 +82,7 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
         Child("web", _web_server(port, web_workers, settings_env["WEB_THREADS"])),
         # Providers' status reports on their own port, one process, lower CPU priority: a storm of
         # reports (Twilio sends one per message) must not slow down accepting verification codes.
-        Child("web-receipts", _web_server(settings_env["RECEIPTS_PORT"], "1", settings_env["WEB_THREADS"]), niceness=5),
+        Child("web-receipts", _web_server(settings_env["RECEIPTS_PORT"], "1", settings_env["RECEIPTS_THREADS"]), niceness=5),
         Child(
             "worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "-c", settings_env["CRITICAL_WORKERS"]]
         ),
@@ -168,6 +168,9 @@ class Launcher:
         env["RECEIPTS_PORT"] = str(env_int("RECEIPTS_PORT", int(env["PORT"]) + 1, minimum=1, maximum=65535))
         env["WEB_WORKERS"] = str(env_int("WEB_WORKERS", 2, minimum=1, maximum=64))
         env["WEB_THREADS"] = str(env_int("WEB_THREADS", 8, minimum=1, maximum=64))
+        # Few threads: a report is a short request, and more threads only fight over the GIL
+        # (50,000 SMS: 8 threads 557-580 delivered/s, 2 threads 649-764/s, the box saturated either way).
+        env["RECEIPTS_THREADS"] = str(env_int("RECEIPTS_THREADS", 2, minimum=1, maximum=64))
         # Prefork children per dispatch worker: chunks in flight at once (each sends on its own threads).
         env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 4, minimum=1, maximum=64))
         env["BULK_WORKERS"] = str(env_int("BULK_WORKERS", 2, minimum=1, maximum=64))

@@ -4,6 +4,8 @@ by the launcher so that every process's samples are summed at scrape time."""
 from __future__ import annotations
 
 import os
+from collections import Counter as Tally
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -31,6 +33,13 @@ RECEIPT_TIMEOUTS = Counter("mc_receipt_timeouts_total", "Sent messages with no r
 RECEIPTS_RECEIVED = Counter("mc_receipts_received_total", "Provider receipts stored (replays excluded).", ["provider", "source"])
 CALLBACK_ATTEMPTS = Counter("mc_status_callback_attempts_total", "Status callback POSTs by outcome.", ["outcome"])
 MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
+
+
+def count(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:
+    """One increment per label set, not per message: in a multi-process setup every `inc` writes
+    a memory-mapped file, and a chunk's hundred messages mostly share one channel and provider."""
+    for labels, amount in Tally(label_sets).items():
+        counter.labels(*labels).inc(amount)
 
 
 class QueueDepthCollector(Collector):

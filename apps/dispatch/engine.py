@@ -415,9 +415,9 @@ def _mark_sent(attempts: list[Attempt]) -> None:
             columns,
         )
     )
-    for a in attempts:
-        if a.message.id in done and a.route:
-            metrics.MESSAGES_SENT.labels(a.message.channel, a.route.name).inc()
+    metrics.count(
+        metrics.MESSAGES_SENT, ((a.message.channel, a.route.name) for a in attempts if a.message.id in done and a.route)
+    )
     from apps.receipts.hooks import messages_reached  # status callbacks, receipts that came early
 
     messages_reached(done, "sent")
@@ -460,9 +460,10 @@ def _mark_final(attempts: list[Attempt], status: str) -> None:
         ]
     )
     if status == "failed":
-        for a in attempts:
-            if a.message.id in done:
-                metrics.MESSAGES_FAILED.labels(a.message.channel, a.route.name if a.route else "").inc()
+        metrics.count(
+            metrics.MESSAGES_FAILED,
+            ((a.message.channel, a.route.name if a.route else "") for a in attempts if a.message.id in done),
+        )
     from apps.receipts.hooks import messages_reached  # status callbacks to business systems
 
     messages_reached(done, status)

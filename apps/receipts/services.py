@@ -142,12 +142,7 @@ def _insert_receipts(rows: Sequence[tuple[Any, ...]]) -> set[uuid.UUID]:
             [list(column) for column in columns],
         )
         new = {row[0] for row in cursor.fetchall()}
-    counts: dict[tuple[str, str], int] = {}
-    for row in rows:
-        if row[0] in new:
-            counts[(row[1], row[3])] = counts.get((row[1], row[3]), 0) + 1
-    for (provider_name, source), count in counts.items():
-        metrics.RECEIPTS_RECEIVED.labels(provider_name, source).inc(count)
+    metrics.count(metrics.RECEIPTS_RECEIVED, ((row[1], row[3]) for row in rows if row[0] in new))
     return new
 
 
@@ -314,12 +309,10 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
         _, code, detail, _, _ = best[mid]
         explanation = f"{provider} reported {status}" + (f" ({code}{': ' + detail if detail else ''})" if code else "")
         events.append((mid, status, code[:64], explanation, provider, None))
-        if status == "delivered":
-            metrics.MESSAGES_DELIVERED.labels(channel, provider).inc()
-            if sent_at and delivered_at:
-                metrics.RECEIPT_LATENCY.labels(channel, provider).observe((delivered_at - sent_at).total_seconds())
-        else:
-            metrics.MESSAGES_UNDELIVERED.labels(channel, provider).inc()
+        if status == "delivered" and sent_at and delivered_at:
+            metrics.RECEIPT_LATENCY.labels(channel, provider).observe((delivered_at - sent_at).total_seconds())
+    metrics.count(metrics.MESSAGES_DELIVERED, ((row[2], row[3]) for row in updated if row[1] == "delivered"))
+    metrics.count(metrics.MESSAGES_UNDELIVERED, ((row[2], row[3]) for row in updated if row[1] != "delivered"))
     record_events(events)
     applied = [Applied(row[0], row[1]) for row in updated]
     from apps.receipts import callbacks
