@@ -50,6 +50,8 @@ class Claimed:
     needs_reconcile: bool
     user_id: str
     account_id: uuid.UUID
+    # The provider id the previous attempt left: a batch call's reference until a provider id replaces it.
+    previous_reference: str
 
 
 def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]]) -> None:
@@ -80,7 +82,7 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
                   AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
                   AND expires_at > now()
                 RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority,
-                          expires_at, needs_reconcile, user_id, account_id
+                          expires_at, needs_reconcile, user_id, account_id, provider_message_id
             ), numbered AS (
                 SELECT claimed.*, row_number() OVER () AS n FROM claimed
             ), events AS (
@@ -89,7 +91,7 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
                 FROM numbered
             )
             SELECT id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
-                   needs_reconcile, user_id, account_id
+                   needs_reconcile, user_id, account_id, provider_message_id
             FROM numbered
             """,
             {"lease": sending_lease(), "ids": list(message_ids), "event_ids": [ids.uuid7() for _ in message_ids]},

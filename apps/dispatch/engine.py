@@ -75,7 +75,9 @@ class Attempt:
     dead_tokens: list[str] = field(default_factory=list)
 
 
-def _outbound(message: Claimed, template: MessageTemplate | None, route: routing.Route, to: str | None = None) -> OutboundMessage:
+def _outbound(
+    message: Claimed, template: MessageTemplate | None, route: routing.Route, to: str | None = None, batch_reference: str = ""
+) -> OutboundMessage:
     provider_ids = (template.provider_template_ids or {}) if template else {}
     provider_template = provider_ids.get(route.kind)
     params = {k: str(v) for k, v in (message.params or {}).items()}
@@ -107,6 +109,7 @@ def _outbound(message: Claimed, template: MessageTemplate | None, route: routing
         html=html,
         expires_at=message.expires_at,
         priority=message.priority,
+        batch_reference=batch_reference,
     )
 
 
@@ -152,7 +155,12 @@ def _reconcile(claimed: Sequence[Claimed]) -> list[Attempt]:
 
     def ask(message: Claimed, route: routing.Route) -> SendResult | ProviderError | None:
         try:
-            return route.adapter.lookup_sent(message_id=ids.encode("msg", message.id), to=message.address, since=since)
+            return route.adapter.lookup_sent(
+                message_id=ids.encode("msg", message.id),
+                to=message.address,
+                since=since,
+                batch_reference=message.previous_reference if message.previous_reference.startswith(BATCH_REFERENCE) else "",
+            )
         except LookupUnsupported:
             return None
         except ProviderError as error:
@@ -169,18 +177,26 @@ def _reconcile(claimed: Sequence[Claimed]) -> list[Attempt]:
     return settled
 
 
-def _record_chosen_providers(attempts: Sequence[Attempt]) -> None:
-    """Before sending: which provider gets each message, so that after a crash mid-send the
-    reconciliation knows whom to ask."""
+# A batch call's reference starts so; it never looks like a provider's own message id.
+BATCH_REFERENCE = "mcb-"
+
+
+def _record_chosen_providers(attempts: Sequence[Attempt], references: dict[uuid.UUID, str]) -> None:
+    """Before sending: which provider gets each message (and the reference of the batch call that
+    carries it), so that after a crash mid-send the reconciliation knows whom to ask, and for what."""
     if attempts:
+        columns = _columns(attempts)
+        columns["references"] = [references.get(a.message.id, "") for a in attempts]
         _update(
             """
-            UPDATE dispatch_message AS m SET provider = c.provider
-            FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[]) AS c(id, attempt, provider)
+            UPDATE dispatch_message AS m SET provider = c.provider,
+                   provider_message_id = CASE WHEN c.reference <> '' THEN c.reference ELSE m.provider_message_id END
+            FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(references)s::text[])
+                 AS c(id, attempt, provider, reference)
             WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id
             """,
-            _columns(attempts),
+            columns,
         )
 
 
@@ -285,34 +301,39 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
             continue
         attempts.append(Attempt(message, route))
     pending = [a for a in attempts if a.outcome is None]
-    _record_chosen_providers(pending)
     fanout = push_targets([a.message for a in pending if a.message.channel == "push"])
-    device_futures = [
-        (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates)) for a in pending if a.message.id in fanout
-    ]
-    pending = [a for a in pending if a.message.id not in fanout]
     batches: dict[str, list[Attempt]] = {}
     singles: list[Attempt] = []
     for attempt in pending:
         route = attempt.route
         assert route is not None
+        if attempt.message.id in fanout:
+            continue
         # A provider-side rate limit is taken per message, so those go one by one.
         if route.adapter.sends_batches and not route.rate_limit:
             batches.setdefault(route.name, []).append(attempt)
         else:
             singles.append(attempt)
+    parts: list[tuple[list[Attempt], str]] = []
+    for group in batches.values():
+        size = group[0].route.adapter.max_batch  # type: ignore[union-attr]
+        for start in range(0, len(group), size):
+            part = group[start : start + size]
+            parts.append((part, f"{BATCH_REFERENCE}{ids.uuid7().hex}" if len(part) > 1 else ""))
+    _record_chosen_providers(pending, {a.message.id: reference for part, reference in parts for a in part})
+    device_futures = [
+        (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates)) for a in pending if a.message.id in fanout
+    ]
     futures = [
         _executor().submit(_send_one, a.route, _outbound(a.message, templates.get(a.message.template_id), a.route))  # type: ignore[arg-type]
         for a in singles
     ]
     batch_futures = []
-    for group in batches.values():
-        route = group[0].route
+    for part, reference in parts:
+        route = part[0].route
         assert route is not None
-        for start in range(0, len(group), route.adapter.max_batch):
-            part = group[start : start + route.adapter.max_batch]
-            outbound = [_outbound(a.message, templates.get(a.message.template_id), route) for a in part]
-            batch_futures.append((part, _executor().submit(_send_batch, route, outbound)))
+        outbound = [_outbound(a.message, templates.get(a.message.template_id), route, batch_reference=reference) for a in part]
+        batch_futures.append((part, _executor().submit(_send_batch, route, outbound)))
     for attempt, future in zip(singles, futures, strict=True):
         attempt.outcome = future.result()
     for part, batch_future in batch_futures:

@@ -11,8 +11,9 @@ from messaging_center import ids
 class ProviderReceipt(models.Model):
     """One final status a provider reported for one message, stored once.
 
-    Unique per (provider, provider id, status) so that a replayed push or a poll that sees the same
-    status again changes nothing; a report that only carries our id (no provider id) is unique per
+    Unique per (provider, provider id, number, status) so that a replayed push or a poll that sees
+    the same status again changes nothing (the number, because one Aliyun SendBatchSms call has one
+    BizId for all its numbers); a report that only carries our id (no provider id) is unique per
     (provider, our id, status) instead. `message` is set once the receipt is matched to a message
     that a provider accepted; a receipt that arrives before we stored the provider id stays
     unmatched until the message becomes `sent` (the sent hook and a beat job match it then).
@@ -38,7 +39,7 @@ class ProviderReceipt(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["provider", "provider_message_id", "status"],
+                fields=["provider", "provider_message_id", "to", "status"],
                 name="receipt_provider_id_status",
                 condition=~Q(provider_message_id=""),
             ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 
 import pytest
@@ -235,3 +237,45 @@ def test_adapters_declare_their_kind_and_nature() -> None:
         "smtp": "email",
     }
     assert all(cls.max_batch >= 1 for cls in classes.values())
+
+
+def test_aliyun_batch_puts_a_templates_messages_into_one_call_each_with_its_own_params(sim: Simulator) -> None:
+    batch = [
+        message(41, batch_reference="mcb-41"),
+        message(42, batch_reference="mcb-41", sms_signature="Other"),
+        message(43, batch_reference="mcb-41", provider_template_id="SMS_9"),  # another template: a call of its own
+    ]
+    outcomes = adapter(sim, "aliyun").send_batch(batch)
+    assert all(isinstance(o, SendResult) for o in outcomes)
+    assert outcomes[0].provider_message_id == outcomes[1].provider_message_id != outcomes[2].provider_message_id  # type: ignore[union-attr]
+    [shared] = sim.messages(to="+8613800100041")
+    assert shared["request"]["Action"] == "SendBatchSms" and shared["request"]["OutId"] == "mcb-41"
+    assert json.loads(shared["request"]["SignNameJson"]) == ["ACME", "Other"]
+    assert json.loads(shared["request"]["TemplateParamJson"]) == [
+        {"order_no": "A41", "name": "Li"},
+        {"order_no": "A42", "name": "Li"},
+    ]
+    [alone] = sim.messages(to="+8613800100043")
+    assert alone["request"]["Action"] == "SendSms" and alone["message_id"] == "msg_01jtest000043"  # our own id as OutId
+
+
+def test_aliyun_batch_refused_for_one_bad_number_gives_each_message_its_own_outcome(sim: Simulator) -> None:
+    batch = [
+        message(51, batch_reference="mcb-51"),
+        message(52, batch_reference="mcb-51", to="+8612"),
+        message(53, batch_reference="mcb-51"),
+    ]
+    outcomes = adapter(sim, "aliyun").send_batch(batch)
+    assert [type(outcome) for outcome in outcomes] == [SendResult, ProviderError, SendResult]
+    bad = outcomes[1]
+    assert isinstance(bad, ProviderError) and bad.code == "isv.MOBILE_NUMBER_ILLEGAL" and bad.permanent
+    assert [r["request"]["Action"] for r in sim.messages(to="+8613800100051")] == ["SendSms"]  # sent alone after the refusal
+
+
+def test_aliyun_lookup_finds_a_message_sent_in_a_batch_by_the_batch_reference(sim: Simulator) -> None:
+    aliyun = adapter(sim, "aliyun")
+    aliyun.send_batch([message(61, batch_reference="mcb-61"), message(62, batch_reference="mcb-61")])
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    found = aliyun.lookup_sent(message_id="msg_01jtest000062", to="+8613800100062", since=since, batch_reference="mcb-61")
+    assert found is not None and found.raw["reconciled"]
+    assert aliyun.lookup_sent(message_id="msg_01jtest000062", to="+8613800100062", since=since) is None

@@ -246,3 +246,21 @@ def test_a_failed_message_stays_failed(aliyun, make_message) -> None:
     assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", aliyun_report(message)).status_code == 200
     message.refresh_from_db()
     assert message.status == "failed"
+
+
+def test_one_batch_call_report_is_applied_to_each_number_on_its_own(aliyun, make_message) -> None:
+    """An Aliyun SendBatchSms call has one BizId for all its numbers (and our batch reference as
+    OutId): each report moves only the message to its own number."""
+    delivered, undelivered, waiting = (make_message(provider_message_id="900000000000000042^0") for _ in range(3))
+    report = [
+        json.loads(aliyun_report(delivered))[0] | {"out_id": "mcb-0123"},
+        json.loads(aliyun_report(undelivered, success=False, code="UNDELIV"))[0] | {"out_id": "mcb-0123"},
+    ]
+    body = json.dumps(report).encode()
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body).status_code == 200
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body).status_code == 200  # a replay changes nothing
+    for message in (delivered, undelivered, waiting):
+        message.refresh_from_db()
+    assert (delivered.status, undelivered.status, waiting.status) == ("delivered", "undelivered", "sent")
+    assert undelivered.code == "UNDELIV"
+    assert sorted(ProviderReceipt.objects.values_list("message_id", flat=True)) == sorted([delivered.id, undelivered.id])

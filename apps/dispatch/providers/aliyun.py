@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -76,6 +76,7 @@ PROVIDER_FAULT_CODES = {
     "IncompleteSignature",
 }
 LOOKUP_MAX_PAGES = 10
+MAX_BATCH_NUMBERS = 100  # SendBatchSms
 THROTTLE_CODES = {"isv.BUSINESS_LIMIT_CONTROL", "isv.DAY_LIMIT_CONTROL", "Throttling", "Throttling.User", "Throttling.Api"}
 
 
@@ -143,14 +144,18 @@ class AliyunSms(ProviderAdapter):
     """Settings: access_key_id, access_key_secret, endpoint (default https://dysmsapi.aliyuncs.com),
     sign_name (used when a template has no signature), region_id (default cn-hangzhou), timeouts.
 
-    `send_batch` is the inherited loop: SendBatchSms takes one OutId and answers one BizId for the
-    whole batch, and rejects the whole batch for one bad number, so per-message outcomes and our
-    client reference would be lost. The status push (SmsReport) is unsigned: the receiver must sit
-    behind a secret per-provider URL token.
+    `send_batch` puts the messages of one template into SendBatchSms calls (each number with its
+    own signature and params, ≤ 100 numbers): one BizId for the call, so receipts are matched by
+    BizId and number; one OutId, the engine's batch reference, which a lookup after a crash asks for.
+    A call refused for a reason that may be one message's (a bad number) is retried message by
+    message, so that each gets its own outcome. The status push (SmsReport) is unsigned: the
+    receiver must sit behind a secret per-provider URL token.
     """
 
     kind = "aliyun"
     template_based = True
+    sends_batches = True
+    max_batch = MAX_BATCH_NUMBERS
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
@@ -192,13 +197,54 @@ class AliyunSms(ProviderAdapter):
                 "PhoneNumbers": national_number(message.to),
                 "SignName": message.sms_signature or self.settings.get("sign_name", ""),
                 "TemplateCode": message.provider_template_id,
-                "TemplateParam": json.dumps(message.params, ensure_ascii=False, separators=(",", ":")),
+                "TemplateParam": _json(message.params),
                 "OutId": message.message_id,
             },
         )
         if not answer.get("BizId"):
             raise ProviderError("bad_response", f"no BizId in {answer}", permanent=False, ambiguous=True)
         return SendResult(str(answer["BizId"]), {"BizId": answer["BizId"], "RequestId": answer.get("RequestId")})
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult | ProviderError]:
+        groups: dict[str | None, list[int]] = {}
+        for index, message in enumerate(messages):
+            groups.setdefault(message.provider_template_id, []).append(index)
+        outcomes: list[SendResult | ProviderError | None] = [None] * len(messages)
+        for template, indexes in groups.items():
+            for start in range(0, len(indexes), MAX_BATCH_NUMBERS):
+                part = indexes[start : start + MAX_BATCH_NUMBERS]
+                group = [messages[i] for i in part]
+                if template is None or len(group) == 1 or not group[0].batch_reference:
+                    answers = super().send_batch(group)
+                else:
+                    answers = self._send_batch_sms(template, group)
+                for i, outcome in zip(part, answers, strict=True):
+                    outcomes[i] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _send_batch_sms(self, template: str, group: list[OutboundMessage]) -> list[SendResult | ProviderError]:
+        try:
+            answer = self.call(
+                "SendBatchSms",
+                {
+                    "PhoneNumberJson": _json([national_number(m.to) for m in group]),
+                    "SignNameJson": _json([m.sms_signature or self.settings.get("sign_name", "") for m in group]),
+                    "TemplateCode": template,
+                    "TemplateParamJson": _json([m.params for m in group]),
+                    "OutId": group[0].batch_reference,
+                },
+            )
+        except ProviderError as error:
+            if error.permanent and not error.provider_fault:
+                return super().send_batch(group)  # which message it was: each on its own
+            return [error] * len(group)
+        if not answer.get("BizId"):
+            unknown = ProviderError("bad_response", f"no BizId in {answer}", permanent=False, ambiguous=True)
+            return [unknown] * len(group)
+        result = SendResult(
+            str(answer["BizId"]), {"BizId": answer["BizId"], "RequestId": answer.get("RequestId"), "batch": len(group)}
+        )
+        return [result] * len(group)
 
     def verify_receipt_signature(self, *, method: str, url: str, headers: Mapping[str, str], body: bytes) -> bool:
         # SmsReport carries no signature; the secret URL token is the receiver's only protection.
@@ -244,10 +290,12 @@ class AliyunSms(ProviderAdapter):
                 day += dt.timedelta(days=1)
         return receipts
 
-    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime) -> SendResult | None:
-        """QuerySendDetails lists what was sent to a phone on a day, with our OutId: the only way to
-        learn whether a request that timed out got through. Its rows carry no BizId, so the result's
-        provider id is empty; receipts still match by OutId."""
+    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime, batch_reference: str = "") -> SendResult | None:
+        """QuerySendDetails lists what was sent to a phone on a day, with our OutId (the message id,
+        or the batch reference of a SendBatchSms call): the only way to learn whether a request that
+        timed out got through. Its rows carry no BizId, so the result's provider id is empty;
+        receipts still match by OutId, or by number for a batch."""
+        wanted = {message_id, batch_reference} - {""}
         today = dt.datetime.now(CHINA).date()
         day = max(since.astimezone(CHINA).date(), today - dt.timedelta(days=29))
         while day <= today:
@@ -261,7 +309,7 @@ class AliyunSms(ProviderAdapter):
                 answer = self.call("QuerySendDetails", query)
                 details = (answer.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
                 for detail in details:
-                    if detail.get("OutId") == message_id:
+                    if detail.get("OutId") in wanted:
                         return SendResult(
                             provider_message_id="", raw={"reconciled": True, "SendStatus": detail.get("SendStatus")}
                         )
@@ -294,6 +342,10 @@ class AliyunSms(ProviderAdapter):
                 )
             )
         return receipts
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _detail_time(detail: Mapping[str, Any]) -> dt.datetime:

@@ -34,6 +34,9 @@ class OutboundMessage:
     html: str = ""
     expires_at: dt.datetime | None = None
     priority: str = "normal"
+    # Our reference for the provider call that carries several messages (recorded on each of them
+    # before the call): a batch API takes one client reference, and a lookup after a crash asks for it.
+    batch_reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,9 +148,10 @@ class ProviderAdapter(abc.ABC):
     def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
         """The final statuses in a pushed report (intermediate ones are skipped); raises `ReceiptFormatError`."""
 
-    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime) -> SendResult | None:
+    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime, batch_reference: str = "") -> SendResult | None:
         """Whether the provider already accepted our message (after a timeout or a crash mid-send):
-        its result, None when it did not, LookupUnsupported when the provider cannot be asked."""
+        its result, None when it did not, LookupUnsupported when the provider cannot be asked.
+        `batch_reference` is set when the attempt was a call for several messages."""
         raise LookupUnsupported(self.kind)
 
     def poll_receipts(self, *, since: dt.datetime, phones_and_ids: list[tuple[str, str]] | None = None) -> list[Receipt]:
