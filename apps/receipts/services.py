@@ -96,7 +96,8 @@ def receipts_parse(*, source: ReceiptSource, url: str, headers: Mapping[str, str
 # SendBatchSms call has one BizId), and then the number decides which message it is.
 SAME_NUMBER = """(r."to" = '' OR r."to" = m.address OR NOT EXISTS (
     SELECT 1 FROM dispatch_message other
-    WHERE other.provider = m.provider AND other.provider_message_id = m.provider_message_id AND other.id <> m.id))"""
+    WHERE other.provider = m.provider AND other.provider_message_id = m.provider_message_id AND other.provider_message_id <> ''
+      AND other.id <> m.id))"""
 
 
 @dataclass(frozen=True)
@@ -342,7 +343,8 @@ def receipts_match_for_messages(*, message_ids: Sequence[uuid.UUID]) -> list[App
             f"""
             SELECT r.id FROM dispatch_message m JOIN receipts_providerreceipt r
               ON r.provider = m.provider AND r.provider_message_id = m.provider_message_id AND {SAME_NUMBER}
-            WHERE m.id = ANY(%(ids)s) AND m.provider_message_id <> '' AND r.message_id IS NULL
+            -- `<> ''` on both sides: the indexes on provider ids are partial
+            WHERE m.id = ANY(%(ids)s) AND m.provider_message_id <> '' AND r.provider_message_id <> '' AND r.message_id IS NULL
             UNION
             SELECT r.id FROM dispatch_message m JOIN receipts_providerreceipt r ON r.message_ref = m.id
             WHERE m.id = ANY(%(ids)s) AND r.provider = m.provider AND r.message_id IS NULL
