@@ -69,12 +69,23 @@ def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None
         )
 
 
+# Messages of the chunk whose TTL ran out before a provider took them → `expired`, keeping the last error.
+_EXPIRE = """
+    UPDATE dispatch_message SET status = 'expired', code = 'ttl_expired', lease_until = NULL,
+           detail = 'The TTL passed before a provider accepted the message'
+                    || CASE WHEN code <> '' THEN ' (last error: ' || code || ')' ELSE '' END || '.'
+    WHERE id = ANY(%(ids)s) AND status IN ('scheduled', 'queued', 'retry_wait', 'sending') AND expires_at <= now()
+    RETURNING id, detail
+"""
+
+
 def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
-    """Claims what is claimable and records each claim's `sending` event, in one statement."""
+    """Expires what has run out of time and claims what is claimable (the two are disjoint: `now()`
+    is one moment in a statement), recording each claim's `sending` event, in one statement."""
     with bound_cursor() as cursor:
         cursor.execute(
-            """
-            WITH claimed AS (
+            f"""
+            WITH expired AS ({_EXPIRE}), claimed AS (
                 UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %(lease)s,
                        -- re-claiming a `sending` row: its worker died mid-send, the provider may have it
                        needs_reconcile = needs_reconcile OR (status = 'sending' AND provider <> '')
@@ -90,36 +101,35 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
                 SELECT (%(event_ids)s::uuid[])[n], id, 'sending', now(), '', 'attempt ' || attempts, '', attempts
                 FROM numbered
             )
-            SELECT id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
+            SELECT FALSE, id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
                    needs_reconcile, user_id, account_id, provider_message_id
             FROM numbered
-            """,
+            UNION ALL
+            SELECT TRUE, id, NULL, NULL, NULL, NULL, detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM expired
+            """,  # noqa: S608 - _EXPIRE is a constant
             {"lease": sending_lease(), "ids": list(message_ids), "event_ids": [ids.uuid7() for _ in message_ids]},
         )
-        return [
-            Claimed(*row[:7], json.loads(row[7]) if isinstance(row[7], str) else row[7], *row[8:]) for row in cursor.fetchall()
-        ]
+        rows = cursor.fetchall()
+    _expired([(row[1], row[6]) for row in rows if row[0]])
+    return [Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]]
 
 
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Messages whose TTL ran out before a provider took them → `expired`, keeping the last error."""
     with bound_cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE dispatch_message SET status = 'expired', code = 'ttl_expired', lease_until = NULL,
-                   detail = 'The TTL passed before a provider accepted the message'
-                            || CASE WHEN code <> '' THEN ' (last error: ' || code || ')' ELSE '' END || '.'
-            WHERE id = ANY(%s) AND status IN ('scheduled', 'queued', 'retry_wait', 'sending') AND expires_at <= now()
-            RETURNING id, detail
-            """,
-            [list(message_ids)],
-        )
+        cursor.execute(_EXPIRE, {"ids": list(message_ids)})
         expired = cursor.fetchall()
+    _expired(expired)
+    return [mid for mid, _ in expired]
+
+
+def _expired(expired: Sequence[tuple[uuid.UUID, str]]) -> None:
+    if not expired:
+        return
     record_events([(mid, Status.EXPIRED, "ttl_expired", detail, "", None) for mid, detail in expired])
     from apps.receipts.hooks import messages_reached  # status callbacks to business systems
 
     messages_reached([mid for mid, _ in expired], "expired")
-    return [mid for mid, _ in expired]
 
 
 def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
@@ -149,7 +159,6 @@ def deliver_messages(message_ids: Sequence[uuid.UUID], *, lane: str = "") -> Non
     if lane in YIELDING_LANES:
         yield_to_critical()
     with critical_in_flight(lane == "critical"):
-        expire(message_ids)
         claimed = claim(message_ids)
         finish_delivered_inbox([c for c in claimed if c.channel == "inbox"])
         send_through_providers([c for c in claimed if c.channel != "inbox"])
