@@ -183,7 +183,8 @@ BATCH_REFERENCE = "mcb-"
 
 def _record_chosen_providers(attempts: Sequence[Attempt], references: dict[uuid.UUID, str]) -> None:
     """Before sending: which provider gets each message (and the reference of the batch call that
-    carries it), so that after a crash mid-send the reconciliation knows whom to ask, and for what."""
+    carries it), so that after a crash mid-send the reconciliation knows whom to ask, and for what.
+    The caller leaves out messages to providers that cannot be asked (they are sent again anyway)."""
     if attempts:
         columns = _columns(attempts)
         columns["references"] = [references.get(a.message.id, "") for a in attempts]
@@ -319,8 +320,11 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
         size = group[0].route.adapter.max_batch  # type: ignore[union-attr]
         for start in range(0, len(group), size):
             part = group[start : start + size]
-            parts.append((part, f"{BATCH_REFERENCE}{ids.uuid7().hex}" if len(part) > 1 else ""))
-    _record_chosen_providers(pending, {a.message.id: reference for part, reference in parts for a in part})
+            askable = len(part) > 1 and part[0].route.adapter.can_be_asked  # type: ignore[union-attr]
+            parts.append((part, f"{BATCH_REFERENCE}{ids.uuid7().hex}" if askable else ""))
+    references = {a.message.id: reference for part, reference in parts for a in part}
+    # Only where a crash mid-send could be reconciled: this is a round trip before every send.
+    _record_chosen_providers([a for a in pending if a.route.adapter.can_be_asked], references)  # type: ignore[union-attr]
     device_futures = [
         (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates)) for a in pending if a.message.id in fanout
     ]

@@ -148,6 +148,11 @@ class ProviderAdapter(abc.ABC):
     def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
         """The final statuses in a pushed report (intermediate ones are skipped); raises `ReceiptFormatError`."""
 
+    @property
+    def can_be_asked(self) -> bool:
+        """Whether `lookup_sent` can tell if the provider already has a message."""
+        return type(self).lookup_sent is not ProviderAdapter.lookup_sent
+
     def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime, batch_reference: str = "") -> SendResult | None:
         """Whether the provider already accepted our message (after a timeout or a crash mid-send):
         its result, None when it did not, LookupUnsupported when the provider cannot be asked.
