@@ -255,17 +255,27 @@ def _resolve_addresses(entries: list[Entry], raw: list[dict[str, Any]], channel:
 
 
 def _render(entries: list[Entry], template: Any, shared: Mapping[str, str], raw: list[dict[str, Any]]) -> None:
+    # Entries with the same params (all of them, when only shared params are given) render alike:
+    # once per distinct set of params.
+    renderings: dict[tuple[tuple[str, Any], ...], tuple[Any, int | None]] = {}
     for entry, item in zip(entries, raw, strict=True):
         if entry.status != Status.QUEUED:
             continue
         entry.params = {**shared, **item["params"]}
-        rendered = template_render(template=template, params=entry.params)
+        key = tuple(sorted(item["params"].items()))
+        if key not in renderings:
+            rendered = template_render(template=template, params=entry.params)
+            segments = None
+            if template.channel == "sms" and not rendered.missing:
+                segments, _ = sms_length(rendered.content, template.sms_signature)
+            renderings[key] = (rendered, segments)
+        rendered, segments = renderings[key]
         if rendered.missing:
             entry.refuse(Status.REJECTED, "missing_params", f"Missing template params: {', '.join(rendered.missing)}.")
             continue
         entry.content, entry.title = rendered.content, rendered.title
         if template.channel == "sms":
-            entry.segments, _ = sms_length(entry.content, template.sms_signature)
+            entry.segments = segments
 
 
 def _seal(entries: list[Entry], template: Any, secret_params: frozenset[str]) -> None:
