@@ -67,6 +67,11 @@ def callbacks_enqueue(*, message_ids: Sequence[uuid.UUID], status: str) -> list[
             [list(message_ids)],
         )
         owed = cursor.fetchall()
+    return callbacks_create(owed=owed, status=status)
+
+
+def callbacks_create(*, owed: Sequence[tuple[uuid.UUID, uuid.UUID, str]], status: str) -> list[uuid.UUID]:
+    """(message id, account id, code) of messages whose account has a callback URL → their callbacks."""
     if not owed:
         return []
     now = timezone.now()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -25,3 +25,16 @@ def messages_reached(message_ids: Iterable[uuid.UUID], status: str) -> None:
             services.receipts_match_for_messages(message_ids=message_ids)
     except Exception:
         logger.exception("status hook for %d message(s) reaching %s failed", len(message_ids), status)
+
+
+def messages_sent(owed_callbacks: Sequence[tuple[uuid.UUID, uuid.UUID, str]], early_receipt_ids: Sequence[uuid.UUID]) -> None:
+    """The worker's `sent` finish found what the hook owes in the same statement: the callbacks owed
+    (message, account, code) and receipts that arrived before the finish."""
+    from apps.receipts import callbacks, services
+
+    try:
+        callbacks.callbacks_create(owed=owed_callbacks, status="sent")
+        if early_receipt_ids:
+            services.receipts_match(receipt_ids=early_receipt_ids)
+    except Exception:
+        logger.exception("status hook for %d sent message(s) failed", len(owed_callbacks) + len(early_receipt_ids))

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import urllib3
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from apps.accounts.services import account_callback_secret, account_set_callback
@@ -182,3 +182,34 @@ def test_callbacks_are_published_in_chunks(monkeypatch) -> None:
     callbacks.publish([uuid.uuid4() for _ in range(250)])
     assert [len(chunk) for chunk, _ in sent] == [100, 100, 50]
     assert {queue for _, queue in sent} == {"mc.receipts"}
+
+
+def test_the_workers_sent_finish_owes_the_callback_and_applies_a_receipt_that_came_first(
+    subscribed, make_message, published
+) -> None:
+    from apps.dispatch import delivery, engine, routing
+    from apps.dispatch.providers.base import SendResult
+    from apps.receipts import services
+    from apps.receipts.models import ProviderReceipt
+    from tests.receipts.conftest import make_provider
+    from tests.receipts.test_receipt_webhooks import RECEIPT_TOKEN, aliyun_report
+
+    make_provider("aliyun", receipt_token=RECEIPT_TOKEN)
+    message = make_message(status="queued", provider_message_id="")
+    [claimed] = delivery.claim([message.id])
+    message.provider_message_id = "biz-early"  # only for the report's body: the row stays unchanged
+    body = aliyun_report(message)
+    Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body, content_type="application/json")
+    services.receipts_match_pending()
+    assert ProviderReceipt.objects.get().message_id is None  # still `sending`: kept for later
+
+    routing.ROUTES.refresh()
+    route = routing.ROUTES.named("test-aliyun")
+    engine._mark_sent([engine.Attempt(claimed, route, SendResult("biz-early", {}))])
+
+    message.refresh_from_db()
+    assert message.status == "delivered"  # the early report was applied by the finish
+    assert list(StatusCallback.objects.filter(message_id=message.id).values_list("status", flat=True).order_by("created_at")) == [
+        "sent",
+        "delivered",
+    ]
