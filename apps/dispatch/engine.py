@@ -420,10 +420,9 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     columns["pids"] = [a.outcome.provider_message_id for a in attempts]  # type: ignore[union-attr]
     columns["details"] = [_sent_detail(a) for a in attempts]
     columns["event_ids"] = [ids.uuid7() for _ in attempts]
-    # The finish, its `sent` events, and what the status hook needs — callbacks owed, receipts that
-    # arrived before the finish — in one statement: one round trip per chunk instead of three.
-    # A receipt names its number; a provider id shared within this finish (one batch call) is
-    # matched by number, one shared with nobody (now or before) needs no number.
+    # The finish, its `sent` events and the status callbacks owed in one statement. Receipts that
+    # arrived before the finish are looked for after its commit: one that lands while this
+    # statement runs would be invisible to it (and its own match found the message still sending).
     with bound_cursor() as cursor:
         cursor.execute(
             """
@@ -433,28 +432,14 @@ def _mark_sent(attempts: list[Attempt]) -> None:
             FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(pids)s::text[], %(details)s::text[],
                         %(event_ids)s::uuid[]) AS c(id, attempt, provider, pid, detail, event_id)
             WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
-            RETURNING m.id, m.account_id, m.address, c.provider, c.pid, c.detail, c.attempt, c.event_id
+            RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id
         ), events AS (
             INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
             SELECT event_id, id, 'sent', now(), '', detail, provider, attempt FROM sent
-        ), sharing AS (
-            SELECT provider, pid, count(*) AS n FROM sent GROUP BY provider, pid
-        ), early AS (
-            SELECT r.id AS rid, s.id AS mid FROM sent s JOIN sharing USING (provider, pid)
-            JOIN receipts_providerreceipt r ON r.provider = s.provider AND r.provider_message_id = s.pid
-            WHERE s.pid <> '' AND r.provider_message_id <> '' AND r.message_id IS NULL
-              AND (r."to" = '' OR r."to" = s.address OR (sharing.n = 1 AND NOT EXISTS (
-                  SELECT 1 FROM dispatch_message other
-                  WHERE other.provider = s.provider AND other.provider_message_id = s.pid AND other.provider_message_id <> ''
-                    AND other.id <> s.id)))
-            UNION
-            SELECT r.id, s.id FROM sent s JOIN receipts_providerreceipt r ON r.message_ref = s.id AND r.provider = s.provider
-            WHERE r.message_id IS NULL
         )
         SELECT 's', id, NULL FROM sent
         UNION ALL SELECT 'c', s.id, s.account_id FROM sent s JOIN accounts_account a ON a.id = s.account_id
                   WHERE a.callback_url <> ''
-        UNION ALL SELECT 'r', rid, NULL FROM early
         """,
             columns,
         )
@@ -465,7 +450,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     )
     from apps.receipts.hooks import messages_sent
 
-    messages_sent([(row[1], row[2], "") for row in rows if row[0] == "c"], [row[1] for row in rows if row[0] == "r"])
+    messages_sent(sorted(done), [(row[1], row[2], "") for row in rows if row[0] == "c"])
 
 
 def _sent_detail(attempt: Attempt) -> str:

@@ -27,14 +27,13 @@ def messages_reached(message_ids: Iterable[uuid.UUID], status: str) -> None:
         logger.exception("status hook for %d message(s) reaching %s failed", len(message_ids), status)
 
 
-def messages_sent(owed_callbacks: Sequence[tuple[uuid.UUID, uuid.UUID, str]], early_receipt_ids: Sequence[uuid.UUID]) -> None:
-    """The worker's `sent` finish found what the hook owes in the same statement: the callbacks owed
-    (message, account, code) and receipts that arrived before the finish."""
+def messages_sent(message_ids: Sequence[uuid.UUID], owed_callbacks: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> None:
+    """The worker's `sent` finish, which found the callbacks owed (message, account, code) in its
+    own statement: those, and receipts that came before the finish."""
     from apps.receipts import callbacks, services
 
     try:
         callbacks.callbacks_create(owed=owed_callbacks, status="sent")
-        if early_receipt_ids:
-            services.receipts_match(receipt_ids=early_receipt_ids)
+        services.receipts_match_for_messages(message_ids=message_ids)
     except Exception:
-        logger.exception("status hook for %d sent message(s) failed", len(owed_callbacks) + len(early_receipt_ids))
+        logger.exception("status hook for %d sent message(s) failed", len(message_ids))
