@@ -26,6 +26,7 @@ from apps.dispatch.providers.base import (
     ReceiptFormatError,
     SendResult,
     json_reports,
+    send_grouped,
 )
 from apps.dispatch.providers.http import (
     HttpResponse,
@@ -206,23 +207,12 @@ class AliyunSms(ProviderAdapter):
         return SendResult(str(answer["BizId"]), {"BizId": answer["BizId"], "RequestId": answer.get("RequestId")})
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult | ProviderError]:
-        groups: dict[str | None, list[int]] = {}
-        for index, message in enumerate(messages):
-            groups.setdefault(message.provider_template_id, []).append(index)
-        outcomes: list[SendResult | ProviderError | None] = [None] * len(messages)
-        for template, indexes in groups.items():
-            for start in range(0, len(indexes), MAX_BATCH_NUMBERS):
-                part = indexes[start : start + MAX_BATCH_NUMBERS]
-                group = [messages[i] for i in part]
-                if template is None or len(group) == 1 or not group[0].batch_reference:
-                    answers = super().send_batch(group)
-                else:
-                    answers = self._send_batch_sms(template, group)
-                for i, outcome in zip(part, answers, strict=True):
-                    outcomes[i] = outcome
-        return [outcome for outcome in outcomes if outcome is not None]
+        return send_grouped(messages, lambda m: m.provider_template_id, MAX_BATCH_NUMBERS, self._send_group)
 
-    def _send_batch_sms(self, template: str, group: list[OutboundMessage]) -> list[SendResult | ProviderError]:
+    def _send_group(self, group: list[OutboundMessage]) -> list[SendResult | ProviderError]:
+        template = group[0].provider_template_id
+        if template is None or len(group) == 1 or not group[0].batch_reference:
+            return super().send_batch(group)
         try:
             answer = self.call(
                 "SendBatchSms",

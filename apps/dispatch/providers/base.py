@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -70,6 +70,26 @@ class ProviderError(Exception):
             f"ProviderError({self.code!r}, {self.detail!r}, permanent={self.permanent}, ambiguous={self.ambiguous}, "
             f"provider_fault={self.provider_fault})"
         )
+
+
+def send_grouped(
+    messages: Sequence[OutboundMessage],
+    key: Callable[[OutboundMessage], Hashable],
+    size: int,
+    send_group: Callable[[list[OutboundMessage]], list[SendResult | ProviderError]],
+) -> list[SendResult | ProviderError]:
+    """A batch API's calls: the messages that share `key`, at most `size` per call; each message's
+    outcome comes back in the order the messages were given."""
+    groups: dict[Hashable, list[int]] = {}
+    for index, message in enumerate(messages):
+        groups.setdefault(key(message), []).append(index)
+    outcomes: list[SendResult | ProviderError | None] = [None] * len(messages)
+    for indexes in groups.values():
+        for start in range(0, len(indexes), size):
+            part = indexes[start : start + size]
+            for i, outcome in zip(part, send_group([messages[i] for i in part]), strict=True):
+                outcomes[i] = outcome
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def json_reports(body: bytes, what: str) -> list[Any]:

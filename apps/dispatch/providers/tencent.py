@@ -25,6 +25,7 @@ from apps.dispatch.providers.base import (
     ReceiptFormatError,
     SendResult,
     json_reports,
+    send_grouped,
 )
 from apps.dispatch.providers.http import (
     HttpResponse,
@@ -218,23 +219,19 @@ class TencentSms(ProviderAdapter):
         return outcome
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult | ProviderError]:
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for index, message in enumerate(messages):
-            key = (message.sms_signature, message.provider_template_id, tuple(_template_params(message)))
-            groups.setdefault(key, []).append(index)
-        outcomes: list[SendResult | ProviderError | None] = [None] * len(messages)
-        for indexes in groups.values():
-            for start in range(0, len(indexes), MAX_NUMBERS_PER_CALL):
-                part = indexes[start : start + MAX_NUMBERS_PER_CALL]
-                group = [messages[i] for i in part]
-                try:
-                    # A lone message keeps its id as SessionContext (pulled statuses then name it).
-                    answers = self._send_sms(group, group[0].message_id if len(group) == 1 else "")
-                except ProviderError as error:
-                    answers = [error] * len(group)
-                for i, outcome in zip(part, answers, strict=True):
-                    outcomes[i] = outcome
-        return [outcome for outcome in outcomes if outcome is not None]
+        return send_grouped(
+            messages,
+            lambda m: (m.sms_signature, m.provider_template_id, tuple(_template_params(m))),
+            MAX_NUMBERS_PER_CALL,
+            self._send_group,
+        )
+
+    def _send_group(self, group: list[OutboundMessage]) -> list[SendResult | ProviderError]:
+        try:
+            # A lone message keeps its id as SessionContext (pulled statuses then name it).
+            return self._send_sms(group, group[0].message_id if len(group) == 1 else "")
+        except ProviderError as error:
+            return [error] * len(group)
 
     def verify_receipt_signature(self, *, method: str, url: str, headers: Mapping[str, str], body: bytes) -> bool:
         # The status push carries no signature; the secret URL token is the receiver's only protection.

@@ -19,6 +19,7 @@ from apps.dispatch.providers.base import (
     ProviderError,
     Receipt,
     SendResult,
+    send_grouped,
 )
 from apps.dispatch.providers.http import HttpResponse, invalid_timeouts, invalid_url, raise_for_response, timeouts_from
 from apps.dispatch.providers.tokens import IssuedToken, SharedToken, call_with_token
@@ -102,16 +103,7 @@ class WecomMessage(ProviderAdapter):
         return outcome
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult | ProviderError]:
-        groups: dict[bytes, list[int]] = {}
-        for index, message in enumerate(messages):
-            groups.setdefault(self._content(message), []).append(index)
-        results: list[SendResult | ProviderError | None] = [None] * len(messages)
-        for content, indexes in groups.items():
-            for start in range(0, len(indexes), MAX_USERS_PER_CALL):
-                chunk = indexes[start : start + MAX_USERS_PER_CALL]
-                for index, outcome in zip(chunk, self._send_group(content, [messages[i] for i in chunk]), strict=True):
-                    results[index] = outcome
-        return [outcome for outcome in results if outcome is not None]
+        return send_grouped(messages, self._content, MAX_USERS_PER_CALL, self._send_group)
 
     def _content(self, message: OutboundMessage) -> bytes:
         """The message body without `touser`: messages with equal bodies share one call."""
@@ -124,8 +116,8 @@ class WecomMessage(ProviderAdapter):
             body["text"] = {"content": f"{message.title}\n{message.content}" if message.title else message.content}
         return json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
 
-    def _send_group(self, content: bytes, messages: list[OutboundMessage]) -> list[SendResult | ProviderError]:
-        body = json.loads(content) | {"touser": "|".join(message.to for message in messages)}
+    def _send_group(self, messages: list[OutboundMessage]) -> list[SendResult | ProviderError]:
+        body = json.loads(self._content(messages[0])) | {"touser": "|".join(message.to for message in messages)}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
         def post(access_token: str) -> HttpResponse:
