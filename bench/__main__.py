@@ -96,17 +96,23 @@ def _api(stack: Stack, method: str, path: str, key: str, body: object) -> dict[s
 
 class SendBodies:
     """Send requests with distinct phone numbers (so dedup and frequency checks pass) and a fresh
-    Idempotency-Key each, so that every check of the accept path runs."""
+    Idempotency-Key each, so that every check of the accept path runs. Each connection has its own
+    range of numbers, and the run its own nonce in the content (a rerun on the same stack is not
+    deduplicated against the previous one)."""
 
     def __init__(self, batch: int, key: str) -> None:
         self.batch = batch
         self.auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        self.nonce = f"{time.time_ns() // 1000 % 10**9:09d}"
 
     def __call__(self, slot: int, sequence: int) -> tuple[bytes, dict[str, str]]:
-        base = (slot * 1_000_000 + sequence) * self.batch
-        to = [{"phone": f"+8613{(base + i) % 1_000_000_000:09d}"} for i in range(self.batch)]
-        body = {"template": "bench_notice", "to": to, "params": {"order_no": str(sequence)}}
-        return json.dumps(body).encode(), {**self.auth, "Idempotency-Key": f"bench-{slot}-{sequence}-{self.batch}"}
+        # slot = client process * 1000 + connection (bench.load); up to 50 connections per process.
+        connection = slot // 1000 * 50 + slot % 1000
+        base = connection * 10**7 + sequence * self.batch
+        to = [{"phone": f"+8613{base + i:09d}"} for i in range(self.batch)]
+        body = {"template": "bench_notice", "to": to, "params": {"order_no": f"{self.nonce}-{sequence}"}}
+        key = f"bench-{self.nonce}-{slot}-{sequence}-{self.batch}"
+        return json.dumps(body).encode(), {**self.auth, "Idempotency-Key": key}
 
 
 def copy_baseline(stack: Stack, rows_total: int = 50_000) -> float:

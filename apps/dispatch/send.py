@@ -317,34 +317,26 @@ def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt
         return
     dedup_window = template.effective_dedup_window
     frequency = limits.parse_frequency_limits(template.effective_frequency_limits)
-    checked: list[tuple[Entry, limits.EntryLimits]] = []
-    account_ref, template_ref = str(account.id), str(template.id)  # not once per entry: UUID → str is slow
-    for entry in live:
-        if not dedup_window and not frequency:
-            continue
-        checked.append(
-            (
-                entry,
-                limits.EntryLimits(
-                    dedup_key=limits.dedup_key(
-                        account_id=account_ref, template_id=template_ref, address=entry.address, content=entry.content
-                    )
-                    if dedup_window
-                    else "",
-                    dedup_ttl=dedup_window or 0,
-                    frequency_key=limits.frequency_key(account_id=account_ref, category=template.category, address=entry.address)
-                    if frequency
-                    else "",
-                    frequency_limits=frequency,
-                ),
-            )
+    checked = live if dedup_window or frequency else []
+    checks = (
+        limits.BatchChecks(
+            account_id=str(account.id),
+            template_id=str(template.id),
+            category=template.category,
+            dedup_window=dedup_window or 0,
+            frequency_limits=frequency,
+            addresses=[e.address for e in checked],
+            contents=[e.content for e in checked],
         )
+        if checked
+        else None
+    )
     try:
         decision = limiter().batch_decide(
             quota_key=quota_key(account, now),
             quota_limit=account.daily_quota,
             quota_ttl=2 * 24 * 3600,
-            entries=[lim for _, lim in checked],
+            checks=checks,
             extra_quota=len(live) - len(checked),
         )
     except (RedisConnectionError, RedisTimeoutError):
@@ -358,7 +350,7 @@ def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt
             f"The daily quota of {account.daily_quota} messages is used up ({left} left); nothing was sent.",
             headers={"Retry-After": str(_seconds_to_midnight(now, account.timezone))},
         )
-    for (entry, _), outcome in zip(checked, decision.outcomes, strict=True):
+    for entry, outcome in zip(checked, decision.outcomes, strict=True):
         if outcome == limits.DUPLICATE:
             entry.refuse(Status.SUPPRESSED, "duplicate", "The same content went to this address within the dedup window.")
         elif outcome == limits.FREQUENCY_LIMITED:

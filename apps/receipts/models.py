@@ -31,8 +31,14 @@ class ProviderReceipt(models.Model):
     source = models.CharField(max_length=8, default="push")
     reported_at = models.DateTimeField()
     received_at = models.DateTimeField()
-    message = models.ForeignKey(
-        "dispatch.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    message = models.ForeignKey(  # no constraint in the database: see dispatch.Message.account
+        "dispatch.Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     matched_at = models.DateTimeField(null=True, blank=True)
 
@@ -70,7 +76,9 @@ class StatusCallback(models.Model):
 
     id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
-    message = models.ForeignKey("dispatch.Message", on_delete=models.CASCADE, related_name="+", db_index=False)
+    message = models.ForeignKey(  # no constraint in the database: see dispatch.Message.account
+        "dispatch.Message", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     status = models.CharField(max_length=16)
     body = models.TextField(help_text="The exact JSON body posted (signed as is).")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
@@ -117,7 +125,9 @@ class Verification(models.Model):
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
     address = models.CharField(max_length=255)
     template_code = models.CharField(max_length=64)
-    message = models.ForeignKey("dispatch.Message", on_delete=models.CASCADE, related_name="+", db_index=False)
+    message = models.ForeignKey(  # no constraint in the database: see dispatch.Message.account
+        "dispatch.Message", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     code_hash = models.CharField(max_length=64)
     state = models.CharField(max_length=8, choices=State.choices, default=State.LIVE)
     failed_checks = models.PositiveSmallIntegerField(default=0)
