@@ -123,9 +123,7 @@ class MessageEvent(models.Model):
     """One status change or delivery attempt of a message, for its `events` timeline."""
 
     id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
-    message = models.ForeignKey(
-        Message, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
-    )
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False)
     status = models.CharField(max_length=32)
     at = models.DateTimeField()
     code = models.CharField(max_length=64, blank=True, default="")

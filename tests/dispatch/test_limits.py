@@ -1,5 +1,6 @@
-"""The Redis limits script on its own, against the real Redis, with the clock given (in the future: the keys expire by the real clock): windows that
-cross the time buckets the history is kept in, and a refused quota that writes nothing."""
+"""The Redis limits script on its own, against the real Redis, with the clock given (in the future:
+the keys expire by the real clock): windows that cross the time buckets the history is kept in, and
+a refused quota that writes nothing."""
 
 from __future__ import annotations
 
