@@ -257,19 +257,20 @@ def _resolve_addresses(entries: list[Entry], raw: list[dict[str, Any]], channel:
 def _render(entries: list[Entry], template: Any, shared: Mapping[str, str], raw: list[dict[str, Any]]) -> None:
     # Entries with the same params (all of them, when only shared params are given) render alike:
     # once per distinct set of params.
-    renderings: dict[tuple[tuple[str, Any], ...], tuple[Any, int | None]] = {}
+    # Entries that render alike also share one params dict (so that _store serializes it once).
+    renderings: dict[tuple[tuple[str, Any], ...], tuple[Any, int | None, dict[str, Any]]] = {}
     for entry, item in zip(entries, raw, strict=True):
         if entry.status != Status.QUEUED:
             continue
-        entry.params = {**shared, **item["params"]}
         key = tuple(sorted(item["params"].items()))
         if key not in renderings:
-            rendered = template_render(template=template, params=entry.params)
+            params = {**shared, **item["params"]}
+            rendered = template_render(template=template, params=params)
             segments = None
             if template.channel == "sms" and not rendered.missing:
                 segments, _ = sms_length(rendered.content, template.sms_signature)
-            renderings[key] = (rendered, segments)
-        rendered, segments = renderings[key]
+            renderings[key] = (rendered, segments, params)
+        rendered, segments, entry.params = renderings[key]
         if rendered.missing:
             entry.refuse(Status.REJECTED, "missing_params", f"Missing template params: {', '.join(rendered.missing)}.")
             continue
@@ -391,7 +392,9 @@ _NULL = "\\N"
 
 def _text(value: str) -> str:
     """A value in COPY's text format (the columns written here are text, uuid, int or timestamp)."""
-    return value.translate(_COPY_ESCAPES)
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:  # 10x cheaper than translating
+        return value.translate(_COPY_ESCAPES)
+    return value
 
 
 def _store(
@@ -413,17 +416,21 @@ def _store(
     lease_text = (now + queued_lease()).isoformat()
     expires_now = (now + dt.timedelta(seconds=ttl)).isoformat()
     message_lines = []
+    params_text: dict[int, str] = {}  # entries that share one params dict (see _render): serialized once
     for entry, message_id in zip(entries, message_ids, strict=True):
+        params = params_text.get(id(entry.params))
+        if params is None:
+            params = params_text[id(entry.params)] = _text(json.dumps(entry.params, ensure_ascii=False))
         scheduled = entry.scheduled_at.isoformat() if entry.scheduled_at else _NULL
         expires = (entry.scheduled_at + dt.timedelta(seconds=ttl)).isoformat() if entry.scheduled_at else expires_now
         message_lines.append(
             "\t".join(
                 (
-                    str(message_id),
+                    message_id.hex,
                     fixed,
                     _text(entry.address),
                     _text(entry.user_id),
-                    _text(json.dumps(entry.params, ensure_ascii=False)),
+                    params,
                     _text(entry.title),
                     _text(entry.content),
                     str(entry.segments) if entry.segments is not None else _NULL,
@@ -492,22 +499,22 @@ def _finish(
 
 
 def _response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id: uuid.UUID) -> bytes:
+    """The 202 body, as json.dumps would write it (compact, non-ASCII kept), written out by hand for
+    the common outcome (an id and a status: 1,000 per request) and by json for the rest."""
     outcomes = []
     for entry, message_id in zip(entries, message_ids, strict=True):
+        if not entry.code and not entry.scheduled_at:
+            outcomes.append(f'{{"id":"{ids.encode("msg", message_id)}","status":"{entry.status}"}}')
+            continue
         item: dict[str, Any] = {"id": ids.encode("msg", message_id), "status": str(entry.status)}
         if entry.code:
             item |= {"code": entry.code, "detail": entry.detail}
         if entry.scheduled_at:
             item["scheduled_at"] = entry.scheduled_at.isoformat()
-        outcomes.append(item)
+        outcomes.append(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
     accepted = sum(1 for e in entries if e.status in (Status.QUEUED, Status.SCHEDULED))
-    body = {
-        "batch_id": ids.encode("bat", batch_id),
-        "accepted": accepted,
-        "rejected": len(entries) - accepted,
-        "messages": outcomes,
-    }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    head = f'{{"batch_id":"{ids.encode("bat", batch_id)}","accepted":{accepted},"rejected":{len(entries) - accepted}'
+    return f'{head},"messages":[{",".join(outcomes)}]}}'.encode()
 
 
 # A template edit or delete reaches other web processes within this many seconds.
@@ -554,8 +561,7 @@ def message_send(
     _apply_preferences(entries, template, account)
     lane = lane_for(template, request.priority)
     ttl = request.ttl or template.effective_ttl
-    batch_id = ids.uuid7()
-    message_ids = [ids.uuid7() for _ in entries]
+    batch_id, *message_ids = ids.uuid7_many(1 + len(entries))
 
     try:
         with transaction.atomic():
