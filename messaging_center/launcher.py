@@ -209,7 +209,8 @@ class Launcher:
             child.process = subprocess.Popen(
                 child.argv,
                 cwd=BASE_DIR,
-                env=env,
+                # Each process's database sessions carry its name (pg_stat_activity.application_name).
+                env={"PGAPPNAME": f"mc-{child.name}"} | env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
