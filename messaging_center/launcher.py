@@ -46,7 +46,7 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _web_server(port: str, workers: str, threads: str) -> list[str]:
+def _web_server(port: str, workers: str, threads: str, *, app: str = "messaging_center.wsgi:application") -> list[str]:
     # Granian: HTTP parsing and keep-alive in Rust, Django in a few blocking threads per worker
     # process. On this 2-core box it serves a bare Django endpoint ~2.4x faster than gunicorn's
     # gthread worker did (measured with `make bench`).
@@ -68,8 +68,9 @@ def _web_server(port: str, workers: str, threads: str) -> list[str]:
         "--respawn-failed-workers",
         "--workers-kill-timeout",
         "10",
-        "--access-log",
-        "messaging_center.wsgi:application",
+        # Access log for the API; the receipts listener's requests are recorded as receipts instead.
+        *(["--access-log"] if app == "messaging_center.wsgi:application" else []),
+        app,
     ]
 
 
@@ -82,7 +83,16 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
         Child("web", _web_server(port, web_workers, settings_env["WEB_THREADS"])),
         # Providers' status reports on their own port, one process, lower CPU priority: a storm of
         # reports (Twilio sends one per message) must not slow down accepting verification codes.
-        Child("web-receipts", _web_server(settings_env["RECEIPTS_PORT"], "1", settings_env["RECEIPTS_THREADS"]), niceness=5),
+        Child(
+            "web-receipts",
+            _web_server(
+                settings_env["RECEIPTS_PORT"],
+                "1",
+                settings_env["RECEIPTS_THREADS"],
+                app="messaging_center.wsgi_receipts:application",
+            ),
+            niceness=5,
+        ),
         Child(
             "worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "-c", settings_env["CRITICAL_WORKERS"]]
         ),

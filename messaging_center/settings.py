@@ -101,6 +101,15 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "messaging_center.urls"
+# The receipts listener (messaging_center/wsgi_receipts.py): providers' reports only.
+RECEIPTS_MIDDLEWARE = [
+    "messaging_center.middleware.RequestMetricsMiddleware",
+    "messaging_center.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+]
+if env_str("MC_SURFACE", "") == "receipts":
+    ROOT_URLCONF = "messaging_center.urls_receipts"
+    MIDDLEWARE = RECEIPTS_MIDDLEWARE
 WSGI_APPLICATION = "messaging_center.wsgi.application"
 TEMPLATES = [
     {

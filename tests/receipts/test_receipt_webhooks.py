@@ -7,6 +7,7 @@ import json
 from urllib.parse import urlencode
 
 import pytest
+from django.conf import settings
 from django.test import Client, override_settings
 
 from apps.dispatch.models import Message, MessageEvent
@@ -264,3 +265,19 @@ def test_one_batch_call_report_is_applied_to_each_number_on_its_own(aliyun, make
     assert (delivered.status, undelivered.status, waiting.status) == ("delivered", "undelivered", "sent")
     assert undelivered.code == "UNDELIV"
     assert sorted(ProviderReceipt.objects.values_list("message_id", flat=True)) == sorted([delivered.id, undelivered.id])
+
+
+def test_the_receipts_listener_takes_reports_and_serves_nothing_else(aliyun, make_message) -> None:
+    """RECEIPTS_PORT runs messaging_center.wsgi_receipts: these URLs and this middleware chain."""
+    message = make_message()
+    with override_settings(ROOT_URLCONF="messaging_center.urls_receipts", MIDDLEWARE=settings.RECEIPTS_MIDDLEWARE):
+        response = push(f"/api/v1/receipts/t/{RECEIPT_TOKEN}/aliyun", aliyun_report(message))
+        assert response.status_code == 200, response.content
+        message.refresh_from_db()
+        assert message.status == "delivered"
+        assert push("/api/v1/receipts/aliyun?token=wrong", aliyun_report(message)).status_code == 401
+        for path in ("/api/v1/messages", "/api/docs/"):
+            response = Client().get(path)
+            assert response.status_code == 404 and response.json()["code"] == "not_found"
+        assert Client().get("/admin/").status_code == 404
+        assert Client().get("/healthz").status_code == 200
