@@ -79,6 +79,9 @@ def _embedded_urls(env: dict[str, str]) -> list[str]:
 
 
 def stop_stack(stack: Stack) -> None:
+    for conn in _probe_connections.values():
+        with contextlib.suppress(Exception):
+            conn.close()  # type: ignore[attr-defined]
     os.killpg(stack.process.pid, signal.SIGTERM)
     stack.process.wait(60)
 
@@ -215,13 +218,20 @@ def set_consumers(stack: Stack, *, on: bool) -> None:
             )
 
 
+_probe_connections: dict[str, object] = {}
+
+
 def _sql(stack: Stack, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """One statement on the bench's own connection (kept: a new connection per probe would fork a
+    PostgreSQL backend twice a second beside the system being measured)."""
     import psycopg
 
     url = stack.env["DATABASE_URL"]
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(query, params)
-        return cursor.fetchall() if cursor.description else []
+    conn = _probe_connections.get(url)
+    if conn is None or conn.closed:  # type: ignore[attr-defined]
+        conn = _probe_connections[url] = psycopg.connect(url, autocommit=True)
+    cursor = conn.execute(query, params)  # type: ignore[attr-defined]
+    return cursor.fetchall() if cursor.description else []
 
 
 def _sim(stack: Stack, path: str, body: object) -> None:
@@ -395,6 +405,9 @@ def _drop_accept_backlog(stack: Stack) -> None:
     """The accept scenarios' messages would otherwise be delivered during the delivery scenarios."""
     _sql(stack, "DELETE FROM dispatch_outbox")
     _sql(stack, "UPDATE dispatch_message SET status = 'canceled', lease_until = NULL WHERE template_code = 'bench_notice'")
+    # Those hundreds of thousands of updated rows would otherwise be vacuumed by autovacuum in the
+    # middle of the delivery scenario.
+    _sql(stack, "VACUUM (ANALYZE) dispatch_message")
     for queue in DISPATCH_QUEUES:
         subprocess.run(
             [sys.executable, "-m", "celery", "-A", "celery_app", "purge", "-f", "-Q", queue],
