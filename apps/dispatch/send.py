@@ -43,6 +43,7 @@ SEND_AT_PAST_TOLERANCE = dt.timedelta(minutes=5)
 IDEMPOTENCY_TTL = dt.timedelta(hours=24)
 PRIORITIES = ("critical", "high", "normal", "bulk")
 ENTRY_KEYS = frozenset({*ADDRESS_KEYS, "user_id", "params"})
+IDENTITY_KEYS = frozenset({*ADDRESS_KEYS, "user_id"})
 TOP_LEVEL_KEYS = frozenset({"template", "to", "params", "priority", "send_at", "ttl"})
 
 
@@ -152,18 +153,22 @@ def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
         raise TooManyRecipients(f"At most {MAX_RECIPIENTS} recipients per request; got {len(to)}.")
     entries: list[dict[str, Any]] = []
     for index, entry in enumerate(to):
-        name = f"to[{index}]"
         if not isinstance(entry, dict):
-            errors[name] = ['Must be an object such as {"phone": "+86…"} or {"user_id": "…"}.']
+            errors[f"to[{index}]"] = ['Must be an object such as {"phone": "+86…"} or {"user_id": "…"}.']
             continue
-        for unknown in sorted(set(entry) - ENTRY_KEYS):
-            errors[f"{name}.{unknown}"] = ["Unknown field."]
-        for key in (*ADDRESS_KEYS, "user_id"):
-            if key in entry and (not isinstance(entry[key], str) or not entry[key].strip()):
-                errors[f"{name}.{key}"] = ["Must be a non-empty string."]
-        if not any(key in entry for key in (*ADDRESS_KEYS, "user_id")):
-            errors[name] = [f"Needs an address ({', '.join(ADDRESS_KEYS)}) or a user_id."]
-        entries.append({**entry, "params": _params(entry.get("params"), f"{name}.params", errors)})
+        keys = entry.keys()  # set operations in C: this loop runs 1,000 times per request
+        if not keys <= ENTRY_KEYS:
+            for unknown in sorted(keys - ENTRY_KEYS):
+                errors[f"to[{index}].{unknown}"] = ["Unknown field."]
+        identities = keys & IDENTITY_KEYS
+        if not identities:
+            errors[f"to[{index}]"] = [f"Needs an address ({', '.join(ADDRESS_KEYS)}) or a user_id."]
+        for key in sorted(identities):
+            value = entry[key]
+            if not isinstance(value, str) or not value.strip():
+                errors[f"to[{index}].{key}"] = ["Must be a non-empty string."]
+        raw_params = entry.get("params")
+        entries.append({**entry, "params": _params(raw_params, f"to[{index}].params", errors) if raw_params is not None else {}})
     shared = _params(data.get("params"), "params", errors)
     priority = data.get("priority")
     if priority is not None and priority not in PRIORITIES:
@@ -465,8 +470,8 @@ WITH first_events AS (
     FROM dispatch_message m WHERE m.account_id = %(account)s AND m.batch_id = %(batch)s
 ), outbox AS (
     INSERT INTO dispatch_outbox (id, lane, message_ids, created_at)
-    SELECT o.id, o.lane, o.message_ids, %(now)s FROM unnest(%(outbox_ids)s::uuid[], %(outbox_lanes)s::text[],
-                                                          %(outbox_messages)s::jsonb[]) AS o(id, lane, message_ids)
+    -- One JSON document for all rows: a jsonb[] parameter of 1,000 quoted ids cost 2,000 escapes.
+    SELECT (o->>0)::uuid, o->>1, o->2, %(now)s FROM jsonb_array_elements(%(outbox)s::jsonb) AS o
 )
 UPDATE dispatch_idempotencyrecord SET status_code = 202, response_body = %(body)s WHERE id = %(record)s
 """
@@ -488,9 +493,7 @@ def _finish(
             {
                 "account": account.id,
                 "batch": batch_id,
-                "outbox_ids": [r.id for r in rows],
-                "outbox_lanes": [r.lane for r in rows],
-                "outbox_messages": [json.dumps(r.message_ids) for r in rows],
+                "outbox": json.dumps([[str(r.id), r.lane, r.message_ids] for r in rows]),
                 "now": now,
                 "body": body,
                 "record": record_id,
