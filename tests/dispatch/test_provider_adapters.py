@@ -279,3 +279,14 @@ def test_aliyun_lookup_finds_a_message_sent_in_a_batch_by_the_batch_reference(si
     found = aliyun.lookup_sent(message_id="msg_01jtest000062", to="+8613800100062", since=since, batch_reference="mcb-61")
     assert found is not None and found.raw["reconciled"]
     assert aliyun.lookup_sent(message_id="msg_01jtest000062", to="+8613800100062", since=since) is None
+
+
+def test_twilio_batch_sends_its_requests_concurrently(sim: Simulator) -> None:
+    """The Messages API has no batch call: a chunk's messages go as concurrent requests, each with
+    its own outcome."""
+    sim.behave("twilio", latency_ms=300)
+    started = time.monotonic()
+    outcomes = adapter(sim, "twilio").send_batch([message(30 + i) for i in range(8)])
+    assert time.monotonic() - started < 1.2  # one by one: 2.4 s
+    assert all(isinstance(outcome, SendResult) for outcome in outcomes)
+    assert len({outcome.provider_message_id for outcome in outcomes}) == 8  # type: ignore[union-attr]

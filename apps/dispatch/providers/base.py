@@ -129,8 +129,9 @@ class ProviderAdapter(abc.ABC):
     template_based: ClassVar[bool]
     # How many messages a caller should hand to one `send_batch` call.
     max_batch: ClassVar[int] = 100
-    # Whether `send_batch` needs fewer calls than one per message (the engine then hands it a chunk's
-    # messages for this provider at once); otherwise the engine sends each message on its own.
+    # Whether `send_batch` is cheaper than one `send` per message (a batch call, or requests sent
+    # concurrently from one place): the engine then hands it a chunk's messages for this provider at
+    # once; otherwise the engine sends each message on its own.
     sends_batches: ClassVar[bool] = False
     # Settings every adapter understands; see `timeouts_from`.
     common_settings: ClassVar[tuple[str, ...]] = ("endpoint", "connect_timeout", "read_timeout")
