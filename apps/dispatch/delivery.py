@@ -142,10 +142,10 @@ def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
             UPDATE dispatch_message AS m SET status = 'delivered', provider = 'inbox', sent_at = now(), delivered_at = now(),
                    lease_until = NULL
             FROM unnest(%s::uuid[], %s::int[]) AS c(id, attempt)
-            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+            WHERE m.id = c.id AND m.id = ANY(%s) AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id
             """,
-            [[c.id for c in claimed], [c.attempt for c in claimed]],
+            [[c.id for c in claimed], [c.attempt for c in claimed], [c.id for c in claimed]],
         )
         done = [row[0] for row in cursor.fetchall()]
     record_events([(mid, Status.DELIVERED, "", "stored in the recipient's inbox", "inbox", None) for mid in done])

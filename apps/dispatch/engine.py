@@ -194,7 +194,7 @@ def _record_chosen_providers(attempts: Sequence[Attempt], references: dict[uuid.
                    provider_message_id = CASE WHEN c.reference <> '' THEN c.reference ELSE m.provider_message_id END
             FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(references)s::text[])
                  AS c(id, attempt, provider, reference)
-            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+            WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id
             """,
             columns,
@@ -431,7 +431,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
                    sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
             FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(pids)s::text[], %(details)s::text[],
                         %(event_ids)s::uuid[]) AS c(id, attempt, provider, pid, detail, event_id)
-            WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+            WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id
         ), events AS (
             INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
@@ -476,7 +476,7 @@ def _mark_final(attempts: list[Attempt], status: str) -> None:
                lease_until = NULL, needs_reconcile = FALSE
         FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(codes)s::text[], %(details)s::text[])
              AS c(id, attempt, provider, code, detail)
-        WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+        WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
         RETURNING m.id
         """,
             columns,
@@ -528,7 +528,7 @@ def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
                lease_until = now() + c.lease, needs_reconcile = c.ambiguous
         FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(codes)s::text[], %(details)s::text[],
                     %(leases)s::interval[], %(ambiguous)s::bool[]) AS c(id, attempt, provider, code, detail, lease, ambiguous)
-        WHERE m.id = c.id AND m.status = 'sending' AND m.attempts = c.attempt
+        WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
         RETURNING m.id
         """,
             columns,

@@ -273,9 +273,12 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
             cursor.execute(
                 """
                 UPDATE receipts_providerreceipt AS r SET message_id = c.mid, matched_at = now()
-                FROM unnest(%s::uuid[], %s::uuid[]) AS c(rid, mid) WHERE r.id = c.rid
+                FROM unnest(%(rids)s::uuid[], %(mids)s::uuid[]) AS c(rid, mid)
+                -- `= ANY` too: with statistics from when the table was small, the join alone was
+                -- planned as a sequential scan of every receipt.
+                WHERE r.id = c.rid AND r.id = ANY(%(rids)s)
                 """,
-                [[rid for rid, _ in matched], [mid for _, mid in matched]],
+                {"rids": [rid for rid, _ in matched], "mids": [mid for _, mid in matched]},
             )
         applied = _apply(cursor, best)
     return applied
@@ -299,7 +302,7 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
                                 ELSE now() END,
             lease_until = NULL, needs_reconcile = FALSE
         FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS c(id, status, code, detail, at)
-        WHERE m.id = c.id
+        WHERE m.id = c.id AND m.id = ANY(%s)
           AND (m.status = ANY(%s) OR (m.status = 'undelivered' AND c.status = 'delivered'))
         RETURNING m.id, m.status, m.channel, m.provider, m.sent_at, m.delivered_at
         """,
@@ -309,6 +312,7 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
             [best[m][1][:64] for m in mids],
             [best[m][2] for m in mids],
             [best[m][3] for m in mids],
+            mids,
             list(APPLICABLE_FROM),
         ],
     )
