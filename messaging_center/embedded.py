@@ -191,7 +191,13 @@ class EmbeddedPostgres(_Server):
         if stale.exists():
             stale.unlink()
         port = self._choose_port()
-        options = f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=300 -c shared_buffers=256MB"
+        # random_page_cost for SSD/cached data (the default 4 is for spinning disks): with it, joins
+        # of a few hundred ids against a table of tens of thousands of rows were planned as
+        # sequential scans (measured on the receipts match update, 10 ms instead of 0.5 ms).
+        options = (
+            f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=300 -c shared_buffers=256MB "
+            "-c random_page_cost=1.1 -c effective_cache_size=1GB"
+        )
         result = subprocess.run(
             [
                 self._bin("pg_ctl"),
