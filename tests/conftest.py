@@ -103,13 +103,17 @@ def worker_env(django_db_setup: None, django_db_blocker: Any) -> dict[str, str]:
     }
 
 
+DISPATCH_WORKER_APP = "mc-test-dispatch-worker"
+
+
 @pytest.fixture(scope="session")
 def dispatch_worker(worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Celery worker consuming every lane of the test Redis, for the whole session."""
     from tests.helpers import celery_worker
 
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with celery_worker(worker_env, "mc.critical,mc.high,mc.normal,mc.bulk,mc.maintenance", log, name="dispatch") as process:
+    env = worker_env | {"PGAPPNAME": DISPATCH_WORKER_APP}  # its database sessions, by name
+    with celery_worker(env, "mc.critical,mc.high,mc.normal,mc.bulk,mc.maintenance", log, name="dispatch") as process:
         yield process
 
 

@@ -364,3 +364,23 @@ def test_control_characters_survive_storage(api, make_template) -> None:
     message = Message.objects.get()
     assert message.content == tricky
     assert message.params == {"body": tricky}
+
+
+def test_the_202_body_is_compact_json_with_every_outcome(api, make_template, shipped) -> None:
+    """The body is written out by hand for the common outcome: it must stay exactly what json.dumps
+    writes (compact, non-ASCII kept), for every kind of entry, since replays return it byte for byte."""
+    make_template(api, code="promo", category="marketing", content="Sale {{n}} 🎉", dedup_window=0)
+    entries = [
+        {"phone": "+8613800138000"},
+        {"phone": 'not a "number" 号码'},
+        {"email": "a@example.com"},
+        {"phone": "+8613800138001", "params": {"n": "二"}},
+    ]
+    response = _send(api, {"template": "promo", "to": entries, "params": {"n": "1"}, "send_at": _daytime_utc()})
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert [o["status"] for o in body["messages"]] == ["scheduled", "rejected", "rejected", "scheduled"]
+    assert response.content == json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    queued = _send(api, {"template": "order_shipped", "to": [{"phone": "+8613800138002"}] * 2, "params": {"order_no": "1"}})
+    assert [o["status"] for o in queued.json()["messages"]] == ["queued", "queued"]
+    assert queued.content == json.dumps(queued.json(), ensure_ascii=False, separators=(",", ":")).encode()
