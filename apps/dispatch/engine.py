@@ -8,6 +8,7 @@ message whose lease ran out and was claimed again elsewhere is never finished tw
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import random
@@ -186,18 +187,24 @@ def _record_chosen_providers(attempts: Sequence[Attempt], references: dict[uuid.
     carries it), so that after a crash mid-send the reconciliation knows whom to ask, and for what.
     The caller leaves out messages to providers that cannot be asked (they are sent again anyway)."""
     if attempts:
-        columns = _columns(attempts)
-        columns["references"] = [references.get(a.message.id, "") for a in attempts]
+        rows = [
+            {
+                "id": str(a.message.id),
+                "attempt": a.message.attempt,
+                "provider": a.route.name if a.route else "",
+                "reference": references.get(a.message.id, ""),
+            }
+            for a in attempts
+        ]
         _update(
             """
             UPDATE dispatch_message AS m SET provider = c.provider,
                    provider_message_id = CASE WHEN c.reference <> '' THEN c.reference ELSE m.provider_message_id END
-            FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(references)s::text[])
-                 AS c(id, attempt, provider, reference)
+            FROM json_to_recordset(%(rows)s::json) AS c(id uuid, attempt int, provider text, reference text)
             WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id
             """,
-            columns,
+            {"ids": [a.message.id for a in attempts], "rows": json.dumps(rows)},
         )
 
 
@@ -416,10 +423,18 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     if not attempts:
         return
 
-    columns = _columns(attempts)
-    columns["pids"] = [a.outcome.provider_message_id for a in attempts]  # type: ignore[union-attr]
-    columns["details"] = [_sent_detail(a) for a in attempts]
-    columns["event_ids"] = [ids.uuid7() for _ in attempts]
+    # Rows as one JSON document: psycopg's text-array dumping of six columns cost three times the CPU.
+    rows = [
+        {
+            "id": str(a.message.id),
+            "attempt": a.message.attempt,
+            "provider": a.route.name if a.route else "",
+            "pid": a.outcome.provider_message_id,
+            "detail": _sent_detail(a),
+            "event_id": str(event_id),
+        }  # type: ignore[union-attr]
+        for a, event_id in zip(attempts, ids.uuid7_many(len(attempts)), strict=True)
+    ]
     # The finish, its `sent` events and the status callbacks owed in one statement. Receipts that
     # arrived before the finish are looked for after its commit: one that lands while this
     # statement runs would be invisible to it (and its own match found the message still sending).
@@ -429,8 +444,8 @@ def _mark_sent(attempts: list[Attempt]) -> None:
         WITH sent AS (
             UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid,
                    sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
-            FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(providers)s::text[], %(pids)s::text[], %(details)s::text[],
-                        %(event_ids)s::uuid[]) AS c(id, attempt, provider, pid, detail, event_id)
+            FROM json_to_recordset(%(rows)s::json)
+                 AS c(id uuid, attempt int, provider text, pid text, detail text, event_id uuid)
             WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id
         ), events AS (
@@ -441,16 +456,16 @@ def _mark_sent(attempts: list[Attempt]) -> None:
         UNION ALL SELECT 'c', s.id, s.account_id FROM sent s JOIN accounts_account a ON a.id = s.account_id
                   WHERE a.callback_url <> ''
         """,
-            columns,
+            {"ids": [a.message.id for a in attempts], "rows": json.dumps(rows)},
         )
-        rows = cursor.fetchall()
-    done = {row[1] for row in rows if row[0] == "s"}
+        found = cursor.fetchall()
+    done = {row[1] for row in found if row[0] == "s"}
     metrics.count(
         metrics.MESSAGES_SENT, ((a.message.channel, a.route.name) for a in attempts if a.message.id in done and a.route)
     )
     from apps.receipts.hooks import messages_sent
 
-    messages_sent(sorted(done), [(row[1], row[2], "") for row in rows if row[0] == "c"])
+    messages_sent(sorted(done), [(row[1], row[2], "") for row in found if row[0] == "c"])
 
 
 def _sent_detail(attempt: Attempt) -> str:
