@@ -44,9 +44,9 @@ return {allowed, wait_us}
 #              content, value = send time (ms). A digest is a duplicate when the current or the
 #              previous bucket holds it with a time within W. A bucket expires after two windows.
 #   frequency: hash per (account, category, UTC day): field = address, value = the send times (ms,
-#              comma-separated) of that day within the longest window of the template that wrote
-#              it. A check reads every day bucket its longest window overlaps; the written bucket
-#              lives until that window has passed over its end.
+#              comma-separated) of that day. A check reads every day bucket its longest window
+#              overlaps; the written bucket lives until the writing template's longest window has
+#              passed over its end.
 # KEYS: quota counter, dedup bucket now, dedup bucket before, frequency buckets newest first.
 # ARGV: now_ms, quota_limit, quota_ttl_s, extra (entries that count without checks), dedup window
 #   (ms, 0 = off), dedup bucket expiry (ms epoch), frequency limits as JSON [[window_ms, max], …]
@@ -94,17 +94,34 @@ if #digests > 0 then
   end
 end
 
-local history, written = {}, {}
+-- Each distinct address's history is read and counted once per limit (not once per entry: 1,000
+-- entries to one address with thousands of sends today would be quadratic).
+local used_before, written = {}, {}
 if #addresses > 0 then
+  local fields, known = {}, {}
+  for i = 1, n do
+    local address = addresses[i]
+    if not known[address] then known[address] = true; fields[#fields + 1] = address end
+  end
   for k = 4, #KEYS do
-    local values = hmget(KEYS[k], addresses)
-    for i = 1, n do
-      local v = values[i]
+    local values = hmget(KEYS[k], fields)
+    for j = 1, #fields do
+      local v = values[j]
       if v then
-        if k == 4 then written[addresses[i]] = v end
-        local h = history[i] or {}
-        for t in string.gmatch(v, '%d+') do h[#h + 1] = tonumber(t) end
-        history[i] = h
+        local address = fields[j]
+        if k == 4 then written[address] = v end
+        local counts = used_before[address]
+        if not counts then
+          counts = {}
+          for l = 1, #freq_limits do counts[l] = 0 end
+          used_before[address] = counts
+        end
+        for t in string.gmatch(v, '%d+') do
+          local at = tonumber(t)
+          for l = 1, #freq_limits do
+            if at > now - freq_limits[l][1] then counts[l] = counts[l] + 1 end
+          end
+        end
       end
     end
   end
@@ -118,15 +135,9 @@ for i = 1, n do
   if outcome == 0 and #addresses > 0 then
     local address = addresses[i]
     local mine = pending[address] or 0
-    local h = history[i]
-    for _, limit in ipairs(freq_limits) do
-      local since, used = now - limit[1], mine
-      if h then
-        for _, t in ipairs(h) do
-          if t > since then used = used + 1 end
-        end
-      end
-      if used >= limit[2] then outcome = 2; break end
+    local counts = used_before[address]
+    for l, limit in ipairs(freq_limits) do
+      if mine + (counts and counts[l] or 0) >= limit[2] then outcome = 2; break end
     end
     if outcome == 0 then pending[address] = mine + 1 end
   end
@@ -151,19 +162,15 @@ if #accepted_digests > 0 then
   redis.call('PEXPIREAT', KEYS[2], dedup_expire_at)
 end
 if next(pending) then
-  local longest_since = now - freq_limits[1][1]
+  -- Today's times are all kept (a day at most): another template of the category may have a longer
+  -- window than this one.
   local writes = {}
   for address, count in pairs(pending) do
     local times = {}
-    local before = written[address]
-    if before then
-      for t in string.gmatch(before, '%d+') do
-        if tonumber(t) > longest_since then times[#times + 1] = t end
-      end
-    end
     for _ = 1, count do times[#times + 1] = now end
+    local before = written[address]
     writes[#writes + 1] = address
-    writes[#writes + 1] = table.concat(times, ',')
+    writes[#writes + 1] = (before and (before .. ',') or '') .. table.concat(times, ',')
   end
   hset(KEYS[4], writes)
   local ttl = redis.call('PTTL', KEYS[4])

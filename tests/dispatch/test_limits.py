@@ -4,6 +4,8 @@ a refused quota that writes nothing."""
 
 from __future__ import annotations
 
+import time
+
 from apps.dispatch.limits import DUPLICATE, FREQUENCY_BUCKET_MS, FREQUENCY_LIMITED, OK, BatchChecks, Limiter
 from messaging_center.broker import redis_client
 
@@ -87,3 +89,28 @@ def test_a_refused_quota_writes_nothing() -> None:
     assert (refused.quota_ok, refused.used_today) == (False, 0)
     assert _decide(limiter, _checks(["+1", "+2"], dedup=300), now + 1, quota=2) == [OK, OK]
     assert int(redis_client().get("q")) == 2
+
+
+def test_templates_of_one_category_share_the_day_history() -> None:
+    """A template with a shorter window writing today's history must not drop sends that another
+    template of the category (a longer window) still counts."""
+    limiter = Limiter(redis_client())
+    day = 30_000 * DAY
+    three_a_day, five_an_hour = ((86400, 3),), ((3600, 5),)
+    assert _decide(limiter, _checks(["+1"], limits=three_a_day), day + 3_600_000) == [OK]
+    assert _decide(limiter, _checks(["+1"], limits=three_a_day), day + 3_660_000) == [OK]
+    assert _decide(limiter, _checks(["+1"], limits=five_an_hour), day + 4 * 3_600_000) == [OK]
+    assert _decide(limiter, _checks(["+1"], limits=three_a_day), day + 4 * 3_600_000 + 100_000) == [FREQUENCY_LIMITED]
+
+
+def test_many_entries_to_one_busy_address_stay_cheap() -> None:
+    """1,000 entries to one address that already has thousands of sends today (a test number under a
+    very high limit): each address's history is counted once, not once per entry."""
+    limiter = Limiter(redis_client())
+    now = 30_000 * DAY + 1_000
+    generous = ((86400, 1_000_000),)
+    for k in range(6):
+        assert set(_decide(limiter, _checks(["+1"] * 1000, limits=generous), now + k)) == {OK}
+    started = time.monotonic()
+    assert set(_decide(limiter, _checks(["+1"] * 1000, limits=generous), now + 10)) == {OK}
+    assert time.monotonic() - started < 1.0  # counted per entry, 6,000 earlier sends took ~2.5 s
