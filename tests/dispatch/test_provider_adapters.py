@@ -259,6 +259,19 @@ def test_aliyun_batch_puts_a_templates_messages_into_one_call_each_with_its_own_
     assert alone["request"]["Action"] == "SendSms" and alone["message_id"] == "msg_01jtest000043"  # our own id as OutId
 
 
+def test_aliyun_batch_takes_mainland_numbers_only(sim: Simulator) -> None:
+    """Aliyun reports numbers without '+': a US "14155550100" would read as a mainland number and its
+    report could not be told apart by number, so international messages go alone with our id."""
+    batch = [message(71, batch_reference="mcb-71"), message(72, batch_reference="mcb-71", to="+14155550172")]
+    batch.append(message(73, batch_reference="mcb-71"))
+    outcomes = adapter(sim, "aliyun").send_batch(batch)
+    assert all(isinstance(o, SendResult) for o in outcomes)
+    assert outcomes[0].provider_message_id == outcomes[2].provider_message_id != outcomes[1].provider_message_id  # type: ignore[union-attr]
+    actions = {r["message_id"] or r["request"]["OutId"]: r["request"]["Action"] for r in sim.messages()}
+    assert actions["msg_01jtest000072"] == "SendSms"
+    assert actions["mcb-71"] == "SendBatchSms"
+
+
 def test_aliyun_batch_refused_for_one_bad_number_gives_each_message_its_own_outcome(sim: Simulator) -> None:
     batch = [
         message(51, batch_reference="mcb-51"),

@@ -207,11 +207,16 @@ class AliyunSms(ProviderAdapter):
         return SendResult(str(answer["BizId"]), {"BizId": answer["BizId"], "RequestId": answer.get("RequestId")})
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendResult | ProviderError]:
-        return send_grouped(messages, lambda m: m.provider_template_id, MAX_BATCH_NUMBERS, self._send_group)
+        return send_grouped(
+            messages, lambda m: (m.provider_template_id, m.to.startswith("+86")), MAX_BATCH_NUMBERS, self._send_group
+        )
 
     def _send_group(self, group: list[OutboundMessage]) -> list[SendResult | ProviderError]:
         template = group[0].provider_template_id
-        if template is None or len(group) == 1 or not group[0].batch_reference:
+        # Mainland numbers only: a batch's reports are told apart by their number, and Aliyun writes
+        # numbers without '+', so an international "1415…" reads like a mainland mobile number. Each
+        # international message goes alone, with our id as OutId.
+        if template is None or len(group) == 1 or not group[0].batch_reference or not group[0].to.startswith("+86"):
             return super().send_batch(group)
         try:
             answer = self.call(
