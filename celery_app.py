@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 
 # Celery's Django fixup closes every database connection before and after each task unless
 # DB_REUSE_MAX is set: a new PostgreSQL backend per task (measured: 8 per second during delivery,
-# about a quarter of the box's CPU in backend start-up and re-planning, and prepared statements never
+# about a fifth of the box's CPU in backend start-up and re-planning, and prepared statements never
 # reused). Connections are kept instead; they are closed when broken or older than CONN_MAX_AGE
 # (Django's own rule, applied after each task below), and the fixup still recycles them every
 # 10,000 tasks.

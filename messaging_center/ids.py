@@ -28,6 +28,8 @@ def uuid7() -> uuid.UUID:
 
 def uuid7_many(count: int) -> list[uuid.UUID]:
     """`count` UUIDv7s in creation order (one clock reading and one read of random bytes for all)."""
+    if count <= 0:
+        return []  # reserving no counter must not move the clock state back
     millis = time.time_ns() // 1_000_000
     with _lock:
         if millis <= _last[0]:

@@ -46,7 +46,9 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _web_server(port: str, workers: str, threads: str, *, app: str = "messaging_center.wsgi:application") -> list[str]:
+def _web_server(
+    port: str, workers: str, threads: str, *, app: str = "messaging_center.wsgi:application", access_log: bool = True
+) -> list[str]:
     # Granian: HTTP parsing and keep-alive in Rust, Django in a few blocking threads per worker
     # process. On this 2-core box it serves a bare Django endpoint ~2.4x faster than gunicorn's
     # gthread worker did (measured with `make bench`).
@@ -68,8 +70,7 @@ def _web_server(port: str, workers: str, threads: str, *, app: str = "messaging_
         "--respawn-failed-workers",
         "--workers-kill-timeout",
         "10",
-        # Access log for the API; the receipts listener's requests are recorded as receipts instead.
-        *(["--access-log"] if app == "messaging_center.wsgi:application" else []),
+        *(["--access-log"] if access_log else []),
         app,
     ]
 
@@ -90,6 +91,7 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
                 "1",
                 settings_env["RECEIPTS_THREADS"],
                 app="messaging_center.wsgi_receipts:application",
+                access_log=False,  # its requests are recorded as receipts
             ),
             niceness=5,
         ),

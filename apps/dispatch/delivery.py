@@ -65,7 +65,7 @@ def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None
             "SELECT e.id, e.message_id, e.status, now(), e.code, e.detail, e.provider, e.attempt "
             "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[]) "
             "AS e(id, message_id, status, code, detail, provider, attempt)",
-            [[ids.uuid7() for _ in rows], *(list(column) for column in columns)],
+            [ids.uuid7_many(len(rows)), *(list(column) for column in columns)],
         )
 
 
@@ -107,7 +107,7 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
             UNION ALL
             SELECT TRUE, id, NULL, NULL, NULL, NULL, detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM expired
             """,  # noqa: S608 - _EXPIRE is a constant
-            {"lease": sending_lease(), "ids": list(message_ids), "event_ids": [ids.uuid7() for _ in message_ids]},
+            {"lease": sending_lease(), "ids": list(message_ids), "event_ids": ids.uuid7_many(len(message_ids))},
         )
         rows = cursor.fetchall()
     _expired([(row[1], row[6]) for row in rows if row[0]])

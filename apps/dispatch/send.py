@@ -167,8 +167,7 @@ def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
             value = entry[key]
             if not isinstance(value, str) or not value.strip():
                 errors[f"to[{index}].{key}"] = ["Must be a non-empty string."]
-        raw_params = entry.get("params")
-        entries.append({**entry, "params": _params(raw_params, f"to[{index}].params", errors) if raw_params is not None else {}})
+        entries.append({**entry, "params": _params(entry.get("params"), f"to[{index}].params", errors)})
     shared = _params(data.get("params"), "params", errors)
     priority = data.get("priority")
     if priority is not None and priority not in PRIORITIES:
@@ -261,8 +260,7 @@ def _resolve_addresses(entries: list[Entry], raw: list[dict[str, Any]], channel:
 
 def _render(entries: list[Entry], template: Any, shared: Mapping[str, str], raw: list[dict[str, Any]]) -> None:
     # Entries with the same params (all of them, when only shared params are given) render alike:
-    # once per distinct set of params.
-    # Entries that render alike also share one params dict (so that _store serializes it once).
+    # once per distinct set of params, and share one params dict (so that _store serializes it once).
     renderings: dict[tuple[tuple[str, Any], ...], tuple[Any, int | None, dict[str, Any]]] = {}
     for entry, item in zip(entries, raw, strict=True):
         if entry.status != Status.QUEUED:

@@ -93,7 +93,7 @@ def callbacks_create(*, owed: Sequence[tuple[uuid.UUID, uuid.UUID, str]], status
             ON CONFLICT DO NOTHING
             RETURNING id
             """,
-            [status, [ids.uuid7() for _ in owed], [a for _, a, _ in owed], [m for m, _, _ in owed], bodies],
+            [status, ids.uuid7_many(len(owed)), [a for _, a, _ in owed], [m for m, _, _ in owed], bodies],
         )
         created = [row[0] for row in cursor.fetchall()]
     transaction.on_commit(lambda: publish(created))
