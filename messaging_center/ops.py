@@ -6,6 +6,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
 from django.views.decorators.http import require_GET
 
 from messaging_center import metrics
@@ -50,3 +51,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# Served by the API and by the receipts listener alike.
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
+]

@@ -3,17 +3,14 @@ public API, the admin and the docs are not reachable on the port the providers c
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
-from apps.receipts import views
+from apps.receipts.urls import push_urlpatterns
 from messaging_center import ops
 
 urlpatterns = [
-    path("healthz", ops.healthz, name="healthz"),
-    path("readyz", ops.readyz, name="readyz"),
-    path("metrics", ops.metrics_view, name="metrics"),
-    path("api/v1/receipts/<str:provider>", views.receipt_push, name="receipt-push"),
-    path("api/v1/receipts/t/<str:token>/<str:provider>", views.receipt_push, name="receipt-push-token"),
+    *ops.urlpatterns,
+    path("api/v1/", include(push_urlpatterns)),
 ]
 
 handler400 = "messaging_center.errors.handler400"
