@@ -42,6 +42,11 @@ class GroupCommit(Generic[Item, Result]):
         self._lock = threading.Lock()
         self._waiting: list[_Slot[Item, Result]] = []  # the leader's own slot is always first
 
+    def waiting(self) -> int:
+        """Callers not yet answered: the group being written and the callers queued behind it."""
+        with self._lock:
+            return len(self._waiting)
+
     def submit(self, item: Item) -> Result:
         slot: _Slot[Item, Result] = _Slot(item)
         with self._lock:

@@ -19,6 +19,16 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 MESSAGES_ACCEPTED = Counter("mc_messages_accepted_total", "Messages accepted for delivery.", ["channel", "lane"])
+SEND_GROUP_REQUESTS = Histogram(
+    "mc_send_group_requests",
+    "Send requests written together in one transaction (one web process's group commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+SEND_GROUP_SECONDS = Histogram(
+    "mc_send_group_write_seconds",
+    "Time to write one group of send requests (claim, limits, COPY, finish, commit, publish).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)
 LIMITS_DEGRADED = Counter("mc_limits_degraded_total", "Send requests accepted without quota checks because Redis was down.")
 MESSAGES_SENT = Counter("mc_messages_sent_total", "Messages a provider accepted.", ["channel", "provider"])
 MESSAGES_DELIVERED = Counter("mc_messages_delivered_total", "Messages with a delivered receipt.", ["channel", "provider"])

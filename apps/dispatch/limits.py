@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 _RATE_BUCKET_SCRIPT = """
 local key = KEYS[1]
@@ -241,39 +243,78 @@ class Limiter:
         """Decides every entry of `checks` (dedup, then frequency), then checks the daily quota for the
         entries that will go out plus `extra_quota` entries that need no check; when the quota refuses,
         nothing at all is written. One atomic script call."""
+        decision = self.decide_many([Decide(quota_key, quota_limit, quota_ttl, checks, extra_quota)], now_ms=now_ms)[0]
+        if isinstance(decision, Exception):
+            raise decision
+        return decision
+
+    def decide_many(self, requests: Sequence[Decide], *, now_ms: int | None = None) -> list[BatchDecision | Exception]:
+        """`batch_decide` for several send requests in one round trip: one script call each (each
+        atomic on its own), pipelined. A script error is that request's result; a connection error
+        raises."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        keys = [quota_key, "", ""]
-        digests: list[str] = []
-        addresses: list[str] = []
-        dedup_ms = dedup_expire_at = freq_expire_at = 0
-        freq_limits: list[list[int]] = []
-        if checks is not None and checks.dedup_window:
-            dedup_ms = checks.dedup_window * 1000
-            bucket = now // dedup_ms
-            scope = f"mc:dd:{checks.account_id}:{checks.template_id}:{checks.dedup_window}"
-            keys[1:3] = [f"{scope}:{bucket}", f"{scope}:{bucket - 1}"]
-            dedup_expire_at = (bucket + 2) * dedup_ms + 1000
-            digests = [_digest(address, content) for address, content in zip(checks.addresses, checks.contents, strict=True)]
-        if checks is not None and checks.frequency_limits:
-            freq_limits = sorted(([window * 1000, maximum] for window, maximum in checks.frequency_limits), reverse=True)
-            longest = freq_limits[0][0]
-            newest, oldest = now // FREQUENCY_BUCKET_MS, (now - longest) // FREQUENCY_BUCKET_MS
-            keys += [f"mc:fq:{checks.account_id}:{checks.category}:{day}" for day in range(newest, oldest - 1, -1)]
-            freq_expire_at = (newest + 1) * FREQUENCY_BUCKET_MS + longest + 1000
-            addresses = checks.addresses
-        args = [
-            now,
-            quota_limit,
-            quota_ttl,
-            extra_quota,
-            dedup_ms,
-            dedup_expire_at,
-            json.dumps(freq_limits),
-            freq_expire_at,
-            json.dumps([digests, addresses]),
+        calls = [_decide_call(request, now) for request in requests]
+        for attempt in range(2):
+            with self.client.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    pipe.evalsha(self._decide.sha, len(keys), *keys, *args)
+                replies = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(reply, NoScriptError) for reply in replies):
+                self._decide.sha = self.client.script_load(self._decide.script)  # Redis restarted or flushed
+                continue
+            break
+        return [
+            reply
+            if isinstance(reply, Exception)
+            else BatchDecision(bool(reply[0]), int(reply[1]), [int(o) for o in reply[2].decode()] if reply[2] else [])
+            for reply in replies
         ]
-        status, used, outcomes = self._decide(keys=keys, args=args)
-        return BatchDecision(bool(status), int(used), [int(o) for o in outcomes.decode()] if outcomes else [])
+
+
+@dataclass(frozen=True)
+class Decide:
+    """One send request's limits call (see `Limiter.batch_decide`)."""
+
+    quota_key: str
+    quota_limit: int
+    quota_ttl: int
+    checks: BatchChecks | None
+    extra_quota: int = 0
+
+
+def _decide_call(request: Decide, now: int) -> tuple[list[str], list[object]]:
+    checks = request.checks
+    keys = [request.quota_key, "", ""]
+    digests: list[str] = []
+    addresses: list[str] = []
+    dedup_ms = dedup_expire_at = freq_expire_at = 0
+    freq_limits: list[list[int]] = []
+    if checks is not None and checks.dedup_window:
+        dedup_ms = checks.dedup_window * 1000
+        bucket = now // dedup_ms
+        scope = f"mc:dd:{checks.account_id}:{checks.template_id}:{checks.dedup_window}"
+        keys[1:3] = [f"{scope}:{bucket}", f"{scope}:{bucket - 1}"]
+        dedup_expire_at = (bucket + 2) * dedup_ms + 1000
+        digests = [_digest(address, content) for address, content in zip(checks.addresses, checks.contents, strict=True)]
+    if checks is not None and checks.frequency_limits:
+        freq_limits = sorted(([window * 1000, maximum] for window, maximum in checks.frequency_limits), reverse=True)
+        longest = freq_limits[0][0]
+        newest, oldest = now // FREQUENCY_BUCKET_MS, (now - longest) // FREQUENCY_BUCKET_MS
+        keys += [f"mc:fq:{checks.account_id}:{checks.category}:{day}" for day in range(newest, oldest - 1, -1)]
+        freq_expire_at = (newest + 1) * FREQUENCY_BUCKET_MS + longest + 1000
+        addresses = checks.addresses
+    args: list[object] = [
+        now,
+        request.quota_limit,
+        request.quota_ttl,
+        request.extra_quota,
+        dedup_ms,
+        dedup_expire_at,
+        json.dumps(freq_limits),
+        freq_expire_at,
+        json.dumps([digests, addresses]),
+    ]
+    return keys, args
 
 
 def _digest(address: str, content: str) -> str:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -35,6 +36,7 @@ from apps.templates.sms import sms_length
 from messaging_center import ids, metrics
 from messaging_center.db import bound_cursor
 from messaging_center.errors import Conflict, ServiceError, Unavailable, ValidationFailed
+from messaging_center.group_commit import GroupCommit
 from messaging_center.ttl_cache import TtlCache
 
 MAX_RECIPIENTS = 1000
@@ -314,53 +316,6 @@ def _apply_preferences(entries: list[Entry], template: Any, account: Account) ->
             entry.refuse(Status.SUPPRESSED, "opted_out", f"The recipient opted out of {template.category} {template.channel}.")
 
 
-def _apply_limits(entries: list[Entry], template: Any, account: Account, now: dt.datetime) -> None:
-    """Dedup, frequency and quota for the whole batch in one atomic Redis call."""
-    live = [e for e in entries if e.status == Status.QUEUED]
-    if not live:
-        return
-    dedup_window = template.effective_dedup_window
-    frequency = limits.parse_frequency_limits(template.effective_frequency_limits)
-    checked = live if dedup_window or frequency else []
-    checks = (
-        limits.BatchChecks(
-            account_id=str(account.id),
-            template_id=str(template.id),
-            category=template.category,
-            dedup_window=dedup_window or 0,
-            frequency_limits=frequency,
-            addresses=[e.address for e in checked],
-            contents=[e.content for e in checked],
-        )
-        if checked
-        else None
-    )
-    try:
-        decision = limiter().batch_decide(
-            quota_key=quota_key(account, now),
-            quota_limit=account.daily_quota,
-            quota_ttl=2 * 24 * 3600,
-            checks=checks,
-            extra_quota=len(live) - len(checked),
-        )
-    except (RedisConnectionError, RedisTimeoutError):
-        if checked:
-            raise Unavailable("Frequency limits cannot be checked right now (Redis is down); nothing was sent.") from None
-        metrics.LIMITS_DEGRADED.inc()
-        return
-    if not decision.quota_ok:
-        left = max(0, account.daily_quota - decision.used_today)
-        raise QuotaExceeded(
-            f"The daily quota of {account.daily_quota} messages is used up ({left} left); nothing was sent.",
-            headers={"Retry-After": str(_seconds_to_midnight(now, account.timezone))},
-        )
-    for entry, outcome in zip(checked, decision.outcomes, strict=True):
-        if outcome == limits.DUPLICATE:
-            entry.refuse(Status.SUPPRESSED, "duplicate", "The same content went to this address within the dedup window.")
-        elif outcome == limits.FREQUENCY_LIMITED:
-            entry.refuse(Status.REJECTED, "frequency_limited", f"Too many {template.category} messages to this address.")
-
-
 def _seconds_to_midnight(now: dt.datetime, tz_name: str) -> int:
     local = now.astimezone(zone(tz_name))
     midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), tzinfo=zone(tz_name))
@@ -400,27 +355,27 @@ def _text(value: str) -> str:
     return value
 
 
-def _store(
-    entries: list[Entry],
-    message_ids: list[uuid.UUID],
-    template: Any,
-    account: Account,
-    batch_id: uuid.UUID,
-    lane: str,
-    ttl: int,
-    now: dt.datetime,
-) -> None:
-    """The messages in one COPY whose text we format ourselves (per-value adaptation costs more than
-    the rest of the accept path per message)."""
+def _message_lines(send: _Send) -> list[str]:
+    """The send's messages as lines of one COPY whose text we format ourselves (per-value adaptation
+    costs more than the rest of the accept path per message)."""
+    account, template, now, ttl = send.account, send.template, send.now, send.ttl
     fixed = "\t".join(
-        (str(account.id), str(batch_id), str(template.id), _text(template.code), template.channel, template.category, lane)
+        (
+            str(account.id),
+            str(send.batch_id),
+            str(template.id),
+            _text(template.code),
+            template.channel,
+            template.category,
+            send.lane,
+        )
     )
     now_text = now.isoformat()
     lease_text = (now + queued_lease()).isoformat()
     expires_now = (now + dt.timedelta(seconds=ttl)).isoformat()
     message_lines = []
     params_text: dict[int, str] = {}  # entries that share one params dict (see _render): serialized once
-    for entry, message_id in zip(entries, message_ids, strict=True):
+    for entry, message_id in zip(send.entries, send.message_ids, strict=True):
         params = params_text.get(id(entry.params))
         if params is None:
             params = params_text[id(entry.params)] = _text(json.dumps(entry.params, ensure_ascii=False))
@@ -450,8 +405,7 @@ def _store(
                 )
             )
         )
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
-        copy.write("\n".join(message_lines) + "\n")
+    return message_lines
 
 
 _FINISH_SQL = """
@@ -465,36 +419,36 @@ WITH first_events AS (
                                                                          'YYYY-MM-DD"T"HH24:MI:SS"Z"')
                 ELSE 'accepted' END,
            ''
-    FROM dispatch_message m WHERE m.account_id = %(account)s AND m.batch_id = %(batch)s
+    FROM dispatch_message m WHERE m.account_id = ANY(%(accounts)s) AND m.batch_id = ANY(%(batches)s)
 ), outbox AS (
     INSERT INTO dispatch_outbox (id, lane, message_ids, created_at)
     -- One JSON document for all rows: a jsonb[] parameter of 1,000 quoted ids cost 2,000 escapes.
     SELECT (o->>0)::uuid, o->>1, o->2, %(now)s FROM jsonb_array_elements(%(outbox)s::jsonb) AS o
+), refused AS (
+    -- Keys of requests refused after their key was claimed (quota): free for a retry.
+    DELETE FROM dispatch_idempotencyrecord WHERE id = ANY(%(refused)s)
 )
-UPDATE dispatch_idempotencyrecord SET status_code = 202, response_body = %(body)s WHERE id = %(record)s
+UPDATE dispatch_idempotencyrecord r SET status_code = 202, response_body = v.body
+FROM unnest(%(records)s::uuid[], %(bodies)s::bytea[]) AS v(id, body)
+WHERE r.id = v.id AND r.id = ANY(%(records)s)
 """
 
 
-def _finish(
-    *,
-    account: Account,
-    batch_id: uuid.UUID,
-    rows: list[publish.OutboxRow],
-    body: bytes,
-    record_id: uuid.UUID | None,
-    now: dt.datetime,
-) -> None:
-    """First events, outbox rows and the idempotency record's response: one statement, one round trip."""
+def _finish(*, written: list[_Send], bodies: list[bytes], rows: list[publish.OutboxRow], refused: list[uuid.UUID]) -> None:
+    """First events, outbox rows and the idempotency records' responses of every send in a group:
+    one statement, one round trip."""
+    answered = [(s.record_id, body) for s, body in zip(written, bodies, strict=True) if s.record_id]
     with bound_cursor() as cursor:
         cursor.execute(
             _FINISH_SQL,
             {
-                "account": account.id,
-                "batch": batch_id,
+                "accounts": list({s.account.id for s in written}),
+                "batches": [s.batch_id for s in written],
                 "outbox": json.dumps([[str(r.id), r.lane, r.message_ids] for r in rows]),
-                "now": now,
-                "body": body,
-                "record": record_id,
+                "now": written[0].now if written else timezone.now(),
+                "refused": refused,
+                "records": [record for record, _ in answered],
+                "bodies": [body for _, body in answered],
             },
         )
 
@@ -536,9 +490,27 @@ def lane_for(template: Any, requested: str | None) -> str:
     return requested or template.effective_priority
 
 
-def message_send(
-    *, account: Account, data: Any, idempotency_key: str | None = None, secret_params: frozenset[str] = frozenset()
-) -> SendResponse:
+@dataclass(eq=False)
+class _Send:
+    """One request, validated, rendered and checked against preferences: what the write needs."""
+
+    account: Account
+    request: SendRequest
+    template: Any
+    entries: list[Entry]
+    lane: str
+    ttl: int
+    batch_id: uuid.UUID
+    message_ids: list[uuid.UUID]
+    idempotency_key: str | None
+    fingerprint: str
+    secret_params: frozenset[str]
+    now: dt.datetime
+    record_id: uuid.UUID | None = None
+    written: bool = False  # stored by this request (not a replay, not refused)
+
+
+def _prepare(*, account: Account, data: Any, idempotency_key: str | None, secret_params: frozenset[str]) -> _Send:
     now = timezone.now()
     request = parse_request(data, now=now)
     fingerprint = body_fingerprint(data) if idempotency_key else ""
@@ -555,35 +527,219 @@ def message_send(
             f"Template {template.code!r} needs params no entry supplies: {', '.join(missing_everywhere)}.",
             errors={"params": [f"Missing: {', '.join(missing_everywhere)}."]},
         )
-
     entries = [Entry() for _ in request.entries]
     _resolve_addresses(entries, request.entries, template.channel, account)
     _render(entries, template, request.params, request.entries)
     _apply_preferences(entries, template, account)
-    lane = lane_for(template, request.priority)
-    ttl = request.ttl or template.effective_ttl
     batch_id, *message_ids = ids.uuid7_many(1 + len(entries))
+    return _Send(
+        account=account,
+        request=request,
+        template=template,
+        entries=entries,
+        lane=lane_for(template, request.priority),
+        ttl=request.ttl or template.effective_ttl,
+        batch_id=batch_id,
+        message_ids=message_ids,
+        idempotency_key=idempotency_key,
+        fingerprint=fingerprint,
+        secret_params=secret_params,
+        now=now,
+    )
 
+
+# --- group write ----------------------------------------------------------------------------------
+#
+# Concurrent small requests in one web process are written together (messaging_center/group_commit):
+# one transaction, one statement claiming their Idempotency-Keys, one pipelined Redis call for their
+# limits, one COPY, one finish statement, one commit, one publish — and their queued messages share
+# tasks. Each request still gets its own outcome: its own quota decision, replay or error.
+
+GROUP_MAX_ENTRIES = 100  # larger requests are written on their own: they fill a transaction alone
+_AGAIN = object()  # the key was claimed earlier in the same group with another body: submit again
+
+SendResult = SendResponse | Exception
+
+
+def _claim_keys(sends: list[_Send], results: list[SendResult | None]) -> None:
+    """Claims every send's Idempotency-Key in one statement (in key order, so that two groups
+    claiming the same keys cannot deadlock); a key already present is resolved per send (replay,
+    conflict, or an expired record replaced)."""
+    keyed = sorted(
+        (i for i, s in enumerate(sends) if s.idempotency_key), key=lambda i: (str(sends[i].account.id), sends[i].idempotency_key)
+    )
+    if not keyed:
+        return
+    for i in keyed:
+        sends[i].record_id = ids.uuid7()
+    with bound_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO dispatch_idempotencyrecord (id, account_id, key, body_hash, created_at) "
+            "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[]) "
+            "ON CONFLICT (account_id, key) DO NOTHING RETURNING id",
+            [
+                [sends[i].record_id for i in keyed],
+                [sends[i].account.id for i in keyed],
+                [sends[i].idempotency_key for i in keyed],
+                [sends[i].fingerprint for i in keyed],
+                [sends[i].now for i in keyed],
+            ],
+        )
+        claimed = {row[0] for row in cursor.fetchall()}
+    for i in keyed:
+        send = sends[i]
+        if send.record_id in claimed:
+            continue
+        try:
+            outcome = _claim_idempotency_key(
+                account=send.account, key=send.idempotency_key or "", fingerprint=send.fingerprint, now=send.now
+            )
+        except ServiceError as error:
+            send.record_id, results[i] = None, error
+            continue
+        if isinstance(outcome, SendResponse):
+            send.record_id, results[i] = None, outcome
+        else:
+            send.record_id = outcome
+
+
+def _apply_limits(sends: list[_Send], results: list[SendResult | None]) -> None:
+    """Dedup, frequency and quota of every send still going: one atomic script call each, all in one
+    Redis round trip. A refused quota refuses that send whole."""
+    calls: list[tuple[int, list[Entry], limits.Decide]] = []
+    for i, send in enumerate(sends):
+        live = [e for e in send.entries if e.status == Status.QUEUED]
+        if results[i] is not None or not live:
+            continue
+        template = send.template
+        dedup_window = template.effective_dedup_window
+        frequency = limits.parse_frequency_limits(template.effective_frequency_limits)
+        checked = live if dedup_window or frequency else []
+        checks = (
+            limits.BatchChecks(
+                account_id=str(send.account.id),
+                template_id=str(template.id),
+                category=template.category,
+                dedup_window=dedup_window or 0,
+                frequency_limits=frequency,
+                addresses=[e.address for e in checked],
+                contents=[e.content for e in checked],
+            )
+            if checked
+            else None
+        )
+        decide = limits.Decide(
+            quota_key(send.account, send.now), send.account.daily_quota, 2 * 24 * 3600, checks, len(live) - len(checked)
+        )
+        calls.append((i, checked, decide))
+    if not calls:
+        return
+    try:
+        decisions: list[limits.BatchDecision | Exception] = limiter().decide_many([call for _, _, call in calls])
+    except (RedisConnectionError, RedisTimeoutError) as error:
+        decisions = [error] * len(calls)
+    for (i, checked, _), decision in zip(calls, decisions, strict=True):
+        send, template = sends[i], sends[i].template
+        if isinstance(decision, Exception):
+            if not isinstance(decision, (RedisConnectionError, RedisTimeoutError)):
+                results[i] = Unavailable(f"Limits cannot be checked right now ({decision}); nothing was sent.")
+            elif checked:
+                results[i] = Unavailable("Frequency limits cannot be checked right now (Redis is down); nothing was sent.")
+            else:
+                metrics.LIMITS_DEGRADED.inc()
+            continue
+        if not decision.quota_ok:
+            account = send.account
+            left = max(0, account.daily_quota - decision.used_today)
+            results[i] = QuotaExceeded(
+                f"The daily quota of {account.daily_quota} messages is used up ({left} left); nothing was sent.",
+                headers={"Retry-After": str(_seconds_to_midnight(send.now, account.timezone))},
+            )
+            continue
+        for entry, outcome in zip(checked, decision.outcomes, strict=True):
+            if outcome == limits.DUPLICATE:
+                entry.refuse(Status.SUPPRESSED, "duplicate", "The same content went to this address within the dedup window.")
+            elif outcome == limits.FREQUENCY_LIMITED:
+                entry.refuse(Status.REJECTED, "frequency_limited", f"Too many {template.category} messages to this address.")
+
+
+def _write(sends: list[_Send]) -> list[SendResult | object]:
+    """Writes a group of sends in one transaction; returns each one's response or error. It never
+    raises: a group is not written a second time (its limits are already counted)."""
+    results: list[SendResult | object | None] = [None] * len(sends)
+    first: dict[tuple[uuid.UUID, str], int] = {}
+    repeats: dict[int, int] = {}  # a key repeated within the group → where it came first
+    for i, send in enumerate(sends):
+        if send.idempotency_key:
+            came_first = first.setdefault((send.account.id, send.idempotency_key), i)
+            if came_first != i:
+                repeats[i] = came_first
+    own = [i for i in range(len(sends)) if i not in repeats]
+    metrics.SEND_GROUP_REQUESTS.observe(len(sends))
+    started = time.perf_counter()
     try:
         with transaction.atomic():
-            record_id = None
-            if idempotency_key:
-                claimed = _claim_idempotency_key(account=account, key=idempotency_key, fingerprint=fingerprint, now=now)
-                if isinstance(claimed, SendResponse):
-                    return claimed
-                record_id = claimed
-            _apply_limits(entries, template, account, now)
-            _schedule(entries, template, request, now)
-            _seal(entries, template, secret_params)
-            _store(entries, message_ids, template, account, batch_id, lane, ttl, now)
-            queued = [mid for e, mid in zip(entries, message_ids, strict=True) if e.status == Status.QUEUED]
-            rows = publish.chunk_rows({lane: queued})
-            body = _response_body(entries, message_ids, batch_id)
-            _finish(account=account, batch_id=batch_id, rows=rows, body=body, record_id=record_id, now=now)
-            publish.publish_on_commit(rows)
-    except IntegrityError as error:
-        raise Unavailable(f"The messages could not be stored: {error}") from None
-    accepted = sum(1 for e in entries if e.status in (Status.QUEUED, Status.SCHEDULED))
+            _write_own([sends[i] for i in own], own, results)
+    except Exception as error:  # each caller raises it (a database error as the 503) in its own thread
+        failure = Unavailable(f"The messages could not be stored: {error}") if isinstance(error, DatabaseError) else error
+        for i in own:
+            results[i], sends[i].written = failure, False
+    metrics.SEND_GROUP_SECONDS.observe(time.perf_counter() - started)
+    for i, came_first in repeats.items():
+        result = results[came_first]
+        same = isinstance(result, SendResponse) and sends[came_first].fingerprint == sends[i].fingerprint
+        results[i] = result if same else _AGAIN
+    return results  # type: ignore[return-value]
+
+
+def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | object | None]) -> None:
+    own_results: list[SendResult | None] = [None] * len(sends)
+    _claim_keys(sends, own_results)
+    _apply_limits(sends, own_results)
+    lines: list[str] = []
+    written: list[_Send] = []
+    bodies: list[bytes] = []
+    lanes: dict[str, list[uuid.UUID]] = {}
+    for send, result in zip(sends, own_results, strict=True):
+        if result is not None:
+            continue
+        _schedule(send.entries, send.template, send.request, send.now)
+        _seal(send.entries, send.template, send.secret_params)
+        lines += _message_lines(send)
+        lanes.setdefault(send.lane, []).extend(
+            mid for e, mid in zip(send.entries, send.message_ids, strict=True) if e.status == Status.QUEUED
+        )
+        bodies.append(_response_body(send.entries, send.message_ids, send.batch_id))
+        written.append(send)
+    refused = [s.record_id for s, r in zip(sends, own_results, strict=True) if r is not None and s.record_id]
+    if lines:
+        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
+            copy.write("\n".join(lines) + "\n")
+    if written or refused:
+        rows = publish.chunk_rows(lanes)  # the group's queued messages share tasks, lane by lane
+        _finish(written=written, bodies=bodies, rows=rows, refused=refused)
+        publish.publish_on_commit(rows)
+    responses = dict(zip(map(id, written), bodies, strict=True))
+    for send, result, i in zip(sends, own_results, where, strict=True):
+        send.written = id(send) in responses
+        results[i] = SendResponse(202, responses[id(send)]) if send.written else result
+
+
+SENDS: GroupCommit[_Send, SendResult | object] = GroupCommit(_write)
+
+
+def message_send(
+    *, account: Account, data: Any, idempotency_key: str | None = None, secret_params: frozenset[str] = frozenset()
+) -> SendResponse:
+    send = _prepare(account=account, data=data, idempotency_key=idempotency_key, secret_params=secret_params)
+    # Inside a caller's transaction the write must be part of it, not of another thread's commit.
+    alone = len(send.entries) > GROUP_MAX_ENTRIES or connection.in_atomic_block
+    result = _AGAIN
+    while result is _AGAIN:
+        result = _write([send])[0] if alone else SENDS.submit(send)
+    if isinstance(result, Exception):
+        raise result
+    accepted = sum(1 for e in send.entries if e.status in (Status.QUEUED, Status.SCHEDULED)) if send.written else 0
     if accepted:
-        metrics.MESSAGES_ACCEPTED.labels(template.channel, lane).inc(accepted)
-    return SendResponse(202, body)
+        metrics.MESSAGES_ACCEPTED.labels(send.template.channel, send.lane).inc(accepted)
+    return result  # type: ignore[return-value]

@@ -1,0 +1,164 @@
+"""Concurrent small send requests in one process are written as one group (one transaction, one
+limits round trip, shared tasks), and each still gets its own outcome.
+
+A group forms deterministically here: the first request's Idempotency-Key is held by an open
+transaction of the test, so its write waits on the unique index while the other requests queue up
+behind it; when the test lets go, they are all written by the next group."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection
+from django.test import Client
+
+from apps.dispatch import send
+from apps.dispatch.models import IdempotencyRecord, Message, MessageEvent
+from messaging_center import ids, metrics
+
+pytestmark = pytest.mark.django_db(transaction=True)
+TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+
+
+def _body(phone: str, order_no: str = "1") -> dict[str, Any]:
+    return {"template": "order_shipped", "to": {"phone": phone}, "params": {"order_no": order_no}, "send_at": TOMORROW}
+
+
+def _group_sizes() -> dict[float, float]:
+    """Cumulative bucket counts of the group-size histogram (this process)."""
+    [family] = metrics.SEND_GROUP_REQUESTS.collect()
+    return {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}  # type: ignore[misc]
+
+
+def _held_key(account_id: Any, key: str) -> psycopg.Connection:
+    """An open transaction holding (account, key) in the idempotency index: a claim of it waits."""
+    held = psycopg.connect(_dsn())
+    held.execute(
+        "INSERT INTO dispatch_idempotencyrecord (id, account_id, key, body_hash, created_at) VALUES (%s, %s, %s, '', now())",
+        [ids.uuid7(), account_id, key],
+    )
+    return held
+
+
+def _dsn() -> str:
+    params = connection.get_connection_params()
+    wanted = ("host", "port", "user", "password", "dbname")
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if k in wanted})
+
+
+def _in_one_group(api: Any, requests: list[tuple[dict[str, Any], dict[str, str]]]) -> list[Any]:
+    """Posts a gate request (its key held by the test), then `requests` in order while the gate's
+    write waits; lets go once all are queued. Returns the responses to `requests`."""
+    held = _held_key(api.account.id, "gate")
+
+    def post(item: tuple[dict[str, Any], dict[str, str]]) -> Any:
+        body, headers = item
+        try:
+            return Client().post(
+                "/api/v1/messages", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api.key}", **headers
+            )
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(requests) + 1) as pool:
+        gate: Future[Any] = pool.submit(post, (_body("+8613900000000", "gate"), {"HTTP_IDEMPOTENCY_KEY": "gate"}))
+        _wait_for(lambda: send.SENDS.waiting() == 1)
+        futures = []
+        for queued, item in enumerate(requests, start=2):  # one at a time: the group keeps this order
+            futures.append(pool.submit(post, item))
+            _wait_for(lambda queued=queued: send.SENDS.waiting() == queued)
+        held.rollback()
+        held.close()
+        assert gate.result().status_code == 202
+        return [f.result() for f in futures]
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_queued_requests_are_written_as_one_group_each_with_its_own_outcome(make_api_client, make_template) -> None:
+    api = make_api_client("grouped", rate_limit=1000)
+    make_template(api)
+    before = _group_sizes()
+    phones = [f"+86138001380{i:02d}" for i in range(12)]
+    requests = [(_body(phone, str(i)), {"HTTP_IDEMPOTENCY_KEY": f"k{i}"}) for i, phone in enumerate(phones)]
+    requests.append((_body("bad-number"), {}))
+
+    responses = _in_one_group(api, requests)
+
+    after = _group_sizes()
+    assert after["16.0"] - after["8.0"] - (before["16.0"] - before["8.0"]) == 1  # one group of 9 to 16 requests: ours
+    assert [r.status_code for r in responses] == [202] * 13
+    for phone, response in zip(phones, responses, strict=False):
+        [outcome] = response.json()["messages"]
+        message = Message.objects.get(id=ids.decode("msg", outcome["id"]))
+        assert (message.address, message.status, outcome["status"]) == (phone, "scheduled", "scheduled")
+        assert MessageEvent.objects.filter(message=message).count() == 1
+    rejected = responses[-1].json()
+    assert (rejected["accepted"], rejected["messages"][0]["code"]) == (0, "invalid_address")
+    assert len({r.json()["batch_id"] for r in responses}) == 13
+    assert Message.objects.filter(account=api.account).count() == 14  # 12 + the rejected one + the gate
+    replay = api.post("/api/v1/messages", _body(phones[3], "3"), HTTP_IDEMPOTENCY_KEY="k3")
+    assert replay.content == responses[3].content
+
+
+def test_one_key_twice_in_a_group_same_body_one_set_other_body_conflict(make_api_client, make_template) -> None:
+    api = make_api_client("grouped-keys", rate_limit=1000)
+    make_template(api)
+    same = (_body("+8613800138000"), {"HTTP_IDEMPOTENCY_KEY": "twice"})
+    other = (_body("+8613800138001"), {"HTTP_IDEMPOTENCY_KEY": "twice"})
+
+    first, second, third = _in_one_group(api, [same, same, other])
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.content == second.content
+    assert third.status_code == 409
+    assert third.json()["code"] == "idempotency_conflict"
+    assert Message.objects.filter(account=api.account, address="+8613800138000").count() == 1
+    assert not Message.objects.filter(account=api.account, address="+8613800138001").exists()
+
+
+def test_quota_refuses_whole_requests_within_a_group_and_frees_their_keys(make_api_client, make_template) -> None:
+    api = make_api_client("grouped-quota", rate_limit=1000, daily_quota=5)  # the gate takes one
+    make_template(api)
+    requests = [(_body(f"+86138001380{i:02d}"), {"HTTP_IDEMPOTENCY_KEY": f"q{i}"}) for i in range(6)]
+
+    responses = _in_one_group(api, requests)
+
+    codes = [r.status_code for r in responses]
+    assert sorted(codes) == [202] * 4 + [429] * 2
+    assert all(r.json()["code"] == "quota_exceeded" for r in responses if r.status_code == 429)
+    assert Message.objects.filter(account=api.account).count() == 5
+    refused_keys = {f"q{i}" for i, code in enumerate(codes) if code == 429}
+    assert not IdempotencyRecord.objects.filter(account=api.account, key__in=refused_keys).exists()
+    assert IdempotencyRecord.objects.filter(account=api.account, key__startswith="q").count() == 4
+
+
+def test_a_send_inside_a_callers_transaction_is_not_handed_to_another_thread(make_api_client, make_template) -> None:
+    """Within an atomic block the write joins the caller's transaction: rolled back with it."""
+    from django.db import transaction
+
+    api = make_api_client("in-atomic", rate_limit=1000)
+    make_template(api)
+    done = threading.Event()
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        send.message_send(account=api.account, data=_body("+8613800138000"))
+        done.set()
+        raise Rollback
+    assert done.is_set()
+    assert not Message.objects.filter(account=api.account).exists()
