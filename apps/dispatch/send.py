@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ from messaging_center.db import bound_cursor
 from messaging_center.errors import Conflict, ServiceError, Unavailable, ValidationFailed
 from messaging_center.group_commit import GroupCommit
 from messaging_center.ttl_cache import TtlCache
+
+logger = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 1000
 MAX_TTL_SECONDS = 7 * 24 * 3600
@@ -677,13 +680,21 @@ def _write(sends: list[_Send]) -> list[SendResult | object]:
     own = [i for i in range(len(sends)) if i not in repeats]
     metrics.SEND_GROUP_REQUESTS.observe(len(sends))
     started = time.perf_counter()
+    rows: list[publish.OutboxRow] = []
     try:
         with transaction.atomic():
-            _write_own([sends[i] for i in own], own, results)
+            rows = _write_own([sends[i] for i in own], own, results)
     except Exception as error:  # each caller raises it (a database error as the 503) in its own thread
         failure = Unavailable(f"The messages could not be stored: {error}") if isinstance(error, DatabaseError) else error
         for i in own:
             results[i], sends[i].written = failure, False
+        rows = []
+    try:
+        # Committed (or, alone inside a caller's transaction, when that commits): publish. Whatever
+        # happens here, the sends stand; the relay publishes what this did not.
+        publish.publish_on_commit(rows)
+    except Exception:
+        logger.exception("publish after commit failed; the outbox relay will publish %d task(s)", len(rows))
     metrics.SEND_GROUP_SECONDS.observe(time.perf_counter() - started)
     for i, came_first in repeats.items():
         result = results[came_first]
@@ -692,7 +703,8 @@ def _write(sends: list[_Send]) -> list[SendResult | object]:
     return results  # type: ignore[return-value]
 
 
-def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | object | None]) -> None:
+def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | object | None]) -> list[publish.OutboxRow]:
+    """The group's writes, in the caller's transaction; returns the outbox rows to publish."""
     own_results: list[SendResult | None] = [None] * len(sends)
     _claim_keys(sends, own_results)
     _apply_limits(sends, own_results)
@@ -715,14 +727,14 @@ def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | 
     if lines:
         with connection.cursor() as cursor, cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
             copy.write("\n".join(lines) + "\n")
+    rows = publish.chunk_rows(lanes)  # the group's queued messages share tasks, lane by lane
     if written or refused:
-        rows = publish.chunk_rows(lanes)  # the group's queued messages share tasks, lane by lane
         _finish(written=written, bodies=bodies, rows=rows, refused=refused)
-        publish.publish_on_commit(rows)
     responses = dict(zip(map(id, written), bodies, strict=True))
     for send, result, i in zip(sends, own_results, where, strict=True):
         send.written = id(send) in responses
         results[i] = SendResponse(202, responses[id(send)]) if send.written else result
+    return rows
 
 
 SENDS: GroupCommit[_Send, SendResult | object] = GroupCommit(_write)
