@@ -63,13 +63,22 @@ class GroupCommit(Generic[Item, Result]):
     def _lead(self) -> None:
         with self._lock:
             group = self._waiting[: self._max_group]
-        self._run(group)
-        with self._lock:
-            del self._waiting[: len(group)]
-            if self._waiting:
-                successor = self._waiting[0]
-                successor.leads = True
-                successor.wake.set()
+        try:
+            self._run(group)
+        finally:
+            # Even if the leader was interrupted, nobody of its group waits forever and the next
+            # group gets a leader.
+            for slot in group:
+                if not slot.finished:
+                    slot.error, slot.finished = RuntimeError("the group write was interrupted"), True
+                    if not slot.leads:
+                        slot.wake.set()
+            with self._lock:
+                del self._waiting[: len(group)]
+                if self._waiting:
+                    successor = self._waiting[0]
+                    successor.leads = True
+                    successor.wake.set()
 
     def _run(self, group: list[_Slot[Item, Result]]) -> None:
         try:

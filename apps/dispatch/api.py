@@ -87,6 +87,10 @@ class MessageListCreateView(APIView):
             raise ValidationFailed(
                 "Idempotency-Key must be 1 to 255 characters.", errors={"Idempotency-Key": ["Must be 1 to 255 characters."]}
             )
+        if key is not None and "\x00" in key:
+            raise ValidationFailed(
+                "Idempotency-Key must not contain NUL characters.", errors={"Idempotency-Key": ["Contains a NUL character."]}
+            )
         result = services.message_send(account=request.user, data=request.data, idempotency_key=key)
         return HttpResponse(result.body, status=result.status_code, content_type="application/json")
 

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import NoScriptError
@@ -254,21 +255,24 @@ class Limiter:
         raises."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
         calls = [_decide_call(request, now) for request in requests]
-        for attempt in range(2):
-            with self.client.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    pipe.evalsha(self._decide.sha, len(keys), *keys, *args)
-                replies = pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(reply, NoScriptError) for reply in replies):
-                self._decide.sha = self.client.script_load(self._decide.script)  # Redis restarted or flushed
-                continue
-            break
+        replies = self._evalsha_all(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted or flushed its scripts: load, and run only the calls that did not run
+            self._decide.sha = self.client.script_load(self._decide.script)
+            for i, reply in zip(missing, self._evalsha_all([calls[i] for i in missing]), strict=True):
+                replies[i] = reply
         return [
             reply
             if isinstance(reply, Exception)
             else BatchDecision(bool(reply[0]), int(reply[1]), [int(o) for o in reply[2].decode()] if reply[2] else [])
             for reply in replies
         ]
+
+    def _evalsha_all(self, calls: list[tuple[list[str], list[object]]]) -> list[Any]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(self._decide.sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -102,6 +103,10 @@ class SendResponse:
 # --- request validation -----------------------------------------------------------------------
 
 
+MAX_USER_ID = 255
+_NUL = "\x00"  # PostgreSQL text and jsonb cannot hold it
+
+
 def _params(value: Any, name: str, errors: dict[str, list[str]]) -> dict[str, str]:
     if value is None:
         return {}
@@ -112,6 +117,8 @@ def _params(value: Any, name: str, errors: dict[str, list[str]]) -> dict[str, st
     for key, item in value.items():
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             errors.setdefault(f"{name}.{key}", []).append("Must be a string or a number.")
+        elif _NUL in key or (isinstance(item, str) and _NUL in item):
+            errors.setdefault(f"{name}.{key}", []).append("Must not contain NUL characters.")
         else:
             clean[key] = item if isinstance(item, str) else format(item, "g") if isinstance(item, float) else str(item)
     return clean
@@ -146,6 +153,8 @@ def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
     template = data.get("template")
     if not isinstance(template, str) or not template:
         errors["template"] = ["A template code is required."]
+    elif _NUL in template:
+        errors["template"] = ["Must not contain NUL characters."]
     to = data.get("to")
     if isinstance(to, dict):
         to = [to]
@@ -172,6 +181,10 @@ def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
             value = entry[key]
             if not isinstance(value, str) or not value.strip():
                 errors[f"to[{index}].{key}"] = ["Must be a non-empty string."]
+            elif _NUL in value:
+                errors[f"to[{index}].{key}"] = ["Must not contain NUL characters."]
+            elif key == "user_id" and len(value.strip()) > MAX_USER_ID:
+                errors[f"to[{index}].{key}"] = [f"At most {MAX_USER_ID} characters."]
         entries.append({**entry, "params": _params(entry.get("params"), f"to[{index}].params", errors)})
     shared = _params(data.get("params"), "params", errors)
     priority = data.get("priority")
@@ -213,7 +226,9 @@ def _claim_idempotency_key(*, account: Account, key: str, fingerprint: str, now:
             )
             if cursor.fetchone():
                 return record_id
-            existing = IdempotencyRecord.objects.get(account=account, key=key)
+            existing = IdempotencyRecord.objects.filter(account=account, key=key).first()
+            if existing is None:  # purged since the insert found it: insert again
+                continue
             if existing.created_at >= now - IDEMPOTENCY_TTL:
                 return _replay_or_conflict(existing, fingerprint)
             existing.delete()
@@ -511,6 +526,8 @@ class _Send:
     now: dt.datetime
     record_id: uuid.UUID | None = None
     written: bool = False  # stored by this request (not a replay, not refused)
+    limited: bool = False  # its limits are decided (once: a retried write must not count them twice)
+    finalized: bool = False  # scheduled and sealed (once: a retried write must not seal twice)
 
 
 def _prepare(*, account: Account, data: Any, idempotency_key: str | None, secret_params: frozenset[str]) -> _Send:
@@ -607,12 +624,15 @@ def _claim_keys(sends: list[_Send], results: list[SendResult | None]) -> None:
 
 
 def _apply_limits(sends: list[_Send], results: list[SendResult | None]) -> None:
-    """Dedup, frequency and quota of every send still going: one atomic script call each, all in one
-    Redis round trip. A refused quota refuses that send whole."""
+    """Dedup, frequency and quota of every send still going whose limits are not yet decided: one
+    atomic script call each, all in one Redis round trip. A refused quota refuses that send whole."""
     calls: list[tuple[int, list[Entry], limits.Decide]] = []
     for i, send in enumerate(sends):
+        if results[i] is not None or send.limited:
+            continue
+        send.limited = True
         live = [e for e in send.entries if e.status == Status.QUEUED]
-        if results[i] is not None or not live:
+        if not live:
             continue
         template = send.template
         dedup_window = template.effective_dedup_window
@@ -680,21 +700,21 @@ def _write(sends: list[_Send]) -> list[SendResult | object]:
     own = [i for i in range(len(sends)) if i not in repeats]
     metrics.SEND_GROUP_REQUESTS.observe(len(sends))
     started = time.perf_counter()
-    rows: list[publish.OutboxRow] = []
-    try:
-        with transaction.atomic():
-            rows = _write_own([sends[i] for i in own], own, results)
-    except Exception as error:  # each caller raises it (a database error as the 503) in its own thread
-        failure = Unavailable(f"The messages could not be stored: {error}") if isinstance(error, DatabaseError) else error
-        for i in own:
-            results[i], sends[i].written = failure, False
+    rows = _write_in_transaction([sends[i] for i in own], own, results)
+    if rows is None and len(own) > 1:
+        # The group's transaction failed (a deadlock, a row the database refused, …): each send whose
+        # outcome was still open is written again on its own, with the limits it already has — so
+        # one bad request fails only itself, and nobody's limits are counted twice.
         rows = []
+        for i in own:
+            if results[i] is None:
+                rows += _write_in_transaction([sends[i]], [i], results) or []
     try:
         # Committed (or, alone inside a caller's transaction, when that commits): publish. Whatever
         # happens here, the sends stand; the relay publishes what this did not.
-        publish.publish_on_commit(rows)
+        publish.publish_on_commit(rows or [])
     except Exception:
-        logger.exception("publish after commit failed; the outbox relay will publish %d task(s)", len(rows))
+        logger.exception("publish after commit failed; the outbox relay will publish what it missed")
     metrics.SEND_GROUP_SECONDS.observe(time.perf_counter() - started)
     for i, came_first in repeats.items():
         result = results[came_first]
@@ -703,8 +723,37 @@ def _write(sends: list[_Send]) -> list[SendResult | object]:
     return results  # type: ignore[return-value]
 
 
+def _write_in_transaction(
+    sends: list[_Send], where: list[int], results: list[SendResult | object | None]
+) -> list[publish.OutboxRow] | None:
+    """`_write_own` in a transaction; on failure every send still open gets its own copy of the
+    error (one exception object is not raised in several threads) and None is returned."""
+    decided = [results[i] for i in where]
+    try:
+        with transaction.atomic():
+            return _write_own(sends, where, results)
+    except Exception as error:  # each caller raises its own (a database error as the 503)
+        logger.warning("writing %d send request(s) failed: %r", len(sends), error)
+        for i, before, send in zip(where, decided, sends, strict=True):
+            send.written = False
+            keep = isinstance(before, (SendResponse, ServiceError)) or isinstance(results[i], ServiceError)
+            if not keep:
+                results[i] = None if len(sends) > 1 else _copy_error(error)
+        return None
+
+
+def _copy_error(error: Exception) -> Exception:
+    if isinstance(error, (DatabaseError, psycopg.Error)):
+        failure: Exception = Unavailable(f"The messages could not be stored: {error}")
+    else:
+        failure = RuntimeError(f"The messages could not be stored: {error!r}")
+    failure.__cause__ = error
+    return failure
+
+
 def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | object | None]) -> list[publish.OutboxRow]:
-    """The group's writes, in the caller's transaction; returns the outbox rows to publish."""
+    """The group's writes, in the caller's transaction; returns the outbox rows to publish. A send
+    written again after a failed group keeps the limit outcomes it got (they are on its entries)."""
     own_results: list[SendResult | None] = [None] * len(sends)
     _claim_keys(sends, own_results)
     _apply_limits(sends, own_results)
@@ -715,8 +764,10 @@ def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | 
     for send, result in zip(sends, own_results, strict=True):
         if result is not None:
             continue
-        _schedule(send.entries, send.template, send.request, send.now)
-        _seal(send.entries, send.template, send.secret_params)
+        if not send.finalized:
+            _schedule(send.entries, send.template, send.request, send.now)
+            _seal(send.entries, send.template, send.secret_params)
+            send.finalized = True
         lines += _message_lines(send)
         lanes.setdefault(send.lane, []).extend(
             mid for e, mid in zip(send.entries, send.message_ids, strict=True) if e.status == Status.QUEUED

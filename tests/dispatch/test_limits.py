@@ -114,3 +114,19 @@ def test_many_entries_to_one_busy_address_stay_cheap() -> None:
     started = time.monotonic()
     assert set(_decide(limiter, _checks(["+1"] * 1000, limits=generous), now + 10)) == {OK}
     assert time.monotonic() - started < 1.0  # counted per entry, 6,000 earlier sends took ~2.5 s
+
+
+def test_decide_many_survives_a_script_flush_and_counts_each_request_once() -> None:
+    from apps.dispatch.limits import Decide
+
+    client = redis_client()
+    limiter = Limiter(client)
+    client.script_flush()  # as after a Redis restart: the script is gone
+    requests = [
+        Decide("quota-a", 10, 60, _checks(["+1"], dedup=60)),
+        Decide("quota-b", 10, 60, None, extra_quota=3),
+    ]
+    first, second = limiter.decide_many(requests, now_ms=30_000 * DAY)
+    assert (first.quota_ok, first.used_today, first.outcomes) == (True, 1, [OK])
+    assert (second.quota_ok, second.used_today) == (True, 3)
+    assert (int(client.get("quota-a")), int(client.get("quota-b"))) == (1, 3)

@@ -234,6 +234,11 @@ def test_unicode_and_emoji_params(api, shipped) -> None:
         ({"template": "order_shipped", "to": {"phone": "+86138"}, "send_at": "2020-01-01T00:00:00Z"}, "send_at"),
         ({"template": "order_shipped", "to": {"phone": "+86138"}, "colour": "red"}, "colour"),
         ([{"template": "order_shipped"}], "non_field_errors"),
+        # What the database cannot store is refused before anything is decided.
+        ({"template": "order_shipped", "to": {"user_id": "u" * 256}}, "to[0].user_id"),
+        ({"template": "order_shipped", "to": {"phone": "+8613800138000\x00"}}, "to[0].phone"),
+        ({"template": "order_shipped", "to": {"phone": "+86138"}, "params": {"order_no": "A\x001"}}, "params.order_no"),
+        ({"template": "order_\x00shipped", "to": {"phone": "+86138"}}, "template"),
     ],
 )
 def test_request_level_validation_errors_store_nothing(api, shipped, body, field) -> None:
@@ -384,3 +389,15 @@ def test_the_202_body_is_compact_json_with_every_outcome(api, make_template, shi
     queued = _send(api, {"template": "order_shipped", "to": [{"phone": "+8613800138002"}] * 2, "params": {"order_no": "1"}})
     assert [o["status"] for o in queued.json()["messages"]] == ["queued", "queued"]
     assert queued.content == json.dumps(queued.json(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_an_address_longer_than_the_column_is_an_invalid_address(api, make_template) -> None:
+    make_template(api, code="app_notice", channel="push", content="Order {{order_no}}", sms_signature="")
+    response = _send(
+        api,
+        {"template": "app_notice", "to": [{"push_token": "t" * 256}, {"push_token": "t" * 255}], "params": {"order_no": "1"}},
+    )
+    assert response.status_code == 202, response.content
+    too_long, fits = response.json()["messages"]
+    assert (too_long["status"], too_long["code"]) == ("rejected", "invalid_address")
+    assert fits["status"] == "queued"

@@ -162,3 +162,36 @@ def test_a_send_inside_a_callers_transaction_is_not_handed_to_another_thread(mak
         raise Rollback
     assert done.is_set()
     assert not Message.objects.filter(account=api.account).exists()
+
+
+def test_a_request_the_database_refuses_fails_alone_and_the_others_keep_their_limits(make_api_client, make_template) -> None:
+    """A group whose transaction fails is written again send by send: the refused request gets a
+    503, the others are stored once — with the dedup outcome they got the first time (had their
+    limits been decided again, each would be a duplicate of itself)."""
+    api = make_api_client("grouped-poison", rate_limit=1000)
+    make_template(api, dedup_window=3600)
+    poison = "+8613800000666"
+    with connection.cursor() as cursor:  # a row the database refuses, for real
+        cursor.execute(f"ALTER TABLE dispatch_message ADD CONSTRAINT test_poison CHECK (address <> '{poison}')")
+    try:
+        requests = [
+            (_body("+8613800138000"), {"HTTP_IDEMPOTENCY_KEY": "good-1"}),
+            (_body(poison), {"HTTP_IDEMPOTENCY_KEY": "poison"}),
+            (_body("+8613800138001"), {}),
+        ]
+        good_1, bad, good_2 = _in_one_group(api, requests)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE dispatch_message DROP CONSTRAINT test_poison")
+
+    assert bad.status_code == 503
+    assert bad.json()["code"] == "unavailable"
+    assert (good_1.status_code, good_2.status_code) == (202, 202)
+    assert [m["status"] for m in good_1.json()["messages"] + good_2.json()["messages"]] == ["scheduled", "scheduled"]
+    assert set(Message.objects.filter(account=api.account).values_list("address", flat=True)) == {
+        "+8613800138000",
+        "+8613800138001",
+        "+8613900000000",  # the gate
+    }
+    assert not IdempotencyRecord.objects.filter(account=api.account, key="poison").exists()
+    assert IdempotencyRecord.objects.get(account=api.account, key="good-1").response_body == good_1.content
