@@ -71,3 +71,45 @@ def test_the_process_keeps_writing_after_a_failed_group() -> None:
     with pytest.raises(ValueError):
         commit.submit(-1)
     assert commit.submit(2) == 20
+
+
+def test_an_interrupted_leader_still_answers_its_group_and_hands_over() -> None:
+    release = threading.Event()
+    calls: list[list[int]] = []
+
+    class Interrupted(BaseException):
+        pass
+
+    def write(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        if len(calls) == 1:
+            assert release.wait(5)
+            return [10 * item for item in items]
+        if len(calls) == 2:
+            raise Interrupted  # not an Exception: GroupCommit does not retry it item by item
+        return [10 * item for item in items]
+
+    commit = GroupCommit(write)
+
+    def submit(item: int) -> int | str:
+        try:
+            return commit.submit(item)
+        except RuntimeError as error:
+            return str(error)
+        except Interrupted:
+            return "interrupted"
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(submit, 1)
+        deadline = time.monotonic() + 5
+        while not calls:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        queued = [pool.submit(submit, item) for item in (2, 3)]
+        while commit.waiting() < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        release.set()
+        assert first.result(timeout=5) == 10
+        assert sorted(str(f.result(timeout=5)) for f in queued) == ["interrupted", "the group write was interrupted"]
+    assert commit.submit(4) == 40  # the next caller still gets a leader
