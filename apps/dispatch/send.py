@@ -471,7 +471,7 @@ def _finish(*, written: list[_Send], bodies: list[bytes], rows: list[publish.Out
             # Planned each time, never kept as a prepared statement: a generic plan made while the
             # message table was nearly empty (a fresh install's first requests) read the new
             # messages back by a sequential scan until the statistics caught up — after a minute
-            # of small sends, batches of 1,000 were accepted at 17k/s instead of 28–32k/s.
+            # of small sends, batches of 1,000 were accepted at 17k/s instead of 28 to 32k/s.
             prepare=False,
         )
 
