@@ -1,4 +1,4 @@
-"""Process helpers for tests that start real servers and workers."""
+"""Helpers for tests that start real servers and workers, or send from several threads."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -75,3 +76,18 @@ def celery_worker(
         yield process
     finally:
         stop_process_group(process)
+
+
+def post_send_from_thread(api: Any, item: tuple[dict[str, Any], dict[str, str]]) -> Any:
+    """POST /api/v1/messages from a worker thread (`item` = body, extra headers); the thread's
+    database connection is closed afterwards."""
+    from django.db import connection
+    from django.test import Client
+
+    body, headers = item
+    try:
+        return Client().post(
+            "/api/v1/messages", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api.key}", **headers
+        )
+    finally:
+        connection.close()

@@ -733,16 +733,14 @@ def _write_in_transaction(
 ) -> list[publish.OutboxRow] | None:
     """`_write_own` in a transaction; on failure every send still open gets its own copy of the
     error (one exception object is not raised in several threads) and None is returned."""
-    decided = [results[i] for i in where]
     try:
         with transaction.atomic():
             return _write_own(sends, where, results)
     except Exception as error:  # each caller raises its own (a database error as the 503)
         logger.warning("writing %d send request(s) failed: %r", len(sends), error)
-        for i, before, send in zip(where, decided, sends, strict=True):
+        for i, send in zip(where, sends, strict=True):
             send.written = False
-            keep = isinstance(before, (SendResponse, ServiceError)) or isinstance(results[i], ServiceError)
-            if not keep:
+            if not isinstance(results[i], ServiceError):  # a refusal decided before the failure stands
                 results[i] = None if len(sends) > 1 else _copy_error(error)
         return None
 

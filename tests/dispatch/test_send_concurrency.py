@@ -6,30 +6,21 @@ may still be running in the session's worker when the test database is flushed."
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection
-from django.test import Client
 
 from apps.dispatch.models import Message
+from tests.helpers import post_send_from_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
 
 
 def _post_concurrently(api, bodies_and_headers, workers: int):
-    def post(item):
-        body, headers = item
-        try:
-            return Client().post(
-                "/api/v1/messages", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api.key}", **headers
-            )
-        finally:
-            connection.close()
-
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(post, bodies_and_headers))
+        return list(pool.map(functools.partial(post_send_from_thread, api), bodies_and_headers))
 
 
 def test_twenty_concurrent_identical_requests_create_one_set(make_api_client, make_template) -> None:

@@ -8,20 +8,19 @@ behind it; when the test lets go, they are all written by the next group."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
 from django.db import connection
-from django.test import Client
 
 from apps.dispatch import send
 from apps.dispatch.models import IdempotencyRecord, Message, MessageEvent
 from messaging_center import ids, metrics
+from tests.helpers import post_send_from_thread, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
@@ -58,33 +57,19 @@ def _in_one_group(api: Any, requests: list[tuple[dict[str, Any], dict[str, str]]
     write waits; lets go once all are queued. Returns the responses to `requests`."""
     held = _held_key(api.account.id, "gate")
 
-    def post(item: tuple[dict[str, Any], dict[str, str]]) -> Any:
-        body, headers = item
-        try:
-            return Client().post(
-                "/api/v1/messages", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api.key}", **headers
-            )
-        finally:
-            connection.close()
+    post = functools.partial(post_send_from_thread, api)
 
     with ThreadPoolExecutor(max_workers=len(requests) + 1) as pool:
         gate: Future[Any] = pool.submit(post, (_body("+8613900000000", "gate"), {"HTTP_IDEMPOTENCY_KEY": "gate"}))
-        _wait_for(lambda: send.SENDS.waiting() == 1)
+        wait_until(lambda: send.SENDS.waiting() == 1, 10, "the gate request to lead")
         futures = []
         for queued, item in enumerate(requests, start=2):  # one at a time: the group keeps this order
             futures.append(pool.submit(post, item))
-            _wait_for(lambda queued=queued: send.SENDS.waiting() == queued)
+            wait_until(lambda queued=queued: send.SENDS.waiting() == queued, 10, "the request to queue", 0.01)
         held.rollback()
         held.close()
         assert gate.result().status_code == 202
         return [f.result() for f in futures]
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_queued_requests_are_written_as_one_group_each_with_its_own_outcome(make_api_client, make_template) -> None:
