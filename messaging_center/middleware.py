@@ -40,8 +40,9 @@ class RequestMetricsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)  # set by Django when it reached a view
         try:
-            route = resolve(request.path_info).route or "other"
+            route = (match or resolve(request.path_info)).route or "other"
         except Resolver404:
             route = "unmatched"
         metrics.REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
