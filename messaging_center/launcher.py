@@ -83,7 +83,9 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
     return [
         # Access log off unless asked for: a line per request through Python logging took ~4 % of a
         # single send's CPU; /metrics has every route's request counts and latencies.
-        Child("web", _web_server(port, web_workers, settings_env["WEB_THREADS"], access_log=settings_env["WEB_ACCESS_LOG"] == "1")),
+        Child(
+            "web", _web_server(port, web_workers, settings_env["WEB_THREADS"], access_log=settings_env["WEB_ACCESS_LOG"] == "1")
+        ),
         # Providers' status reports on their own port, one process, lower CPU priority: a storm of
         # reports (Twilio sends one per message) must not slow down accepting verification codes.
         Child(
