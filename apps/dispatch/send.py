@@ -373,63 +373,92 @@ def _text(value: str) -> str:
     return value
 
 
-def _message_lines(send: _Send) -> list[str]:
-    """The send's messages as lines of one COPY whose text we format ourselves (per-value adaptation
-    costs more than the rest of the accept path per message)."""
+_COLUMN_NAMES = tuple(_MESSAGE_COLUMNS.split(", "))
+
+
+def _message_rows(send: _Send) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """The send's messages as raw column values: the values every message shares (account_id …
+    priority) and each message's own (id, then address … expires_at; params as the dict, None for
+    NULL). `_copy_lines` and `_json_rows` write them out for the two ways of storing them."""
     account, template, now, ttl = send.account, send.template, send.now, send.ttl
-    fixed = "\t".join(
-        (
-            str(account.id),
-            str(send.batch_id),
-            str(template.id),
-            _text(template.code),
-            template.channel,
-            template.category,
-            send.lane,
-        )
-    )
+    fixed = (str(account.id), str(send.batch_id), str(template.id), template.code, template.channel, template.category, send.lane)
     now_text = now.isoformat()
     lease_text = (now + queued_lease()).isoformat()
     expires_now = (now + dt.timedelta(seconds=ttl)).isoformat()
-    message_lines = []
-    params_text: dict[int, str] = {}  # entries that share one params dict (see _render): serialized once
+    rows = []
     for entry, message_id in zip(send.entries, send.message_ids, strict=True):
-        params = params_text.get(id(entry.params))
-        if params is None:
-            params = params_text[id(entry.params)] = _text(json.dumps(entry.params, ensure_ascii=False))
-        scheduled = entry.scheduled_at.isoformat() if entry.scheduled_at else _NULL
+        scheduled = entry.scheduled_at.isoformat() if entry.scheduled_at else None
         expires = (entry.scheduled_at + dt.timedelta(seconds=ttl)).isoformat() if entry.scheduled_at else expires_now
-        message_lines.append(
+        rows.append(
+            (
+                message_id.hex,
+                entry.address,
+                entry.user_id,
+                entry.params,
+                entry.title,
+                entry.content,
+                str(entry.segments) if entry.segments is not None else None,
+                entry.status,
+                entry.code,
+                entry.detail,
+                "",
+                "",
+                "0",
+                lease_text if entry.status == Status.QUEUED else None,
+                now_text,
+                scheduled,
+                expires,
+            )
+        )
+    return fixed, rows
+
+
+def _copy_lines(send: _Send) -> list[str]:
+    """The send's messages as lines of one COPY whose text we format ourselves (per-value adaptation
+    costs more than the rest of the accept path per message). Only free text can need escaping."""
+    fixed, rows = _message_rows(send)
+    shared = "\t".join(_text(value) for value in fixed)
+    params_text: dict[int, str] = {}  # entries that share one params dict (see _render): serialized once
+    lines = []
+    for mid, address, user_id, params, title, content, segments, status, code, detail, *rest in rows:
+        text = params_text.get(id(params))
+        if text is None:
+            text = params_text[id(params)] = _text(json.dumps(params, ensure_ascii=False))
+        lease, created, scheduled, expires = rest[3:]
+        lines.append(
             "\t".join(
                 (
-                    message_id.hex,
-                    fixed,
-                    _text(entry.address),
-                    _text(entry.user_id),
-                    params,
-                    _text(entry.title),
-                    _text(entry.content),
-                    str(entry.segments) if entry.segments is not None else _NULL,
-                    entry.status,
-                    entry.code,
-                    _text(entry.detail),
-                    "",
-                    "",
-                    "0",
-                    lease_text if entry.status == Status.QUEUED else _NULL,
-                    now_text,
-                    scheduled,
+                    mid,
+                    shared,
+                    _text(address),
+                    _text(user_id),
+                    text,
+                    _text(title),
+                    _text(content),
+                    segments or _NULL,
+                    status,
+                    code,
+                    _text(detail),
+                    *rest[:3],
+                    lease or _NULL,
+                    created,
+                    scheduled or _NULL,
                     expires,
                 )
             )
         )
-    return message_lines
+    return lines
 
 
-_FINISH_SQL = """
-WITH first_events AS (
-    -- A message's first event reuses the message's own UUIDv7 as its id: unique, and earlier than
-    -- any later event's id, so the timeline stays ordered by id.
+def _json_rows(send: _Send) -> list[dict[str, Any]]:
+    """The send's messages as objects keyed by column name, for json_populate_recordset."""
+    fixed, rows = _message_rows(send)
+    return [dict(zip(_COLUMN_NAMES, (row[0], *fixed, *row[1:]), strict=True)) for row in rows]
+
+
+# A message's first event reuses the message's own UUIDv7 as its id: unique, and earlier than any
+# later event's id, so the timeline stays ordered by id.
+_FIRST_EVENTS = """
     INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider)
     SELECT m.id, m.id, m.status, m.created_at, m.code,
            CASE WHEN m.detail <> '' THEN m.detail
@@ -437,7 +466,8 @@ WITH first_events AS (
                                                                          'YYYY-MM-DD"T"HH24:MI:SS"Z"')
                 ELSE 'accepted' END,
            ''
-    FROM dispatch_message m WHERE m.account_id = ANY(%(accounts)s) AND m.batch_id = ANY(%(batches)s)
+"""
+_FINISH_REST = """
 ), outbox AS (
     INSERT INTO dispatch_outbox (id, lane, message_ids, created_at)
     -- One JSON document for all rows: a jsonb[] parameter of 1,000 quoted ids cost 2,000 escapes.
@@ -450,30 +480,55 @@ UPDATE dispatch_idempotencyrecord r SET status_code = 202, response_body = v.bod
 FROM unnest(%(records)s::uuid[], %(bodies)s::bytea[]) AS v(id, body)
 WHERE r.id = v.id AND r.id = ANY(%(records)s)
 """
+# After a COPY of the messages: their first events are read back from the table.
+_FINISH_AFTER_COPY = f"""
+WITH first_events AS (
+    {_FIRST_EVENTS}
+    FROM dispatch_message m WHERE m.account_id = ANY(%(accounts)s) AND m.batch_id = ANY(%(batches)s)
+{_FINISH_REST}"""
+# Small groups: the messages are inserted by the same statement (a COPY is two round trips more).
+_FINISH_WITH_MESSAGES = f"""
+WITH m AS (
+    INSERT INTO dispatch_message ({_MESSAGE_COLUMNS})
+    SELECT {_MESSAGE_COLUMNS} FROM json_populate_recordset(NULL::dispatch_message, %(messages)s::json)
+    RETURNING id, status, created_at, code, detail, scheduled_at
+), first_events AS (
+    {_FIRST_EVENTS}
+    FROM m
+{_FINISH_REST}"""  # noqa: S608 - fixed fragments; every value is bound
+# Up to this many messages a group's messages go in the finish statement; more go by COPY.
+INLINE_MAX_MESSAGES = 100
 
 
-def _finish(*, written: list[_Send], bodies: list[bytes], rows: list[publish.OutboxRow], refused: list[uuid.UUID]) -> None:
-    """First events, outbox rows and the idempotency records' responses of every send in a group:
-    one statement, one round trip."""
+def _finish(
+    *,
+    written: list[_Send],
+    bodies: list[bytes],
+    rows: list[publish.OutboxRow],
+    refused: list[uuid.UUID],
+    messages: list[dict[str, Any]] | None,
+) -> None:
+    """The messages (unless they went by COPY), their first events, outbox rows and the idempotency
+    records' responses of every send in a group: one statement, one round trip."""
     answered = [(s.record_id, body) for s, body in zip(written, bodies, strict=True) if s.record_id]
+    params = {
+        "outbox": json.dumps([[str(r.id), r.lane, r.message_ids] for r in rows]),
+        "now": written[0].now if written else timezone.now(),
+        "refused": refused,
+        "records": [record for record, _ in answered],
+        "bodies": [body for _, body in answered],
+    }
+    if messages is not None:
+        sql, params["messages"] = _FINISH_WITH_MESSAGES, json.dumps(messages, ensure_ascii=False)
+    else:
+        sql = _FINISH_AFTER_COPY
+        params |= {"accounts": list({s.account.id for s in written}), "batches": [s.batch_id for s in written]}
     with bound_cursor() as cursor:
-        cursor.execute(
-            _FINISH_SQL,
-            {
-                "accounts": list({s.account.id for s in written}),
-                "batches": [s.batch_id for s in written],
-                "outbox": json.dumps([[str(r.id), r.lane, r.message_ids] for r in rows]),
-                "now": written[0].now if written else timezone.now(),
-                "refused": refused,
-                "records": [record for record, _ in answered],
-                "bodies": [body for _, body in answered],
-            },
-            # Planned each time, never kept as a prepared statement: a generic plan made while the
-            # message table was nearly empty (a fresh install's first requests) read the new
-            # messages back by a sequential scan until the statistics caught up — after a minute
-            # of small sends, batches of 1,000 were accepted at 17k/s instead of 28 to 32k/s.
-            prepare=False,
-        )
+        # Planned each time, never kept as a prepared statement: a generic plan made while the
+        # message table was nearly empty (a fresh install's first requests) read the new messages
+        # back by a sequential scan until the statistics caught up — after a minute of small
+        # sends, batches of 1,000 were accepted at 17k/s instead of 28 to 32k/s.
+        cursor.execute(sql, params, prepare=False)
 
 
 def _response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id: uuid.UUID) -> bytes:
@@ -533,6 +588,7 @@ class _Send:
     written: bool = False  # stored by this request (not a replay, not refused)
     limited: bool = False  # its limits are decided (once: a retried write must not count them twice)
     finalized: bool = False  # scheduled and sealed (once: a retried write must not seal twice)
+    to_publish: list[publish.OutboxRow] = field(default_factory=list)  # the group's tasks, when it wrote them
 
 
 def _prepare(*, account: Account, data: Any, idempotency_key: str | None, secret_params: frozenset[str]) -> _Send:
@@ -714,12 +770,9 @@ def _write(sends: list[_Send]) -> list[SendResult | object]:
         for i in own:
             if results[i] is None:
                 rows += _write_in_transaction([sends[i]], [i], results) or []
-    try:
-        # Committed (or, alone inside a caller's transaction, when that commits): publish. Whatever
-        # happens here, the sends stand; the relay publishes what this did not.
-        publish.publish_on_commit(rows or [])
-    except Exception:
-        logger.exception("publish after commit failed; the outbox relay will publish what it missed")
+    # Published by the caller whose thread wrote the group (sends[0] is its own request), after it
+    # has answered the group and handed the next group over: the next write need not wait for it.
+    sends[0].to_publish += rows or []
     metrics.SEND_GROUP_SECONDS.observe(time.perf_counter() - started)
     for i, came_first in repeats.items():
         result = results[came_first]
@@ -760,7 +813,6 @@ def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | 
     own_results: list[SendResult | None] = [None] * len(sends)
     _claim_keys(sends, own_results)
     _apply_limits(sends, own_results)
-    lines: list[str] = []
     written: list[_Send] = []
     bodies: list[bytes] = []
     lanes: dict[str, list[uuid.UUID]] = {}
@@ -771,19 +823,22 @@ def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | 
             _schedule(send.entries, send.template, send.request, send.now)
             _seal(send.entries, send.template, send.secret_params)
             send.finalized = True
-        lines += _message_lines(send)
         lanes.setdefault(send.lane, []).extend(
             mid for e, mid in zip(send.entries, send.message_ids, strict=True) if e.status == Status.QUEUED
         )
         bodies.append(_response_body(send.entries, send.message_ids, send.batch_id))
         written.append(send)
     refused = [s.record_id for s, r in zip(sends, own_results, strict=True) if r is not None and s.record_id]
-    if lines:
+    messages: list[dict[str, Any]] | None = None
+    if sum(len(s.entries) for s in written) <= INLINE_MAX_MESSAGES:
+        messages = [row for send in written for row in _json_rows(send)]
+    else:
+        lines = [line for send in written for line in _copy_lines(send)]
         with connection.cursor() as cursor, cursor.cursor.copy(f"COPY dispatch_message ({_MESSAGE_COLUMNS}) FROM STDIN") as copy:
             copy.write("\n".join(lines) + "\n")
     rows = publish.chunk_rows(lanes)  # the group's queued messages share tasks, lane by lane
     if written or refused:
-        _finish(written=written, bodies=bodies, rows=rows, refused=refused)
+        _finish(written=written, bodies=bodies, rows=rows, refused=refused, messages=messages)
     responses = dict(zip(map(id, written), bodies, strict=True))
     for send, result, i in zip(sends, own_results, where, strict=True):
         send.written = id(send) in responses
@@ -792,6 +847,18 @@ def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | 
 
 
 SENDS: GroupCommit[_Send, SendResult | object] = GroupCommit(_write)
+
+
+def _publish(send: _Send) -> None:
+    """Publishes the tasks of the group this request's thread wrote: now, or alone inside a caller's
+    transaction when that commits. Whatever happens here, the sends stand; the relay publishes what
+    this did not."""
+    rows, send.to_publish = send.to_publish, []
+    if rows:
+        try:
+            publish.publish_on_commit(rows)
+        except Exception:
+            logger.exception("publish after commit failed; the outbox relay will publish what it missed")
 
 
 def message_send(
@@ -803,6 +870,7 @@ def message_send(
     result = _AGAIN
     while result is _AGAIN:
         result = _write([send])[0] if alone else SENDS.submit(send)
+        _publish(send)
     if isinstance(result, Exception):
         raise result
     accepted = sum(1 for e in send.entries if e.status in (Status.QUEUED, Status.SCHEDULED)) if send.written else 0
