@@ -3,14 +3,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.dispatch import selectors, services
 from apps.dispatch.models import Message
-from messaging_center.errors import ValidationFailed
+from messaging_center.errors import ServiceError, ValidationFailed
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -80,18 +80,32 @@ def message_body(message: Message, *, with_events: bool) -> dict[str, Any]:
     return body
 
 
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ValidationFailed(
+            "Idempotency-Key must be 1 to 255 characters.", errors={"Idempotency-Key": ["Must be 1 to 255 characters."]}
+        )
+    if key is not None and "\x00" in key:
+        raise ValidationFailed(
+            "Idempotency-Key must not contain NUL characters.", errors={"Idempotency-Key": ["Contains a NUL character."]}
+        )
+    return key
+
+
 class MessageListCreateView(APIView):
+    def get_throttles(self) -> list[Any]:
+        # A send takes its request-rate token in the same Redis call as its limits (send.py).
+        return [] if self.request.method == "POST" else super().get_throttles()
+
     def post(self, request: Request) -> HttpResponse:
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-            raise ValidationFailed(
-                "Idempotency-Key must be 1 to 255 characters.", errors={"Idempotency-Key": ["Must be 1 to 255 characters."]}
-            )
-        if key is not None and "\x00" in key:
-            raise ValidationFailed(
-                "Idempotency-Key must not contain NUL characters.", errors={"Idempotency-Key": ["Contains a NUL character."]}
-            )
-        result = services.message_send(account=request.user, data=request.data, idempotency_key=key)
+        try:
+            key = _idempotency_key(request)
+            data = request.data
+        except (ServiceError, exceptions.APIException):
+            services.take_request_token(request.user)  # an unreadable request is throttled too
+            raise
+        result = services.message_send(account=request.user, data=data, idempotency_key=key, throttle=True)
         return HttpResponse(result.body, status=result.status_code, content_type="application/json")
 
     def get(self, request: Request) -> Response:

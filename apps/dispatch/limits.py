@@ -17,28 +17,36 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import NoScriptError
 
-_RATE_BUCKET_SCRIPT = """
-local key = KEYS[1]
-local rate = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local now_us = tonumber(ARGV[3])
-local state = redis.call('HMGET', key, 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil then tokens = capacity; at = now_us end
-tokens = math.min(capacity, tokens + (now_us - at) * rate / 1e6)
-local allowed = 0
-local wait_us = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait_us = math.ceil((1 - tokens) * 1e6 / rate)
+# The account's request rate: a token bucket (burst = one second's worth), shared by the plain
+# throttle script and the send requests' batch script.
+_RATE_BUCKET_LUA = """
+local function take_token(key, rate, now_us)
+  local capacity = math.max(1, rate)
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1])
+  local at = tonumber(state[2])
+  if tokens == nil then tokens = capacity; at = now_us end
+  tokens = math.min(capacity, tokens + (now_us - at) * rate / 1e6)
+  local allowed = 0
+  local wait_us = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+    allowed = 1
+  else
+    wait_us = math.ceil((1 - tokens) * 1e6 / rate)
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now_us))
+  redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
+  return allowed, wait_us
 end
-redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now_us))
-redis.call('PEXPIRE', key, math.ceil(capacity / rate * 1000) + 1000)
+"""
+_RATE_BUCKET_SCRIPT = (
+    _RATE_BUCKET_LUA
+    + """
+local allowed, wait_us = take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 return {allowed, wait_us}
 """
+)
 
 # Dedup and frequency history live in time-bucketed hashes, so that a whole batch is a handful of
 # Redis commands (HMGET/HSET of up to 1,000 fields each) instead of several commands per entry: the
@@ -50,14 +58,24 @@ return {allowed, wait_us}
 #              comma-separated) of that day. A check reads every day bucket its longest window
 #              overlaps; the written bucket lives until the writing template's longest window has
 #              passed over its end.
-# KEYS: quota counter, dedup bucket now, dedup bucket before, frequency buckets newest first.
+# KEYS: quota counter, dedup bucket now, dedup bucket before, the account's token bucket, frequency
+#   buckets newest first.
 # ARGV: now_ms, quota_limit, quota_ttl_s, extra (entries that count without checks), dedup window
 #   (ms, 0 = off), dedup bucket expiry (ms epoch), frequency limits as JSON [[window_ms, max], …]
 #   longest first, frequency bucket expiry (ms epoch), entries as JSON [[digest, …], [address, …]]
-#   (either list empty when its check is off).
-# Returns {status, used, outcomes}: status 1 = ok, 0 = quota exceeded (nothing written); outcomes
-# one digit per entry: 0 = ok, 1 = duplicate, 2 = frequency limited.
-_BATCH_DECIDE = """
+#   (either list empty when its check is off), the account's request rate (per second; 0 = the
+#   request's token is not taken here), now_us.
+# Returns {status, used, outcomes}: status 1 = ok, 0 = quota exceeded (nothing written), 2 = the
+# request rate is exceeded (nothing counted; `used` is the wait in µs); outcomes one digit per
+# entry: 0 = ok, 1 = duplicate, 2 = frequency limited.
+_BATCH_DECIDE = (
+    _RATE_BUCKET_LUA
+    + """
+local rate = tonumber(ARGV[10])
+if rate > 0 then
+  local allowed, wait_us = take_token(KEYS[4], rate, tonumber(ARGV[11]))
+  if allowed == 0 then return {2, wait_us, ''} end
+end
 local now = tonumber(ARGV[1])
 local quota_limit = tonumber(ARGV[2])
 local quota_ttl = tonumber(ARGV[3])
@@ -106,13 +124,13 @@ if #addresses > 0 then
     local address = addresses[i]
     if not known[address] then known[address] = true; fields[#fields + 1] = address end
   end
-  for k = 4, #KEYS do
+  for k = 5, #KEYS do
     local values = hmget(KEYS[k], fields)
     for j = 1, #fields do
       local v = values[j]
       if v then
         local address = fields[j]
-        if k == 4 then written[address] = v end
+        if k == 5 then written[address] = v end
         local counts = used_before[address]
         if not counts then
           counts = {}
@@ -175,9 +193,9 @@ if next(pending) then
     writes[#writes + 1] = address
     writes[#writes + 1] = (before and (before .. ',') or '') .. table.concat(times, ',')
   end
-  hset(KEYS[4], writes)
-  local ttl = redis.call('PTTL', KEYS[4])
-  if ttl < 0 or now + ttl < freq_expire_at then redis.call('PEXPIREAT', KEYS[4], freq_expire_at) end
+  hset(KEYS[5], writes)
+  local ttl = redis.call('PTTL', KEYS[5])
+  if ttl < 0 or now + ttl < freq_expire_at then redis.call('PEXPIREAT', KEYS[5], freq_expire_at) end
 end
 if to_count > 0 then
   used = redis.call('INCRBY', KEYS[1], to_count)
@@ -185,6 +203,7 @@ if to_count > 0 then
 end
 return {1, used, result}
 """
+)
 
 OK, DUPLICATE, FREQUENCY_LIMITED = 0, 1, 2
 FREQUENCY_BUCKET_MS = 86_400_000  # one UTC day
@@ -217,6 +236,15 @@ class BatchDecision:
     quota_ok: bool
     used_today: int
     outcomes: list[int]
+    throttled_seconds: int = 0  # > 0: the request rate refused the request (nothing counted); retry after
+
+
+def rate_key(account_id: object) -> str:
+    return f"mc:rate:{account_id}"
+
+
+def _retry_after(wait_us: int) -> int:
+    return max(1, -(-int(wait_us) // 1_000_000))
 
 
 class Limiter:
@@ -226,10 +254,8 @@ class Limiter:
         self._decide = client.register_script(_BATCH_DECIDE)
 
     def take_request_token(self, *, account_id: object, per_second: int) -> RateDecision:
-        allowed, wait_us = self._bucket(
-            keys=[f"mc:rate:{account_id}"], args=[per_second, max(1, per_second), time.time_ns() // 1000]
-        )
-        return RateDecision(bool(allowed), max(1, -(-int(wait_us) // 1_000_000)) if not allowed else 0)
+        allowed, wait_us = self._bucket(keys=[rate_key(account_id)], args=[per_second, time.time_ns() // 1000])
+        return RateDecision(bool(allowed), _retry_after(wait_us) if not allowed else 0)
 
     def batch_decide(
         self,
@@ -264,6 +290,8 @@ class Limiter:
         return [
             reply
             if isinstance(reply, Exception)
+            else BatchDecision(True, 0, [], throttled_seconds=_retry_after(reply[1]))
+            if reply[0] == 2
             else BatchDecision(bool(reply[0]), int(reply[1]), [int(o) for o in reply[2].decode()] if reply[2] else [])
             for reply in replies
         ]
@@ -284,11 +312,13 @@ class Decide:
     quota_ttl: int
     checks: BatchChecks | None
     extra_quota: int = 0
+    # The request's token of the account's request rate, taken first (account id, per second).
+    rate: tuple[object, int] | None = None
 
 
 def _decide_call(request: Decide, now: int) -> tuple[list[str], list[object]]:
     checks = request.checks
-    keys = [request.quota_key, "", ""]
+    keys = [request.quota_key, "", "", rate_key(request.rate[0]) if request.rate else ""]
     digests: list[str] = []
     addresses: list[str] = []
     dedup_ms = dedup_expire_at = freq_expire_at = 0
@@ -317,6 +347,8 @@ def _decide_call(request: Decide, now: int) -> tuple[list[str], list[object]]:
         json.dumps(freq_limits),
         freq_expire_at,
         json.dumps([digests, addresses]),
+        request.rate[1] if request.rate else 0,
+        time.time_ns() // 1000,
     ]
     return keys, args
 

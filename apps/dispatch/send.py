@@ -21,6 +21,7 @@ import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.accounts.models import Account
@@ -64,6 +65,17 @@ class TooManyRecipients(ServiceError):
 class QuotaExceeded(ServiceError):
     status_code = 429
     code = "quota_exceeded"
+
+
+class RateLimited(ServiceError):
+    status_code = 429
+    code = "rate_limited"
+
+
+def _rate_limited(seconds: int) -> RateLimited:
+    return RateLimited(
+        f"Request was throttled: over the account's request rate. Retry in {seconds} s.", headers={"Retry-After": str(seconds)}
+    )
 
 
 @dataclass
@@ -586,6 +598,7 @@ class _Send:
     now: dt.datetime
     record_id: uuid.UUID | None = None
     written: bool = False  # stored by this request (not a replay, not refused)
+    throttle: bool = False  # takes the account's request-rate token with its limits (the send API)
     limited: bool = False  # its limits are decided (once: a retried write must not count them twice)
     finalized: bool = False  # scheduled and sealed (once: a retried write must not seal twice)
     to_publish: list[publish.OutboxRow] = field(default_factory=list)  # the group's tasks, when it wrote them
@@ -693,7 +706,7 @@ def _apply_limits(sends: list[_Send], results: list[SendResult | None]) -> None:
             continue
         send.limited = True
         live = [e for e in send.entries if e.status == Status.QUEUED]
-        if not live:
+        if not live and not send.throttle:
             continue
         template = send.template
         dedup_window = template.effective_dedup_window
@@ -713,7 +726,12 @@ def _apply_limits(sends: list[_Send], results: list[SendResult | None]) -> None:
             else None
         )
         decide = limits.Decide(
-            quota_key(send.account, send.now), send.account.daily_quota, 2 * 24 * 3600, checks, len(live) - len(checked)
+            quota_key(send.account, send.now),
+            send.account.daily_quota,
+            2 * 24 * 3600,
+            checks,
+            len(live) - len(checked),
+            rate=(send.account.id, send.account.rate_limit) if send.throttle else None,
         )
         calls.append((i, checked, decide))
     if not calls:
@@ -731,6 +749,9 @@ def _apply_limits(sends: list[_Send], results: list[SendResult | None]) -> None:
                 results[i] = Unavailable("Frequency limits cannot be checked right now (Redis is down); nothing was sent.")
             else:
                 metrics.LIMITS_DEGRADED.inc()
+            continue
+        if decision.throttled_seconds:
+            results[i] = _rate_limited(decision.throttled_seconds)
             continue
         if not decision.quota_ok:
             account = send.account
@@ -849,6 +870,17 @@ def _write_own(sends: list[_Send], where: list[int], results: list[SendResult | 
 SENDS: GroupCommit[_Send, SendResult | object] = GroupCommit(_write)
 
 
+def take_request_token(account: Account) -> None:
+    """The account's request rate for a request that is not written (invalid): 429 when over it."""
+    try:
+        decision = limiter().take_request_token(account_id=account.id, per_second=account.rate_limit)
+    except RedisError:
+        logger.warning("rate limit not enforced: Redis unavailable")
+        return
+    if not decision.allowed:
+        raise _rate_limited(decision.retry_after_seconds)
+
+
 def _publish(send: _Send) -> None:
     """Publishes the tasks of the group this request's thread wrote: now, or alone inside a caller's
     transaction when that commits. Whatever happens here, the sends stand; the relay publishes what
@@ -862,9 +894,24 @@ def _publish(send: _Send) -> None:
 
 
 def message_send(
-    *, account: Account, data: Any, idempotency_key: str | None = None, secret_params: frozenset[str] = frozenset()
+    *,
+    account: Account,
+    data: Any,
+    idempotency_key: str | None = None,
+    secret_params: frozenset[str] = frozenset(),
+    throttle: bool = False,
 ) -> SendResponse:
-    send = _prepare(account=account, data=data, idempotency_key=idempotency_key, secret_params=secret_params)
+    """`throttle`: the request takes a token of the account's request rate (the send API, whose view
+    leaves that to this): with its limits, in the same script call — a request over the rate is
+    refused (429 rate_limited) before anything is counted, and its Idempotency-Key is freed. An
+    invalid request takes its token on its own, so that garbage is throttled too."""
+    try:
+        send = _prepare(account=account, data=data, idempotency_key=idempotency_key, secret_params=secret_params)
+    except ServiceError:
+        if throttle:
+            take_request_token(account)
+        raise
+    send.throttle = throttle
     # Inside a caller's transaction the write must be part of it, not of another thread's commit.
     alone = len(send.entries) > GROUP_MAX_ENTRIES or connection.in_atomic_block
     result = _AGAIN

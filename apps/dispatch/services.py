@@ -11,10 +11,10 @@ from apps.accounts.models import Account
 from apps.dispatch import publish
 from apps.dispatch.delivery import queued_lease, record_events
 from apps.dispatch.models import Message, Status
-from apps.dispatch.send import IDEMPOTENCY_TTL, message_send
+from apps.dispatch.send import IDEMPOTENCY_TTL, message_send, take_request_token
 from messaging_center.errors import Conflict
 
-__all__ = ["message_send"]
+__all__ = ["message_send", "take_request_token"]
 
 
 def message_cancel(*, message: Message) -> Message:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 from django.test import TestCase
 from django.utils import timezone
 
 from apps.accounts.models import Preference, Recipient
+from apps.accounts.selectors import quota_key
 from apps.dispatch import publish
-from apps.dispatch.models import Message, MessageEvent, Outbox
+from apps.dispatch.models import IdempotencyRecord, Message, MessageEvent, Outbox
 from messaging_center.broker import redis_client
 
 pytestmark = pytest.mark.django_db
@@ -353,6 +355,34 @@ def test_request_rate_limit_is_429_with_retry_after(make_api_client, make_templa
     assert limited.status_code == 429
     assert limited.json()["code"] == "rate_limited"
     assert int(limited["Retry-After"]) >= 1
+
+
+def test_sends_over_the_request_rate_are_429_count_nothing_and_free_their_key(make_api_client, make_template) -> None:
+    """A send takes its request-rate token in the same Redis call as its limits: over the rate it is
+    refused before anything is counted, and its Idempotency-Key stays free for the retry."""
+    api = make_api_client("slow-sender", rate_limit=2)
+    make_template(api)
+
+    def body(n: int) -> dict:
+        return {"template": "order_shipped", "to": {"phone": f"+86138001380{n:02d}"}, "params": {"order_no": "1"}}
+
+    assert [_send(api, body(i), HTTP_IDEMPOTENCY_KEY=f"key-{i}").status_code for i in range(2)] == [202, 202]
+    limited = _send(api, body(2), HTTP_IDEMPOTENCY_KEY="key-2")
+    assert limited.status_code == 429, limited.content
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited["Retry-After"]) >= 1
+    assert Message.objects.count() == 2
+    assert int(redis_client().get(quota_key(api.account, timezone.now())) or 0) == 2  # not counted
+    assert not IdempotencyRecord.objects.filter(account=api.account, key="key-2").exists()
+    # An invalid request, or one whose body cannot be read, is throttled too.
+    assert _send(api, {"template": "order_shipped", "to": []}).status_code == 429
+    garbage = api.client.post(
+        "/api/v1/messages", "{oops", content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {api.key}"
+    )
+    assert garbage.status_code == 429
+    time.sleep(1.1)  # two tokens back at 2 per second
+    assert _send(api, body(2), HTTP_IDEMPOTENCY_KEY="key-2").status_code == 202
+    assert _send(api, {"template": "order_shipped", "to": []}).status_code == 400
 
 
 def test_response_is_compact_json(api, shipped) -> None:
