@@ -4,6 +4,7 @@ import datetime as dt
 import uuid
 import zoneinfo
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
@@ -68,51 +69,84 @@ _ADDRESS_COLUMN = {
 }
 
 
+@dataclass(frozen=True)
+class PreferencesQuery:
+    """One batch's opt-out lookup (see `preferences_opted_out`): a SELECT of (user_id, matched
+    addresses) rows, whose parameter names end in `suffix`, so that several can share a statement."""
+
+    sql: str
+    params: dict[str, object]
+    user_ids: frozenset[str]
+    addresses: frozenset[str]
+
+    def opted_out(self, rows: Iterable[tuple[str, list[str]]]) -> set[str]:
+        found: set[str] = set()
+        for user_id, matched in rows:
+            if user_id in self.user_ids:
+                found.add(user_id)
+            found.update(value for value in matched if value in self.addresses)
+        return found
+
+
+def preferences_query(
+    *,
+    account_id: uuid.UUID,
+    category: str,
+    channel: str,
+    user_ids: Iterable[str] = (),
+    addresses: Iterable[str] = (),
+    suffix: str = "",
+) -> PreferencesQuery | None:
+    """The query of `preferences_opted_out`, or None when nothing can have opted out."""
+    if category == Category.VERIFICATION:
+        return None
+    wanted_ids = list(set(user_ids))
+    wanted_addresses = list(set(addresses))
+    if not wanted_ids and not wanted_addresses:
+        return None
+    if channel == Channel.PUSH:
+        address_sql = (
+            "SELECT t.token FROM accounts_pushtoken t WHERE t.recipient_id = r.id "  # noqa: S608 - a parameter name
+            f"AND t.token = ANY(%(addresses{suffix})s)"
+        )
+        match_sql = f"EXISTS ({address_sql})"
+        found_sql = f"ARRAY({address_sql})"
+    elif channel in _ADDRESS_COLUMN:
+        column = _ADDRESS_COLUMN[Channel(channel)]
+        match_sql = f"r.{column} = ANY(%(addresses{suffix})s)"
+        found_sql = f"ARRAY[r.{column}]"
+    else:
+        match_sql, found_sql = "FALSE", "ARRAY[]::varchar[]"
+    sql = f"""
+        SELECT r.user_id, {found_sql}
+        FROM accounts_recipient r
+        WHERE r.account_id = %(account{suffix})s
+          AND (r.user_id = ANY(%(user_ids{suffix})s) OR {match_sql})
+          AND EXISTS (
+              SELECT 1 FROM accounts_preference p
+              WHERE p.recipient_id = r.id AND p.category = %(category{suffix})s AND p.channel = %(channel{suffix})s
+                AND NOT p.subscribed
+          )
+    """  # noqa: S608 - only fixed column names and parameter names are interpolated
+    params = {
+        f"account{suffix}": account_id,
+        f"user_ids{suffix}": wanted_ids,
+        f"addresses{suffix}": wanted_addresses,
+        f"category{suffix}": category,
+        f"channel{suffix}": channel,
+    }
+    return PreferencesQuery(sql, params, frozenset(wanted_ids), frozenset(wanted_addresses))
+
+
 def preferences_opted_out(
     *, account_id: uuid.UUID, category: str, channel: str, user_ids: Iterable[str] = (), addresses: Iterable[str] = ()
 ) -> set[str]:
     """The given user_ids, and the given addresses on `channel` (phone E.164, e-mail, openid, WeCom id,
     push token) of recipients, that opted out of `category` on `channel`. One query for a whole batch,
     with each list bound as one array parameter (a 1,000-entry IN list costs more to build than to run)."""
-    if category == Category.VERIFICATION:
+    query = preferences_query(account_id=account_id, category=category, channel=channel, user_ids=user_ids, addresses=addresses)
+    if query is None:
         return set()
-    wanted_ids = list(set(user_ids))
-    wanted_addresses = list(set(addresses))
-    if not wanted_ids and not wanted_addresses:
-        return set()
-    if channel == Channel.PUSH:
-        address_sql = "SELECT t.token FROM accounts_pushtoken t WHERE t.recipient_id = r.id AND t.token = ANY(%(addresses)s)"
-        match_sql = f"EXISTS ({address_sql})"
-        found_sql = f"ARRAY({address_sql})"
-    elif channel in _ADDRESS_COLUMN:
-        column = _ADDRESS_COLUMN[Channel(channel)]
-        match_sql = f"r.{column} = ANY(%(addresses)s)"
-        found_sql = f"ARRAY[r.{column}]"
-    else:
-        match_sql, found_sql = "FALSE", "ARRAY[]::varchar[]"
-    query = f"""
-        SELECT r.user_id, {found_sql}
-        FROM accounts_recipient r
-        WHERE r.account_id = %(account)s
-          AND (r.user_id = ANY(%(user_ids)s) OR {match_sql})
-          AND EXISTS (
-              SELECT 1 FROM accounts_preference p
-              WHERE p.recipient_id = r.id AND p.category = %(category)s AND p.channel = %(channel)s AND NOT p.subscribed
-          )
-    """  # noqa: S608 - only fixed column names are interpolated
-    params = {
-        "account": account_id,
-        "user_ids": wanted_ids,
-        "addresses": wanted_addresses,
-        "category": category,
-        "channel": channel,
-    }
-    found: set[str] = set()
-    requested_ids, requested_addresses = set(wanted_ids), set(wanted_addresses)
     with bound_cursor() as cursor:
-        cursor.execute(query, params)
-        for user_id, matched in cursor.fetchall():
-            if user_id in requested_ids:
-                found.add(user_id)
-            found.update(value for value in matched if value in requested_addresses)
-    return found
+        cursor.execute(query.sql, query.params)
+        return query.opted_out(cursor.fetchall())

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.accounts.models import Account
-from apps.accounts.selectors import preferences_opted_out, quota_key, recipients_by_user_id
+from apps.accounts.selectors import PreferencesQuery, preferences_query, quota_key, recipients_by_user_id
 from apps.dispatch import limits, publish
 from apps.dispatch.contacts import ADDRESS_KEYS, CHANNEL_ADDRESS_KEY, normalize_address, recipient_address
 from apps.dispatch.delivery import queued_lease
@@ -328,21 +328,25 @@ def _seal(entries: list[Entry], template: Any, secret_params: frozenset[str]) ->
         entry.params = {**entry.params, **{k: seal_value(entry.params[k]) for k in secrets_here}}
 
 
-def _apply_preferences(entries: list[Entry], template: Any, account: Account) -> None:
-    if template.category == "verification":
-        return
-    live = [e for e in entries if e.status == Status.QUEUED]
-    if not live:
-        return
-    opted_out = preferences_opted_out(
-        account_id=account.id,
-        category=template.category,
-        channel=template.channel,
+def _preferences_query(send: _Send, suffix: str) -> PreferencesQuery | None:
+    """The opt-out lookup of a send's entries still going (one SELECT; see `_claim_keys`)."""
+    live = [e for e in send.entries if e.status == Status.QUEUED]
+    if send.template.category == "verification" or not live:
+        return None
+    return preferences_query(
+        account_id=send.account.id,
+        category=send.template.category,
+        channel=send.template.channel,
         user_ids=[e.user_id for e in live if e.user_id],
         addresses=[e.address for e in live],
+        suffix=suffix,
     )
-    for entry in live:
-        if (entry.user_id and entry.user_id in opted_out) or entry.address in opted_out:
+
+
+def _apply_opt_outs(send: _Send, opted_out: set[str]) -> None:
+    template = send.template
+    for entry in send.entries:
+        if entry.status == Status.QUEUED and ((entry.user_id and entry.user_id in opted_out) or entry.address in opted_out):
             entry.refuse(Status.SUPPRESSED, "opted_out", f"The recipient opted out of {template.category} {template.channel}.")
 
 
@@ -599,6 +603,7 @@ class _Send:
     record_id: uuid.UUID | None = None
     written: bool = False  # stored by this request (not a replay, not refused)
     throttle: bool = False  # takes the account's request-rate token with its limits (the send API)
+    preferences_checked: bool = False  # its opt-outs are looked up (with its key's claim)
     limited: bool = False  # its limits are decided (once: a retried write must not count them twice)
     finalized: bool = False  # scheduled and sealed (once: a retried write must not seal twice)
     to_publish: list[publish.OutboxRow] = field(default_factory=list)  # the group's tasks, when it wrote them
@@ -624,7 +629,6 @@ def _prepare(*, account: Account, data: Any, idempotency_key: str | None, secret
     entries = [Entry() for _ in request.entries]
     _resolve_addresses(entries, request.entries, template.channel, account)
     _render(entries, template, request.params, request.entries)
-    _apply_preferences(entries, template, account)
     batch_id, *message_ids = ids.uuid7_many(1 + len(entries))
     return _Send(
         account=account,
@@ -656,30 +660,50 @@ SendResult = SendResponse | Exception
 
 
 def _claim_keys(sends: list[_Send], results: list[SendResult | None]) -> None:
-    """Claims every send's Idempotency-Key in one statement (in key order, so that two groups
-    claiming the same keys cannot deadlock); a key already present is resolved per send (replay,
-    conflict, or an expired record replaced)."""
+    """Claims every send's Idempotency-Key (in key order, so that two groups claiming the same keys
+    cannot deadlock) and looks up the opt-outs of every send not yet checked, in one statement; a key
+    already present is resolved per send (replay, conflict, or an expired record replaced)."""
     keyed = sorted(
         (i for i, s in enumerate(sends) if s.idempotency_key), key=lambda i: (str(sends[i].account.id), sends[i].idempotency_key)
     )
-    if not keyed:
-        return
     for i in keyed:
         sends[i].record_id = ids.uuid7()
+    branches: list[str] = []
+    params: dict[str, object] = {}
+    if keyed:
+        branches.append("SELECT -1, id::text, NULL::varchar[] FROM claimed")
+        params |= {
+            "record_ids": [sends[i].record_id for i in keyed],
+            "accounts": [sends[i].account.id for i in keyed],
+            "keys": [sends[i].idempotency_key for i in keyed],
+            "hashes": [sends[i].fingerprint for i in keyed],
+            "created": [sends[i].now for i in keyed],
+        }
+    lookups: dict[int, PreferencesQuery] = {}
+    for i, send in enumerate(sends):
+        query = None if send.preferences_checked else _preferences_query(send, suffix=f"_{i}")
+        if query is None:
+            send.preferences_checked = True
+        else:
+            lookups[i] = query
+            branches.append(f"SELECT {i}, * FROM ({query.sql}) AS p{i}")  # noqa: S608 - our own query text
+            params |= query.params
+    if not branches:
+        return
+    claim = (
+        "WITH claimed AS (INSERT INTO dispatch_idempotencyrecord (id, account_id, key, body_hash, created_at) "
+        "SELECT * FROM unnest(%(record_ids)s::uuid[], %(accounts)s::uuid[], %(keys)s::text[], %(hashes)s::text[], "
+        "%(created)s::timestamptz[]) ON CONFLICT (account_id, key) DO NOTHING RETURNING id) "
+        if keyed
+        else ""
+    )
     with bound_cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO dispatch_idempotencyrecord (id, account_id, key, body_hash, created_at) "
-            "SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[]) "
-            "ON CONFLICT (account_id, key) DO NOTHING RETURNING id",
-            [
-                [sends[i].record_id for i in keyed],
-                [sends[i].account.id for i in keyed],
-                [sends[i].idempotency_key for i in keyed],
-                [sends[i].fingerprint for i in keyed],
-                [sends[i].now for i in keyed],
-            ],
-        )
-        claimed = {row[0] for row in cursor.fetchall()}
+        cursor.execute(claim + " UNION ALL ".join(branches), params)
+        rows = cursor.fetchall()
+    claimed = {uuid.UUID(value) for where, value, _ in rows if where == -1}
+    for i, query in lookups.items():
+        _apply_opt_outs(sends[i], query.opted_out((user_id, matched) for where, user_id, matched in rows if where == i))
+        sends[i].preferences_checked = True
     for i in keyed:
         send = sends[i]
         if send.record_id in claimed:

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from apps.accounts.models import Preference, Recipient
 from apps.dispatch import send
 from apps.dispatch.models import IdempotencyRecord, Message, MessageEvent
 from messaging_center import ids, metrics
@@ -128,6 +129,45 @@ def test_quota_refuses_whole_requests_within_a_group_and_frees_their_keys(make_a
     refused_keys = {f"q{i}" for i, code in enumerate(codes) if code == 429}
     assert not IdempotencyRecord.objects.filter(account=api.account, key__in=refused_keys).exists()
     assert IdempotencyRecord.objects.filter(account=api.account, key__startswith="q").count() == 4
+
+
+def test_opt_outs_are_looked_up_per_request_within_a_group(make_api_client, make_template) -> None:
+    """A group looks up every request's opt-outs in its claim statement: each request's entries
+    get their own recipients' preferences for their own template's category and channel."""
+    api = make_api_client("grouped-prefs", rate_limit=1000)
+    make_template(api)
+    make_template(api, code="promo_mail", channel="email", category="marketing", content="Sale {{order_no}}", title="Sale")
+    out = Recipient.objects.create(account=api.account, user_id="u-out", phone="+8613800138077", email="out@example.com")
+    Preference.objects.create(recipient=out, category="transactional", channel="sms", subscribed=False)
+    Preference.objects.create(recipient=out, category="marketing", channel="email", subscribed=False)
+    mail = {"template": "promo_mail", "params": {"order_no": "1"}, "send_at": TOMORROW}
+    requests = [
+        (_body("+8613800138077"), {}),  # the opted-out phone
+        (_body("+8613800138078"), {}),
+        ({**_body("unused"), "to": [{"user_id": "u-out"}, {"phone": "+8613800138079"}]}, {"HTTP_IDEMPOTENCY_KEY": "p"}),
+        ({**mail, "to": [{"email": "out@example.com"}, {"email": "in@example.com"}]}, {}),
+    ]
+
+    responses = _in_one_group(api, requests)
+
+    assert [r.status_code for r in responses] == [202] * 4
+    codes = [[m.get("code") for m in r.json()["messages"]] for r in responses]
+    assert codes == [["opted_out"], [None], ["opted_out", None], ["opted_out", None]]
+
+
+def test_the_request_rate_refuses_whole_requests_within_a_group_and_frees_their_keys(make_api_client, make_template) -> None:
+    api = make_api_client("grouped-rate", rate_limit=3)  # a burst of 3; the gate takes one
+    make_template(api)
+    requests = [(_body(f"+86138001380{i:02d}"), {"HTTP_IDEMPOTENCY_KEY": f"r{i}"}) for i in range(6)]
+
+    responses = _in_one_group(api, requests)
+
+    codes = [r.status_code for r in responses]
+    assert 2 <= codes.count(202) <= 3 and codes.count(202) + codes.count(429) == 6, codes
+    assert all(r.json()["code"] == "rate_limited" and int(r["Retry-After"]) >= 1 for r in responses if r.status_code == 429)
+    assert Message.objects.filter(account=api.account).count() == codes.count(202) + 1
+    refused_keys = {f"r{i}" for i, code in enumerate(codes) if code == 429}
+    assert not IdempotencyRecord.objects.filter(account=api.account, key__in=refused_keys).exists()
 
 
 def test_a_send_inside_a_callers_transaction_is_not_handed_to_another_thread(make_api_client, make_template) -> None:
