@@ -20,6 +20,7 @@ from bench.load import LoadResult, run_load
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data" / "bench"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+WARM_UP_SECONDS = 2.0
 
 
 def _free_port() -> int:
@@ -103,10 +104,10 @@ class SendBodies:
     range of numbers, and the run its own nonce in the content (a rerun on the same stack is not
     deduplicated against the previous one)."""
 
-    def __init__(self, batch: int, key: str) -> None:
+    def __init__(self, batch: int, key: str, tag: str = "") -> None:
         self.batch = batch
         self.auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        self.nonce = f"{time.time_ns() // 1000 % 10**9:09d}"
+        self.nonce = f"{tag}{time.time_ns() // 1000 % 10**9:09d}"
 
     def __call__(self, slot: int, sequence: int) -> tuple[bytes, dict[str, str]]:
         # slot = client process * 1000 + connection (bench.load); up to 50 connections per process.
@@ -438,6 +439,15 @@ def main() -> None:
             copy_rate = copy_baseline(stack)
             runs = {}
             for batch, connections in ((1, 32), (100, 8), (1000, 4)):
+                # Warm-up, not counted: each web thread's first requests open its database
+                # connection and prepare its statements (the first seconds ran 20-25 % slower).
+                run_load(
+                    f"{stack.base_url}/api/v1/messages",
+                    method="POST",
+                    make_body=SendBodies(batch, key, tag="warm"),
+                    connections=connections,
+                    seconds=WARM_UP_SECONDS,
+                )
                 runs[batch] = run_load(
                     f"{stack.base_url}/api/v1/messages",
                     method="POST",
