@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from apps.accounts.models import Account
-from apps.dispatch.limits import Limiter
+from apps.dispatch.limits import Limiter, RateDecision
 from messaging_center.broker import redis_client
 
 if TYPE_CHECKING:
@@ -29,6 +29,15 @@ def limiter() -> Limiter:
     return _limiter(redis_client())
 
 
+def take_request_token(account: Account) -> RateDecision:
+    """A token of the account's request rate. With Redis down the API stays up: allowed, unthrottled."""
+    try:
+        return limiter().take_request_token(account_id=account.id, per_second=account.rate_limit)
+    except RedisError:
+        logger.warning("rate limit not enforced: Redis unavailable")
+        return RateDecision(allowed=True, retry_after_seconds=0)
+
+
 class AccountRateThrottle(BaseThrottle):
     """The account's request rate as a token bucket in Redis (burst = one second's worth).
     With Redis down the API stays up: requests pass unthrottled rather than failing."""
@@ -40,11 +49,7 @@ class AccountRateThrottle(BaseThrottle):
         account = request.user
         if not isinstance(account, Account):
             return True
-        try:
-            decision = limiter().take_request_token(account_id=account.id, per_second=account.rate_limit)
-        except RedisError:
-            logger.warning("rate limit not enforced: Redis unavailable")
-            return True
+        decision = take_request_token(account)
         self._wait = decision.retry_after_seconds
         return decision.allowed
 
