@@ -92,8 +92,12 @@ class Message(models.Model):
             models.Index(fields=["account", "user_id", "-id"], name="msg_account_user", condition=~Q(user_id="")),
             models.Index(fields=["account", "status", "-id"], name="msg_account_status"),
             models.Index(fields=["account", "template_code", "-id"], name="msg_account_template"),
+            # With the address: one provider id may cover a batch of numbers (Aliyun's SendBatchSms),
+            # and a receipt is matched to its message by provider id and number in one probe.
             models.Index(
-                fields=["provider", "provider_message_id"], name="msg_provider_id", condition=~Q(provider_message_id="")
+                fields=["provider", "provider_message_id", "address"],
+                name="msg_provider_id_address",
+                condition=~Q(provider_message_id=""),
             ),
             models.Index(fields=["scheduled_at"], name="msg_due", condition=Q(status="scheduled")),
             # Only rows holding a lease (queued, sending, retry_wait). Not `status IN (…)`: a predicate the

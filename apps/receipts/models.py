@@ -59,6 +59,12 @@ class ProviderReceipt(models.Model):
             models.Index(fields=["received_at"], name="receipt_unmatched", condition=Q(message__isnull=True)),
             models.Index(fields=["message"], name="receipt_message", condition=Q(message__isnull=False)),
             models.Index(fields=["message_ref"], name="receipt_unmatched_ref", condition=Q(message__isnull=True)),
+            # The sent hook's look for receipts that came before their message was `sent`.
+            models.Index(
+                fields=["provider", "provider_message_id"],
+                name="receipt_unmatched_pid",
+                condition=Q(message__isnull=True) & ~Q(provider_message_id=""),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -267,6 +267,42 @@ def test_one_batch_call_report_is_applied_to_each_number_on_its_own(aliyun, make
     assert sorted(ProviderReceipt.objects.values_list("message_id", flat=True)) == sorted([delivered.id, undelivered.id])
 
 
+def test_a_report_whose_number_is_written_differently_matches_its_provider_ids_only_message(aliyun, make_message) -> None:
+    """A number the provider writes otherwise than we stored it: the provider id decides, but only
+    when no other message has that id (in a batch the number is needed to tell them apart)."""
+    alone = make_message(provider_message_id="biz-alone")
+    batch = [make_message(provider_message_id="biz-shared") for _ in range(2)]
+    reports = [
+        json.loads(aliyun_report(message))[0] | {"phone_number": f"000{i}", "out_id": ""}
+        for i, message in enumerate((alone, *batch))
+    ]
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(reports).encode()).status_code == 200
+    for message in (alone, *batch):
+        message.refresh_from_db()
+    assert [alone.status, *(m.status for m in batch)] == ["delivered", "sent", "sent"]
+    assert ProviderReceipt.objects.filter(message__isnull=True).count() == 2
+
+
+def test_early_reports_of_one_batch_call_are_each_applied_to_their_number_when_it_is_sent(aliyun, make_message) -> None:
+    first, second = (make_message(status="sending", provider_message_id="") for _ in range(2))
+    report = [
+        json.loads(aliyun_report(first))[0] | {"biz_id": "biz-batch-early", "out_id": "mcb-1"},
+        json.loads(aliyun_report(second, success=False, code="UNDELIV"))[0] | {"biz_id": "biz-batch-early", "out_id": "mcb-1"},
+    ]
+    assert push(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(report).encode()).status_code == 200
+    assert ProviderReceipt.objects.filter(message__isnull=True).count() == 2
+
+    Message.objects.filter(id__in=[first.id, second.id]).update(status="sent", provider_message_id="biz-batch-early")
+    messages_reached([first.id, second.id], "sent")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("delivered", "undelivered")
+    assert dict(ProviderReceipt.objects.values_list("status", "message_id")) == {
+        "delivered": first.id,
+        "undelivered": second.id,
+    }
+
+
 def test_the_receipts_listener_takes_reports_and_serves_nothing_else(aliyun, make_message) -> None:
     """RECEIPTS_PORT runs messaging_center.wsgi_receipts: these URLs and this middleware chain."""
     message = make_message()
