@@ -334,6 +334,13 @@ def delivery_throughput(stack: Stack, key: str, total: int = 50_000) -> tuple[fl
         "SELECT count(*), max(sent_at) FROM dispatch_message WHERE template_code = 'bench_delivery' AND sent_at IS NOT NULL",
     )
     elapsed = (last - started_at).total_seconds() if last else time.perf_counter() - started  # type: ignore[operator]
+    split = _sql(
+        stack,
+        "SELECT provider, count(*) FROM dispatch_message WHERE template_code = 'bench_delivery' AND sent_at IS NOT NULL "
+        "GROUP BY provider ORDER BY provider",
+    )
+    # Which provider APIs did the work (the default routing: mainland numbers through the domestic ones).
+    print("  (sent through " + ", ".join(f"{name} {count:,}" for name, count in split) + ")")  # type: ignore[str-format]
     return int(sent) / elapsed, elapsed  # type: ignore[call-overload]
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from django import forms
@@ -10,7 +11,7 @@ from django.http import HttpRequest
 
 from apps.dispatch import services
 from apps.dispatch.contacts import mask_address
-from apps.dispatch.models import Message, MessageEvent, Outbox, Provider
+from apps.dispatch.models import Message, MessageEvent, Outbox, Provider, destination_prefixes
 from apps.dispatch.providers_config import provider_settings_errors
 from apps.dispatch.routing import health
 from messaging_center import ids
@@ -100,6 +101,7 @@ class OutboxAdmin(admin.ModelAdmin):
 
 SECRET_HINTS = ("secret", "token", "password", "key", "private")
 MASK = "********"
+CALLING_CODE = re.compile(r"\+[1-9]\d{0,5}")  # a calling code, or a longer prefix of numbers (+1212)
 
 
 def _masked(settings: dict[str, str]) -> dict[str, str]:
@@ -116,7 +118,7 @@ class ProviderForm(forms.ModelForm):
 
     class Meta:
         model = Provider
-        fields = ("name", "channel", "kind", "weight", "priority_group", "enabled", "rate_limit")
+        fields = ("name", "channel", "kind", "weight", "priority_group", "enabled", "rate_limit", "destinations")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -124,6 +126,13 @@ class ProviderForm(forms.ModelForm):
             self.fields["settings_json"].initial = json.dumps(_masked(self.instance.settings), indent=2, sort_keys=True)
         else:
             self.fields["settings_json"].initial = "{}"
+
+    def clean_destinations(self) -> str:
+        prefixes = destination_prefixes(self.cleaned_data.get("destinations") or "")
+        wrong = [p for p in prefixes if not CALLING_CODE.fullmatch(p)]
+        if wrong:
+            raise forms.ValidationError(f"Not a calling code like +86: {', '.join(wrong)}.")
+        return ", ".join(prefixes)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -154,7 +163,7 @@ class ProviderForm(forms.ModelForm):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ("name", "channel", "kind", "enabled", "priority_group", "weight", "rate_limit", "circuit")
+    list_display = ("name", "channel", "kind", "enabled", "priority_group", "weight", "destinations", "rate_limit", "circuit")
     list_filter = ("channel", "kind", "enabled")
     search_fields = ("name", "kind")
     actions = ["close_circuits"]

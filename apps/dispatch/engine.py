@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.dispatch import publish, routing
-from apps.dispatch.models import Status
+from apps.dispatch.models import Status, serves
 from apps.dispatch.providers.base import LookupUnsupported, OutboundMessage, ProviderError, SendResult
 from apps.dispatch.sealing import is_sealed, unseal
 from apps.dispatch.throttling import limiter
@@ -275,7 +275,9 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
             continue
         template = templates.get(message.template_id) if message.template_id else None
         routes = routing.usable(
-            routing.ROUTES.for_channel(message.channel), (template.provider_template_ids or {}) if template else {}
+            routing.ROUTES.for_channel(message.channel),
+            (template.provider_template_ids or {}) if template else {},
+            message.address,
         )
         if not routes:
             attempts.append(
@@ -283,7 +285,9 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
                     message,
                     None,
                     ProviderError(
-                        "no_provider", f"No enabled {message.channel} provider can send this template.", permanent=True
+                        "no_provider",
+                        f"No enabled {message.channel} provider can send this template to this address.",
+                        permanent=True,
                     ),
                 )
             )
@@ -393,7 +397,8 @@ def _finish(attempts: list[Attempt], health: routing.Health) -> None:
 
 def _has_alternative(attempt: Attempt) -> bool:
     routes = routing.ROUTES.for_channel(attempt.message.channel)
-    return any(r.name != (attempt.route.name if attempt.route else "") for r in routes)
+    current = attempt.route.name if attempt.route else ""
+    return any(r.name != current and serves(r.destinations, attempt.message.address) for r in routes)
 
 
 def _rows(attempts: Sequence[Attempt], **columns: Sequence[Any]) -> dict[str, Any]:

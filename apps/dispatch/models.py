@@ -190,6 +190,12 @@ class Provider(models.Model):
     )
     enabled = models.BooleanField(default=True)
     rate_limit = models.PositiveIntegerField(default=0, help_text="Sends per second across all workers; 0 = unlimited.")
+    destinations = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text="SMS: the calling codes this provider sends to, comma-separated (e.g. +86, +852); empty = every number.",
+    )
     settings_encrypted = models.TextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -199,6 +205,13 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind}, {self.channel})"
+
+    @property
+    def destination_prefixes(self) -> tuple[str, ...]:
+        return destination_prefixes(self.destinations)
+
+    def serves(self, address: str) -> bool:
+        return serves(self.destination_prefixes, address)
 
     @property
     def settings(self) -> dict[str, str]:
@@ -215,3 +228,13 @@ class Provider(models.Model):
         from messaging_center import crypto
 
         self.settings_encrypted = crypto.encrypt(json.dumps(value, sort_keys=True))
+
+
+def destination_prefixes(text: str) -> tuple[str, ...]:
+    """`"+86, +852"` → ("+86", "+852"); the admin form accepts only `+` and digits per entry."""
+    return tuple(part for part in (piece.strip() for piece in text.replace(";", ",").split(",")) if part)
+
+
+def serves(prefixes: tuple[str, ...], address: str) -> bool:
+    """A provider with destinations sends only to numbers that start with one of them."""
+    return not prefixes or address.startswith(prefixes)

@@ -15,23 +15,33 @@ from messaging_center.errors import ValidationFailed
 def simulator_providers(
     base_url: str, *, apns_port: int | None = None, smtp_port: int | None = None
 ) -> dict[str, dict[str, object]]:
-    """The simulator's providers for a fresh checkout, one or more per channel. SMS is split between
-    the three APIs; only Twilio (free text) can send templates without provider template ids, so it
-    is also the safety net. APNs (HTTP/2) and SMTP listen on the simulator's port + 1 and + 2."""
+    """The simulator's providers for a fresh checkout, one or more per channel. SMS as a deployment
+    in mainland China routes it: mainland numbers (+86) split between the domestic APIs, Aliyun and
+    Tencent (registered signature and templates, batch calls); every other number, and a template
+    without ids for them, through Twilio (free text), which is also the failover when both domestic
+    providers are down (priority group 2). APNs (HTTP/2) and SMTP listen on the simulator's port + 1
+    and + 2."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     apns_port = apns_port or port + 1
     smtp_port = smtp_port or port + 2
     return {
-        "sim-aliyun": {"kind": "aliyun", "channel": "sms", "settings": {**DEFAULT_CREDENTIALS["aliyun"], "sign_name": "MC"}},
+        "sim-aliyun": {
+            "kind": "aliyun",
+            "channel": "sms",
+            "destinations": "+86",
+            "settings": {**DEFAULT_CREDENTIALS["aliyun"], "sign_name": "MC"},
+        },
         "sim-tencent": {
             "kind": "tencent",
             "channel": "sms",
+            "destinations": "+86",
             "settings": {**DEFAULT_CREDENTIALS["tencent"], "sdk_app_id": "1400000001", "sign_name": "MC"},
         },
         "sim-twilio": {
             "kind": "twilio",
             "channel": "sms",
+            "priority_group": 2,
             "settings": {**DEFAULT_CREDENTIALS["twilio"], "from_number": "+15005550006"},
         },
         "sim-wechat": {"kind": "wechat", "channel": "wechat", "settings": dict(DEFAULT_CREDENTIALS["wechat"])},
@@ -84,11 +94,17 @@ def provider_save(*, provider: Provider, settings: Mapping[str, str]) -> Provide
 
 
 def simulator_providers_configure(*, base_url: str, apns_port: int | None = None, smtp_port: int | None = None) -> list[str]:
-    """Creates the `sim-*` providers, or points existing ones at `base_url` (ports change between runs)."""
+    """Creates the `sim-*` providers, or points existing ones at `base_url` (ports change between runs;
+    their routing, perhaps changed in admin since, stays as it is)."""
     specs = simulator_providers(base_url, apns_port=apns_port, smtp_port=smtp_port)
     for name, spec in specs.items():
         provider = Provider.objects.filter(name=name).first() or Provider(
-            name=name, kind=str(spec["kind"]), channel=str(spec["channel"]), weight=100, priority_group=1
+            name=name,
+            kind=str(spec["kind"]),
+            channel=str(spec["channel"]),
+            weight=100,
+            priority_group=int(spec.get("priority_group", 1)),  # type: ignore[call-overload]
+            destinations=str(spec.get("destinations", "")),
         )
         settings = {**provider.settings, "endpoint": base_url, **spec["settings"]}  # type: ignore[dict-item]
         if spec["kind"] == "smtp":

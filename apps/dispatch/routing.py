@@ -1,8 +1,11 @@
 """Which provider sends a message: weighted choice among the enabled providers of the channel's
 best priority group whose circuit is not open; template-based providers only for templates that
-have an approved id for them. Saving a provider sets a new version token in Redis; a worker checks
-it once per task (one GET) and re-reads the provider rows when it changed, so admin changes apply
-to the next task, without a restart."""
+have an approved id for them, providers with destinations (calling codes) only for numbers they
+serve: mainland numbers through the domestic APIs, the rest through an international one.
+
+Saving a provider sets a new version token in Redis; a worker checks it once per task (one GET)
+and re-reads the provider rows when it changed, so admin changes apply to the next task, without
+a restart."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from apps.dispatch.health import Health
-from apps.dispatch.models import Provider
+from apps.dispatch.models import Provider, serves
 from apps.dispatch.providers import adapter_class
 from apps.dispatch.providers.base import ProviderAdapter
 from messaging_center.broker import redis_client
@@ -41,6 +44,7 @@ class Route:
     priority_group: int
     rate_limit: int
     adapter: ProviderAdapter
+    destinations: tuple[str, ...] = ()
 
     @property
     def template_based(self) -> bool:
@@ -93,6 +97,7 @@ class _Routes:
                     provider.priority_group,
                     provider.rate_limit,
                     adapter,
+                    provider.destination_prefixes,
                 )
             )
         self._by_channel, self._adapters, self._loaded_at = by_channel, adapters, time.monotonic()
@@ -125,8 +130,10 @@ def health() -> Health:
     return _health(redis_client())
 
 
-def usable(routes: Iterable[Route], provider_template_ids: Mapping[str, Any]) -> list[Route]:
-    return [r for r in routes if not r.template_based or provider_template_ids.get(r.kind)]
+def usable(routes: Iterable[Route], provider_template_ids: Mapping[str, Any], address: str = "") -> list[Route]:
+    """The routes that can send this message: a template-based provider only with an approved id for
+    the template, a provider with destinations only to numbers it serves."""
+    return [r for r in routes if (not r.template_based or provider_template_ids.get(r.kind)) and serves(r.destinations, address)]
 
 
 def choose(candidates: list[Route], *, allowed: set[str], avoid: str = "") -> Route | None:

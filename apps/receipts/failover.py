@@ -38,7 +38,8 @@ def _candidates(message_ids: Sequence[uuid.UUID] | None, status: str, sent_befor
 
 
 def _has_other_provider(message: Message) -> bool:
-    return Provider.objects.filter(channel=message.channel, enabled=True).exclude(name=message.provider).exists()
+    others = Provider.objects.filter(channel=message.channel, enabled=True).exclude(name=message.provider)
+    return any(provider.serves(message.address) for provider in others.only("destinations"))
 
 
 def failover_resend(*, originals: Sequence[Message], reason: str, explanation: str) -> list[Message]:

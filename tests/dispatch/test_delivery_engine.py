@@ -137,6 +137,55 @@ def test_no_enabled_provider_fails_with_no_provider(api, sms_template, sim, disp
     assert api.get(f"/api/v1/messages/{message_id}").json()["code"] == "no_provider"
 
 
+def _send_to(api, *phones: str) -> dict[str, str]:
+    to = [{"phone": phone, "params": {"n": str(i)}} for i, phone in enumerate(phones)]
+    response = api.post("/api/v1/messages", {"template": "notice", "to": to})
+    assert response.status_code == 202, response.content
+    return {phone: m["id"] for phone, m in zip(phones, response.json()["messages"], strict=True)}
+
+
+def test_numbers_go_to_the_providers_that_serve_them_and_fail_over_to_the_next_group(
+    api, sms_template, sim, dispatch_worker
+) -> None:
+    """Mainland numbers through the domestic API (destinations +86), every other number through
+    the catch-all provider of the failover group, which also takes mainland numbers the domestic
+    one cannot send."""
+    _providers(sim, "aliyun", destinations="+86")
+    _providers(sim, "twilio", priority_group=2)
+    sent = _send_to(api, "+8613800000001", "+8613800000002", "+14155550100", "+85291234567")
+    wait_until(lambda: _statuses()["sent"] == 4, 30, "every message sent")
+    providers = {phone: api.get(f"/api/v1/messages/{mid}").json()["provider"] for phone, mid in sent.items()}
+    assert providers == {
+        "+8613800000001": "test-aliyun",
+        "+8613800000002": "test-aliyun",
+        "+14155550100": "test-twilio",
+        "+85291234567": "test-twilio",
+    }
+    assert {r["to"]: r["provider"] for r in sim.messages()} == {
+        "+8613800000001": "aliyun",
+        "+8613800000002": "aliyun",
+        "+14155550100": "twilio",
+        "+85291234567": "twilio",
+    }
+
+    sim.behave("aliyun", fail_rate=1.0, error="http_500")
+    [message_id] = _send_to(api, "+8613800000003").values()
+    wait_until(lambda: api.get(f"/api/v1/messages/{message_id}").json()["status"] == "sent", 30, "the failover")
+    body = api.get(f"/api/v1/messages/{message_id}").json()
+    assert (body["provider"], body["attempts"]) == ("test-twilio", 2)
+    assert [e["provider"] for e in body["events"] if e["status"] == "retry_wait"] == ["test-aliyun"]
+
+
+def test_a_number_no_provider_serves_fails_with_no_provider(api, sms_template, sim, dispatch_worker) -> None:
+    _providers(sim, "aliyun", "tencent", destinations="+86")
+    [message_id] = _send_to(api, "+14155550100").values()
+    wait_until(lambda: api.get(f"/api/v1/messages/{message_id}").json()["status"] == "failed", 30, "failure")
+    body = api.get(f"/api/v1/messages/{message_id}").json()
+    assert (body["code"], body["attempts"]) == ("no_provider", 1)
+    assert "to this address" in body["detail"]
+    assert sim.messages() == []
+
+
 @pytest.fixture
 def own_redis(tmp_path):
     """A Redis of this test's own, for tests that kill workers or flush the broker."""
