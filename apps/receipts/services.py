@@ -98,19 +98,26 @@ def receipts_parse(*, source: ReceiptSource, url: str, headers: Mapping[str, str
 # which holds the address for this), every message of it when the report names no number, and the
 # provider id's only message when the number is written differently. Not one OR in the join: that
 # read all the batch's messages per report and probed the index once more for each (measured: the
-# receipts of Aliyun batches kept one database core busy while 1,400 SMS/s were delivered).
+# receipts of Aliyun batches kept one database core busy while 1,400 SMS/s were delivered). Each
+# probe is a LATERAL: a plain join let the planner, with statistics from before a storm of sends
+# (hardly a message with a provider id yet), hash-join a full scan of that partial index instead.
 PAIRS = """
     exact AS (
-        SELECT r.id AS rid, m.id AS mid FROM r JOIN dispatch_message m
-          ON m.provider = r.provider AND m.provider_message_id = r.provider_message_id AND m.address = r."to"
-        -- `<> ''` on m as well: the index is partial, and the join alone does not tell the planner so
-        WHERE r.provider_message_id <> '' AND m.provider_message_id <> '' AND r."to" <> ''
+        SELECT r.id AS rid, m.id AS mid FROM r CROSS JOIN LATERAL (
+            -- `<> ''` on m as well: the index is partial, and the join alone does not tell the planner so
+            SELECT m.id FROM dispatch_message m
+            WHERE m.provider = r.provider AND m.provider_message_id = r.provider_message_id AND m.address = r."to"
+              AND m.provider_message_id <> ''
+        ) m
+        WHERE r.provider_message_id <> '' AND r."to" <> ''
     ), pairs AS (
         SELECT rid, mid FROM exact
         UNION ALL
-        SELECT r.id, m.id FROM r JOIN dispatch_message m
-          ON m.provider = r.provider AND m.provider_message_id = r.provider_message_id
-        WHERE r.provider_message_id <> '' AND m.provider_message_id <> '' AND r."to" = ''
+        SELECT r.id, m.id FROM r CROSS JOIN LATERAL (
+            SELECT m.id FROM dispatch_message m
+            WHERE m.provider = r.provider AND m.provider_message_id = r.provider_message_id AND m.provider_message_id <> ''
+        ) m
+        WHERE r.provider_message_id <> '' AND r."to" = ''
         UNION ALL
         SELECT r.id, sole.ids[1] FROM r CROSS JOIN LATERAL (
             SELECT array_agg(first_two.id) AS ids FROM (
@@ -268,8 +275,13 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
     with transaction.atomic(savepoint=False), bound_cursor() as cursor:
         cursor.execute(
             f"""
-            WITH r AS (
-                SELECT * FROM receipts_providerreceipt WHERE id = ANY(%(ids)s) AND message_id IS NULL
+            -- MATERIALIZED: by id alone, through the primary key. With `message_id IS NULL` beside
+            -- it, the planner may read a whole partial index of unmatched receipts instead (it did,
+            -- with statistics from before a storm: hundreds of entries read per receipt).
+            WITH by_id AS MATERIALIZED (
+                SELECT * FROM receipts_providerreceipt WHERE id = ANY(%(ids)s)
+            ), r AS (
+                SELECT * FROM by_id WHERE message_id IS NULL
             ), {PAIRS}
             SELECT pairs.rid, pairs.mid, m.status, r.status, r.code, r.detail, r.reported_at, r.provider
             FROM pairs JOIN dispatch_message m ON m.id = pairs.mid JOIN r ON r.id = pairs.rid
@@ -364,22 +376,24 @@ def receipts_match_for_messages(*, message_ids: Sequence[uuid.UUID]) -> list[App
         cursor.execute(
             """
             -- Candidates: the unmatched receipts of these messages' provider ids (an Aliyun batch's
-            -- messages share one, hence DISTINCT); receipts_match decides by number which is whose.
-            -- LATERAL: a probe of receipt_unmatched_pid per provider id, never a scan of all receipts.
-            WITH sent AS (
-                SELECT DISTINCT provider, provider_message_id FROM dispatch_message
-                WHERE id = ANY(%(ids)s) AND provider_message_id <> ''
+            -- messages share one, hence DISTINCT) or ids; receipts_match decides by number which is
+            -- whose. The messages by primary key (MATERIALIZED: a `provider_message_id <> ''` next to
+            -- `id = ANY` let the planner read the whole partial index of sent messages instead), then
+            -- one probe of a partial index of unmatched receipts per provider id and per message.
+            WITH sent AS MATERIALIZED (
+                SELECT id, provider, provider_message_id FROM dispatch_message WHERE id = ANY(%(ids)s)
             )
-            SELECT r.id FROM sent CROSS JOIN LATERAL (
+            SELECT r.id FROM (SELECT DISTINCT provider, provider_message_id FROM sent WHERE provider_message_id <> '') p
+            CROSS JOIN LATERAL (
                 SELECT r.id FROM receipts_providerreceipt r
-                WHERE r.provider = sent.provider AND r.provider_message_id = sent.provider_message_id
+                WHERE r.provider = p.provider AND r.provider_message_id = p.provider_message_id
                   AND r.provider_message_id <> '' AND r.message_id IS NULL
             ) r
             UNION
-            -- The ids on the receipts' side too: joined only through m, the planner merge-joined the
-            -- whole unmatched-receipts index (tens of thousands of entries while a storm waits).
-            SELECT r.id FROM receipts_providerreceipt r JOIN dispatch_message m ON m.id = r.message_ref
-            WHERE r.message_ref = ANY(%(ids)s) AND r.message_id IS NULL AND r.provider = m.provider
+            SELECT r.id FROM sent CROSS JOIN LATERAL (
+                SELECT r.id FROM receipts_providerreceipt r
+                WHERE r.message_ref = sent.id AND r.message_id IS NULL AND r.provider = sent.provider
+            ) r
             """,
             {"ids": list(message_ids)},
         )
