@@ -23,7 +23,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.dispatch import publish, routing
-from apps.dispatch.models import Status, serves
+from apps.dispatch.models import Status
 from apps.dispatch.providers.base import LookupUnsupported, OutboundMessage, ProviderError, SendResult
 from apps.dispatch.sealing import is_sealed, unseal
 from apps.dispatch.throttling import limiter
@@ -398,7 +398,7 @@ def _finish(attempts: list[Attempt], health: routing.Health) -> None:
 def _has_alternative(attempt: Attempt) -> bool:
     routes = routing.ROUTES.for_channel(attempt.message.channel)
     current = attempt.route.name if attempt.route else ""
-    return any(r.name != current and serves(r.destinations, attempt.message.address) for r in routes)
+    return any(r.name != current and r.serves(attempt.message.address) for r in routes)
 
 
 def _rows(attempts: Sequence[Attempt], **columns: Sequence[Any]) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class Route:
     def template_based(self) -> bool:
         return self.adapter.template_based
 
+    def serves(self, address: str) -> bool:
+        return serves(self.destinations, address)
+
 
 class _Routes:
     def __init__(self) -> None:
@@ -130,10 +133,10 @@ def health() -> Health:
     return _health(redis_client())
 
 
-def usable(routes: Iterable[Route], provider_template_ids: Mapping[str, Any], address: str = "") -> list[Route]:
+def usable(routes: Iterable[Route], provider_template_ids: Mapping[str, Any], address: str) -> list[Route]:
     """The routes that can send this message: a template-based provider only with an approved id for
     the template, a provider with destinations only to numbers it serves."""
-    return [r for r in routes if (not r.template_based or provider_template_ids.get(r.kind)) and serves(r.destinations, address)]
+    return [r for r in routes if (not r.template_based or provider_template_ids.get(r.kind)) and r.serves(address)]
 
 
 def choose(candidates: list[Route], *, allowed: set[str], avoid: str = "") -> Route | None:
