@@ -56,9 +56,18 @@ class ProviderReceipt(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["received_at"], name="receipt_unmatched", condition=Q(message__isnull=True)),
+            # The partial indexes of unmatched receipts have predicates that no other one's query
+            # implies. Each is then the only partial index a probe can use: with statistics from before
+            # a storm of receipts, the planner read a whole other partial index of unmatched receipts
+            # (the re-match job's, say) per probe instead (pg_stat_user_indexes: ~930 entries a probe).
+            # The re-match job: `matched_at` is set with `message` and says the same.
+            models.Index(fields=["received_at"], name="receipt_unmatched", condition=Q(matched_at__isnull=True)),
             models.Index(fields=["message"], name="receipt_message", condition=Q(message__isnull=False)),
-            models.Index(fields=["message_ref"], name="receipt_unmatched_ref", condition=Q(message__isnull=True)),
+            models.Index(
+                fields=["message_ref"],
+                name="receipt_unmatched_ref",
+                condition=Q(message__isnull=True, message_ref__isnull=False),
+            ),
             # The sent hook's look for receipts that came before their message was `sent`.
             models.Index(
                 fields=["provider", "provider_message_id"],

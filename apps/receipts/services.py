@@ -415,7 +415,7 @@ def receipts_rematch(*, batch: int = 1000) -> int:
         cursor.execute(
             """
             SELECT id FROM receipts_providerreceipt
-            WHERE message_id IS NULL AND received_at > now() - %s ORDER BY received_at DESC LIMIT %s
+            WHERE matched_at IS NULL AND received_at > now() - %s ORDER BY received_at DESC LIMIT %s
             """,
             [REMATCH_WINDOW, batch],
         )
