@@ -10,8 +10,9 @@ statement once per connection (psycopg's `prepare_threshold`). It takes part in 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -37,3 +38,10 @@ def bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
     connection.ensure_connection()
     with connection.wrap_database_errors, _LoggedCursor(connection.connection) as cursor:
         yield cursor
+
+
+def json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rows as one JSON text for `json_to_recordset(%s::json) AS r(<column> <type>, …)`. Arrays
+    (`unnest(%s::uuid[], %s::text[], …)`) are dumped element by element in Python: for a receipts
+    batch that was a third of the worker's CPU; json.dumps runs in C (UUIDs and datetimes as text)."""
+    return json.dumps(list(rows), default=str, separators=(",", ":"))

@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -17,11 +17,11 @@ from django.db import connection, transaction
 from redis.exceptions import RedisError
 
 from apps.dispatch import publish
-from apps.dispatch.engine import send_through_providers
+from apps.dispatch.engine import Choice, choose_providers, send_through_providers
 from apps.dispatch.models import Status
 from messaging_center import ids
 from messaging_center.broker import broker_client, queue_depths
-from messaging_center.db import bound_cursor
+from messaging_center.db import bound_cursor, json_rows
 
 
 def sending_lease() -> dt.timedelta:
@@ -58,14 +58,16 @@ def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None
     """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement."""
     if not rows:
         return
-    columns = list(zip(*rows, strict=True))
+    events = json_rows(
+        {"id": event_id, "m": mid, "s": status, "c": code, "d": detail, "p": provider, "a": attempt}
+        for event_id, (mid, status, code, detail, provider, attempt) in zip(ids.uuid7_many(len(rows)), rows, strict=True)
+    )
     with bound_cursor() as cursor:
         cursor.execute(
             "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt) "
-            "SELECT e.id, e.message_id, e.status, now(), e.code, e.detail, e.provider, e.attempt "
-            "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[]) "
-            "AS e(id, message_id, status, code, detail, provider, attempt)",
-            [ids.uuid7_many(len(rows)), *(list(column) for column in columns)],
+            "SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a "
+            "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int)",
+            [events],
         )
 
 
@@ -79,21 +81,56 @@ _EXPIRE = """
 """
 
 
-def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
+# Claimable: waiting, or `sending` with its lease run out (the worker died mid-send), and still in time.
+_CLAIMABLE = "(status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now())) AND expires_at > now()"
+
+
+def claim(message_ids: Sequence[uuid.UUID], *, choose: Callable[[list[Claimed]], Choice] | None = None) -> list[Claimed]:
     """Expires what has run out of time and claims what is claimable (the two are disjoint: `now()`
-    is one moment in a statement), recording each claim's `sending` event, in one statement."""
+    is one moment in a statement), recording each claim's `sending` event.
+
+    The claimable messages are read first and `choose` picks their providers; the claim records
+    the picks where a crash mid-send could be reconciled (the provider, and the reference of the
+    batch call that will carry the message), so that no statement between the claim and the send is
+    needed. The claim is conditional on the attempt count read: a message claimed elsewhere in
+    between is left alone."""
     with bound_cursor() as cursor:
         cursor.execute(
             f"""
-            WITH expired AS ({_EXPIRE}), claimed AS (
-                UPDATE dispatch_message SET status = 'sending', attempts = attempts + 1, lease_until = now() + %(lease)s,
+            WITH expired AS ({_EXPIRE})
+            SELECT FALSE, id, channel, address, attempts + 1, template_id, content, title, params, provider, priority,
+                   expires_at, needs_reconcile OR (status = 'sending' AND provider <> ''), user_id, account_id,
+                   provider_message_id
+            FROM dispatch_message WHERE id = ANY(%(ids)s) AND {_CLAIMABLE}
+            UNION ALL
+            SELECT TRUE, id, NULL, NULL, NULL, NULL, detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM expired
+            """,  # noqa: S608 - _EXPIRE and _CLAIMABLE are constants
+            {"ids": list(message_ids)},
+        )
+        rows = cursor.fetchall()
+    _expired([(row[1], row[6]) for row in rows if row[0]])
+    candidates = [
+        Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]
+    ]
+    if not candidates:
+        return []
+    recorded = choose(candidates).recorded() if choose else {}
+    claims = json_rows(
+        {"id": c.id, "seen": c.attempt - 1, "provider": recorded.get(c.id, ("", ""))[0], "ref": recorded.get(c.id, ("", ""))[1]}
+        for c in candidates
+    )
+    with bound_cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH claimed AS (
+                UPDATE dispatch_message AS m SET status = 'sending', attempts = m.attempts + 1, lease_until = now() + %(lease)s,
                        -- re-claiming a `sending` row: its worker died mid-send, the provider may have it
-                       needs_reconcile = needs_reconcile OR (status = 'sending' AND provider <> '')
-                WHERE id = ANY(%(ids)s)
-                  AND (status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now()))
-                  AND expires_at > now()
-                RETURNING id, channel, address, attempts, template_id, content, title, params, provider, priority,
-                          expires_at, needs_reconcile, user_id, account_id, provider_message_id
+                       needs_reconcile = m.needs_reconcile OR (m.status = 'sending' AND m.provider <> ''),
+                       provider = CASE WHEN c.provider <> '' THEN c.provider ELSE m.provider END,
+                       provider_message_id = CASE WHEN c.ref <> '' THEN c.ref ELSE m.provider_message_id END
+                FROM json_to_recordset(%(claims)s::json) AS c(id uuid, seen int, provider text, ref text)
+                WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.attempts = c.seen AND {_CLAIMABLE}
+                RETURNING m.id, m.attempts
             ), numbered AS (
                 SELECT claimed.*, row_number() OVER () AS n FROM claimed
             ), events AS (
@@ -101,17 +138,17 @@ def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
                 SELECT (%(event_ids)s::uuid[])[n], id, 'sending', now(), '', 'attempt ' || attempts, '', attempts
                 FROM numbered
             )
-            SELECT FALSE, id, channel, address, attempts, template_id, content, title, params, provider, priority, expires_at,
-                   needs_reconcile, user_id, account_id, provider_message_id
-            FROM numbered
-            UNION ALL
-            SELECT TRUE, id, NULL, NULL, NULL, NULL, detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM expired
-            """,  # noqa: S608 - _EXPIRE is a constant
-            {"lease": sending_lease(), "ids": list(message_ids), "event_ids": ids.uuid7_many(len(message_ids))},
+            SELECT id FROM numbered
+            """,  # noqa: S608 - _CLAIMABLE is a constant
+            {
+                "lease": sending_lease(),
+                "ids": [c.id for c in candidates],
+                "claims": claims,
+                "event_ids": ids.uuid7_many(len(candidates)),
+            },
         )
-        rows = cursor.fetchall()
-    _expired([(row[1], row[6]) for row in rows if row[0]])
-    return [Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]]
+        won = {row[0] for row in cursor.fetchall()}
+    return [c for c in candidates if c.id in won]
 
 
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
@@ -159,9 +196,16 @@ def deliver_messages(message_ids: Sequence[uuid.UUID], *, lane: str = "") -> Non
     if lane in YIELDING_LANES:
         yield_to_critical()
     with critical_in_flight(lane == "critical"):
-        claimed = claim(message_ids)
+        choice = None
+
+        def choose(candidates: list[Claimed]) -> Choice:
+            nonlocal choice
+            choice = choose_providers([c for c in candidates if c.channel != "inbox"])
+            return choice
+
+        claimed = claim(message_ids, choose=choose)
         finish_delivered_inbox([c for c in claimed if c.channel == "inbox"])
-        send_through_providers([c for c in claimed if c.channel != "inbox"])
+        send_through_providers([c for c in claimed if c.channel != "inbox"], choice)
 
 
 # Verification codes first: a normal or bulk chunk does not start while codes wait in the critical

@@ -30,7 +30,7 @@ from apps.dispatch.throttling import limiter
 from apps.templates.models import MessageTemplate
 from apps.templates.services import template_render
 from messaging_center import ids, metrics
-from messaging_center.db import bound_cursor
+from messaging_center.db import bound_cursor, json_rows
 
 if TYPE_CHECKING:
     from apps.dispatch.delivery import Claimed
@@ -182,11 +182,13 @@ def _reconcile(claimed: Sequence[Claimed]) -> list[Attempt]:
 BATCH_REFERENCE = "mcb-"
 
 
-def _record_chosen_providers(attempts: Sequence[Attempt], references: dict[uuid.UUID, str]) -> None:
-    """Before sending: which provider gets each message (and the reference of the batch call that
-    carries it), so that after a crash mid-send the reconciliation knows whom to ask, and for what.
-    The caller leaves out messages to providers that cannot be asked (they are sent again anyway)."""
-    if attempts:
+def _record_chosen_providers(choice: Choice) -> None:
+    """Before sending messages claimed without a choice (those whose earlier attempt had to be asked
+    about first): which provider gets each message, and the reference of the batch call that carries
+    it, so that after a crash mid-send the reconciliation knows whom to ask, and for what."""
+    recorded = choice.recorded()
+    if recorded:
+        attempt = {a.message.id: a.message.attempt for a in choice.attempts}
         _update(
             """
             UPDATE dispatch_message AS m SET provider = c.provider,
@@ -195,7 +197,13 @@ def _record_chosen_providers(attempts: Sequence[Attempt], references: dict[uuid.
             WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id
             """,
-            _rows(attempts, reference=[references.get(a.message.id, "") for a in attempts]),
+            {
+                "ids": list(recorded),
+                "rows": json_rows(
+                    {"id": mid, "attempt": attempt[mid], "provider": provider, "reference": reference}
+                    for mid, (provider, reference) in recorded.items()
+                ),
+            },
         )
 
 
@@ -260,20 +268,56 @@ def _deactivate_dead_tokens(attempts: Sequence[Attempt]) -> None:
         push_tokens_deactivate(tokens=dead)
 
 
-def send_through_providers(claimed: Sequence[Claimed]) -> None:
-    if not claimed:
-        return
-    routing.ROUTES.refresh()
-    template_ids = {c.template_id for c in claimed if c.template_id}
-    templates = {t.id: t for t in MessageTemplate.objects.filter(id__in=template_ids)}
-    health = routing.health()
+@dataclass
+class Choice:
+    """Providers chosen for messages before their claim, which records them (see delivery.claim):
+    each message's attempt (a route, or the error that routing found) and the calls that carry them."""
+
+    templates: dict[uuid.UUID, MessageTemplate]
+    health: routing.Health
+    attempts: list[Attempt] = field(default_factory=list)
+    parts: list[tuple[list[Attempt], str]] = field(default_factory=list)
+    singles: list[Attempt] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, messages: Sequence[Claimed]) -> Choice:
+        routing.ROUTES.refresh()
+        template_ids = {c.template_id for c in messages if c.template_id}
+        return cls(templates={t.id: t for t in MessageTemplate.objects.filter(id__in=template_ids)}, health=routing.health())
+
+    def add_templates(self, messages: Sequence[Claimed]) -> None:
+        missing = {c.template_id for c in messages if c.template_id and c.template_id not in self.templates}
+        if missing:
+            self.templates.update((t.id, t) for t in MessageTemplate.objects.filter(id__in=missing))
+
+    def recorded(self) -> dict[uuid.UUID, tuple[str, str]]:
+        """Message id → (provider, batch reference) where a crash mid-send could be reconciled:
+        the provider can be asked. Others are sent again anyway after a crash."""
+        references = {a.message.id: reference for part, reference in self.parts for a in part}
+        return {
+            a.message.id: (a.route.name, references.get(a.message.id, ""))
+            for a in self.attempts
+            if a.outcome is None and a.route is not None and a.route.adapter.can_be_asked
+        }
+
+    def only(self, claimed: Sequence[Claimed]) -> Choice:
+        """The choice for the messages the claim won (a message claimed elsewhere is left out)."""
+        won = {c.id for c in claimed}
+        parts = [([a for a in part if a.message.id in won], reference) for part, reference in self.parts]
+        return Choice(
+            self.templates,
+            self.health,
+            [a for a in self.attempts if a.message.id in won],
+            [(part, reference) for part, reference in parts if part],
+            [a for a in self.singles if a.message.id in won],
+        )
+
+
+def _route(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]:
     allowed: dict[str, set[str]] = {}
-    attempts = _reconcile([c for c in claimed if c.needs_reconcile and c.previous_provider])
-    settled = {a.message.id for a in attempts}
-    for message in claimed:
-        if message.id in settled:
-            continue
-        template = templates.get(message.template_id) if message.template_id else None
+    attempts = []
+    for message in messages:
+        template = choice.templates.get(message.template_id) if message.template_id else None
         routes = routing.usable(
             routing.ROUTES.for_channel(message.channel),
             (template.provider_template_ids or {}) if template else {},
@@ -293,7 +337,7 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
             )
             continue
         if message.channel not in allowed:
-            allowed[message.channel] = health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
+            allowed[message.channel] = choice.health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
         route = routing.choose(
             routes, allowed=allowed[message.channel], avoid=message.previous_provider if message.attempt > 1 else ""
         )
@@ -303,32 +347,66 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
             )
             continue
         attempts.append(Attempt(message, route))
-    pending = [a for a in attempts if a.outcome is None]
-    fanout = push_targets([a.message for a in pending if a.message.channel == "push"])
+    return attempts
+
+
+def _group(choice: Choice, attempts: list[Attempt]) -> None:
+    """Adds the attempts to the choice: routed ones to a provider's batch call or a single send."""
+    choice.attempts.extend(attempts)
     batches: dict[str, list[Attempt]] = {}
-    singles: list[Attempt] = []
-    for attempt in pending:
+    for attempt in attempts:
         route = attempt.route
-        assert route is not None
-        if attempt.message.id in fanout:
+        if attempt.outcome is not None or route is None:
             continue
         # A provider-side rate limit is taken per message, so those go one by one.
         if route.adapter.sends_batches and not route.rate_limit:
             batches.setdefault(route.name, []).append(attempt)
         else:
-            singles.append(attempt)
-    parts: list[tuple[list[Attempt], str]] = []
+            choice.singles.append(attempt)
     for group in batches.values():
         size = group[0].route.adapter.max_batch  # type: ignore[union-attr]
         for start in range(0, len(group), size):
             part = group[start : start + size]
             askable = len(part) > 1 and part[0].route.adapter.can_be_asked  # type: ignore[union-attr]
-            parts.append((part, f"{BATCH_REFERENCE}{ids.uuid7().hex}" if askable else ""))
-    references = {a.message.id: reference for part, reference in parts for a in part}
-    # Only where a crash mid-send could be reconciled: this is a round trip before every send.
-    _record_chosen_providers([a for a in pending if a.route.adapter.can_be_asked], references)  # type: ignore[union-attr]
+            choice.parts.append((part, f"{BATCH_REFERENCE}{ids.uuid7().hex}" if askable else ""))
+
+
+def choose_providers(messages: Sequence[Claimed]) -> Choice:
+    """Before the claim: providers for the messages that need no reconciliation first (a message
+    whose earlier attempt may have reached its provider is routed after asking, see below)."""
+    choice = Choice.start(messages)
+    _group(choice, _route([m for m in messages if not m.needs_reconcile], choice))
+    return choice
+
+
+def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = None) -> None:
+    if not claimed:
+        return
+    choice = choice.only(claimed) if choice is not None else Choice.start(claimed)
+    chosen = {a.message.id for a in choice.attempts}
+    rest = [c for c in claimed if c.id not in chosen]
+    if rest:
+        choice.add_templates(rest)
+        settled = _reconcile([c for c in rest if c.needs_reconcile and c.previous_provider])
+        choice.attempts.extend(settled)
+        done = {a.message.id for a in settled}
+        later = Choice(choice.templates, choice.health)
+        _group(later, _route([c for c in rest if c.id not in done], later))
+        # Only where a crash mid-send could be reconciled: this is a round trip before the send.
+        _record_chosen_providers(later)
+        choice.attempts.extend(later.attempts)
+        choice.parts.extend(later.parts)
+        choice.singles.extend(later.singles)
+    templates = choice.templates
+    attempts = choice.attempts
+    fanout = push_targets([a.message for a in attempts if a.outcome is None and a.message.channel == "push"])
+    singles = [a for a in choice.singles if a.message.id not in fanout]
+    parts = [([a for a in part if a.message.id not in fanout], reference) for part, reference in choice.parts]
+    parts = [(part, reference) for part, reference in parts if part]
     device_futures = [
-        (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates)) for a in pending if a.message.id in fanout
+        (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates))
+        for a in attempts
+        if a.outcome is None and a.message.id in fanout
     ]
     futures = [
         _executor().submit(_send_one, a.route, _outbound(a.message, templates.get(a.message.template_id), a.route))  # type: ignore[arg-type]
@@ -347,7 +425,7 @@ def send_through_providers(claimed: Sequence[Claimed]) -> None:
             attempt.outcome = outcome
     for attempt, future in device_futures:
         attempt.outcome = future.result()
-    _finish(attempts, health)
+    _finish(attempts, choice.health)
     _deactivate_dead_tokens(attempts)
 
 

@@ -32,7 +32,7 @@ from apps.accounts.models import Account
 from apps.accounts.services import account_callback_secret
 from apps.receipts.models import CallbackAttempt, StatusCallback
 from messaging_center import ids, metrics
-from messaging_center.db import bound_cursor
+from messaging_center.db import bound_cursor, json_rows
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +89,17 @@ def callbacks_create(*, owed: Sequence[tuple[uuid.UUID, uuid.UUID, str]], status
             INSERT INTO receipts_statuscallback (id, account_id, message_id, status, body, state, attempts, next_attempt_at,
                                                  created_at, last_error)
             SELECT c.id, c.account_id, c.message_id, %s, c.body, 'pending', 0, now(), now(), ''
-            FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[]) AS c(id, account_id, message_id, body)
+            FROM json_to_recordset(%s::json) AS c(id uuid, account_id uuid, message_id uuid, body text)
             ON CONFLICT DO NOTHING
             RETURNING id
             """,
-            [status, ids.uuid7_many(len(owed)), [a for _, a, _ in owed], [m for m, _, _ in owed], bodies],
+            [
+                status,
+                json_rows(
+                    {"id": callback_id, "account_id": account_id, "message_id": mid, "body": body}
+                    for callback_id, (mid, account_id, _), body in zip(ids.uuid7_many(len(owed)), owed, bodies, strict=True)
+                ),
+            ],
         )
         created = [row[0] for row in cursor.fetchall()]
     transaction.on_commit(lambda: publish(created))

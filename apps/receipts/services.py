@@ -26,7 +26,7 @@ from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt
 from messaging_center import ids, metrics
 from messaging_center.broker import broker_client, push_task
-from messaging_center.db import bound_cursor
+from messaging_center.db import bound_cursor, json_rows
 from messaging_center.group_commit import GroupCommit
 from messaging_center.ttl_cache import TtlCache
 
@@ -168,23 +168,25 @@ def _receipt_rows(provider: Provider, receipts: Sequence[Receipt], source: str) 
     return rows
 
 
+RECEIPT_ROW = ("id", "provider", "kind", "source", "pid", "ref", "to", "status", "code", "detail", "at")
+
+
 def _insert_receipts(rows: Sequence[tuple[Any, ...]]) -> set[uuid.UUID]:
     """One INSERT for any number of reports; replays are dropped by the unique constraints."""
     if not rows:
         return set()
-    columns = list(zip(*rows, strict=True))
     with bound_cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO receipts_providerreceipt (id, provider, kind, source, provider_message_id, message_ref, "to", status,
                                                   code, detail, reported_at, received_at)
             SELECT r.*, now()
-            FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::text[], %s::text[],
-                        %s::text[], %s::text[], %s::timestamptz[]) AS r
+            FROM json_to_recordset(%s::json) AS r(id uuid, provider text, kind text, source text, pid text, ref uuid,
+                                                  "to" text, status text, code text, detail text, at timestamptz)
             ON CONFLICT DO NOTHING
             RETURNING id
             """,
-            [list(column) for column in columns],
+            [json_rows(dict(zip(RECEIPT_ROW, row, strict=True)) for row in rows)],
         )
         new = {row[0] for row in cursor.fetchall()}
     metrics.count(metrics.RECEIPTS_RECEIVED, ((row[1], row[3]) for row in rows if row[0] in new))
@@ -307,12 +309,12 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
             cursor.execute(
                 """
                 UPDATE receipts_providerreceipt AS r SET message_id = c.mid, matched_at = now()
-                FROM unnest(%(rids)s::uuid[], %(mids)s::uuid[]) AS c(rid, mid)
+                FROM json_to_recordset(%(pairs)s::json) AS c(rid uuid, mid uuid)
                 -- `= ANY` too: with statistics from when the table was small, the join alone was
                 -- planned as a sequential scan of every receipt.
                 WHERE r.id = c.rid AND r.id = ANY(%(rids)s)
                 """,
-                {"rids": [rid for rid, _ in matched], "mids": [mid for _, mid in matched]},
+                {"rids": [rid for rid, _ in matched], "pairs": json_rows({"rid": rid, "mid": mid} for rid, mid in matched)},
             )
         applied = _apply(cursor, best)
     return applied
@@ -335,17 +337,15 @@ def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetim
                                 WHEN m.sent_at IS NULL OR c.at > m.sent_at THEN LEAST(c.at, now())
                                 ELSE now() END,
             lease_until = NULL, needs_reconcile = FALSE
-        FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS c(id, status, code, detail, at)
+        FROM json_to_recordset(%s::json) AS c(id uuid, status text, code text, detail text, at timestamptz)
         WHERE m.id = c.id AND m.id = ANY(%s)
           AND (m.status = ANY(%s) OR (m.status = 'undelivered' AND c.status = 'delivered'))
         RETURNING m.id, m.status, m.channel, m.provider, m.sent_at, m.delivered_at
         """,
         [
-            mids,
-            [best[m][0] for m in mids],
-            [best[m][1][:64] for m in mids],
-            [best[m][2] for m in mids],
-            [best[m][3] for m in mids],
+            json_rows(
+                {"id": m, "status": best[m][0], "code": best[m][1][:64], "detail": best[m][2], "at": best[m][3]} for m in mids
+            ),
             mids,
             list(APPLICABLE_FROM),
         ],
