@@ -9,7 +9,7 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from redis.exceptions import RedisError
 
 from apps.dispatch import publish
-from apps.dispatch.engine import Choice, choose_providers, send_through_providers
+from apps.dispatch.engine import choose_providers, send_through_providers
 from apps.dispatch.models import Status
 from messaging_center import ids
 from messaging_center.broker import broker_client, queue_depths
@@ -85,15 +85,14 @@ _EXPIRE = """
 _CLAIMABLE = "(status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now())) AND expires_at > now()"
 
 
-def claim(message_ids: Sequence[uuid.UUID], *, choose: Callable[[list[Claimed]], Choice] | None = None) -> list[Claimed]:
-    """Expires what has run out of time and claims what is claimable (the two are disjoint: `now()`
-    is one moment in a statement), recording each claim's `sending` event.
+def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
+    """Claims what is claimable of these messages, choosing no providers (see claim_read)."""
+    return claim_read(read_claimable(message_ids))
 
-    The claimable messages are read first and `choose` picks their providers; the claim records
-    the picks where a crash mid-send could be reconciled (the provider, and the reference of the
-    batch call that will carry the message), so that no statement between the claim and the send is
-    needed. The claim is conditional on the attempt count read: a message claimed elsewhere in
-    between is left alone."""
+
+def read_claimable(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
+    """Expires what has run out of time and reads what is claimable (the two are disjoint: `now()`
+    is one moment in a statement), each as it will be once claimed (its attempt counted)."""
     with bound_cursor() as cursor:
         cursor.execute(
             f"""
@@ -109,16 +108,21 @@ def claim(message_ids: Sequence[uuid.UUID], *, choose: Callable[[list[Claimed]],
         )
         rows = cursor.fetchall()
     _expired([(row[1], row[6]) for row in rows if row[0]])
-    candidates = [
-        Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]
-    ]
+    return [Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]]
+
+
+def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple[str, str]] | None = None) -> list[Claimed]:
+    """Claims messages read by read_claimable, on the attempt count read (a message claimed
+    elsewhere in between is left alone), recording each claim's `sending` event. `recorded`: message
+    id → (provider, batch reference) chosen for it where a crash mid-send could be reconciled, so
+    that no statement between the claim and the send is needed."""
     if not candidates:
         return []
-    recorded = choose(candidates).recorded() if choose else {}
-    claims = json_rows(
-        {"id": c.id, "seen": c.attempt - 1, "provider": recorded.get(c.id, ("", ""))[0], "ref": recorded.get(c.id, ("", ""))[1]}
-        for c in candidates
-    )
+    recorded = recorded or {}
+    claims = []
+    for c in candidates:
+        provider, reference = recorded.get(c.id, ("", ""))
+        claims.append({"id": c.id, "seen": c.attempt - 1, "provider": provider, "ref": reference})
     with bound_cursor() as cursor:
         cursor.execute(
             f"""
@@ -143,7 +147,7 @@ def claim(message_ids: Sequence[uuid.UUID], *, choose: Callable[[list[Claimed]],
             {
                 "lease": sending_lease(),
                 "ids": [c.id for c in candidates],
-                "claims": claims,
+                "claims": json_rows(claims),
                 "event_ids": ids.uuid7_many(len(candidates)),
             },
         )
@@ -196,14 +200,10 @@ def deliver_messages(message_ids: Sequence[uuid.UUID], *, lane: str = "") -> Non
     if lane in YIELDING_LANES:
         yield_to_critical()
     with critical_in_flight(lane == "critical"):
-        choice = None
-
-        def choose(candidates: list[Claimed]) -> Choice:
-            nonlocal choice
-            choice = choose_providers([c for c in candidates if c.channel != "inbox"])
-            return choice
-
-        claimed = claim(message_ids, choose=choose)
+        candidates = read_claimable(message_ids)
+        to_providers = [c for c in candidates if c.channel != "inbox"]
+        choice = choose_providers(to_providers) if to_providers else None
+        claimed = claim_read(candidates, choice.recorded() if choice else None)
         finish_delivered_inbox([c for c in claimed if c.channel == "inbox"])
         send_through_providers([c for c in claimed if c.channel != "inbox"], choice)
 

@@ -8,7 +8,6 @@ message whose lease ran out and was claimed again elsewhere is never finished tw
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import random
@@ -188,7 +187,7 @@ def _record_chosen_providers(choice: Choice) -> None:
     it, so that after a crash mid-send the reconciliation knows whom to ask, and for what."""
     recorded = choice.recorded()
     if recorded:
-        attempt = {a.message.id: a.message.attempt for a in choice.attempts}
+        attempts = [a for a in choice.attempts if a.message.id in recorded]
         _update(
             """
             UPDATE dispatch_message AS m SET provider = c.provider,
@@ -197,13 +196,7 @@ def _record_chosen_providers(choice: Choice) -> None:
             WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
             RETURNING m.id
             """,
-            {
-                "ids": list(recorded),
-                "rows": json_rows(
-                    {"id": mid, "attempt": attempt[mid], "provider": provider, "reference": reference}
-                    for mid, (provider, reference) in recorded.items()
-                ),
-            },
+            _rows(attempts, reference=[recorded[a.message.id][1] for a in attempts]),
         )
 
 
@@ -484,12 +477,12 @@ def _rows(attempts: Sequence[Attempt], **columns: Sequence[Any]) -> dict[str, An
     each attempt's id, attempt and provider plus the given columns, as one JSON document for
     json_to_recordset (psycopg's dumping of text arrays cost about three times the client CPU)."""
     rows: list[dict[str, Any]] = [
-        {"id": str(a.message.id), "attempt": a.message.attempt, "provider": a.route.name if a.route else ""} for a in attempts
+        {"id": a.message.id, "attempt": a.message.attempt, "provider": a.route.name if a.route else ""} for a in attempts
     ]
     for name, values in columns.items():
         for row, value in zip(rows, values, strict=True):
             row[name] = value
-    return {"ids": [a.message.id for a in attempts], "rows": json.dumps(rows)}
+    return {"ids": [a.message.id for a in attempts], "rows": json_rows(rows)}
 
 
 def _update(sql: str, params: dict[str, Any]) -> list[uuid.UUID]:
