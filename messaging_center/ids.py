@@ -30,17 +30,20 @@ def uuid7_many(count: int) -> list[uuid.UUID]:
     """`count` UUIDv7s in creation order (one clock reading and one read of random bytes for all)."""
     if count <= 0:
         return []  # reserving no counter must not move the clock state back
+    # Random bytes first: os.urandom releases the GIL, and a thread that did so while holding the
+    # lock waited for the GIL again (up to the 5 ms switch interval in a busy web process) with
+    # every other thread making ids queued behind it.
+    random = os.urandom(8 * count + 2)
     millis = time.time_ns() // 1_000_000
     with _lock:
         if millis <= _last[0]:
             millis, counter = _last[0], _last[1] + 1
         else:
-            counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
+            counter = int.from_bytes(random[-2:], "big") & 0x3FF  # leave room to count up
         first_millis, first_counter = millis, counter
         # Reserve the counters: past 0xFFF the millisecond moves on, as RFC 9562 allows.
         last = counter + count - 1
         _last[0], _last[1] = millis + (last >> 12), last & 0xFFF
-    random = os.urandom(8 * count)
     made = []
     for index in range(count):
         position = first_counter + index

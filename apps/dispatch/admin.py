@@ -8,26 +8,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
-from apps.dispatch import services
+from apps.dispatch import selectors, services
 from apps.dispatch.contacts import mask_address
-from apps.dispatch.models import Message, MessageEvent, Outbox, Provider, destination_prefixes
+from apps.dispatch.models import Message, Outbox, Provider, destination_prefixes
 from apps.dispatch.providers_config import provider_settings_errors
 from apps.dispatch.routing import health
 from messaging_center import ids
 from messaging_center.errors import Conflict
-
-
-class MessageEventInline(admin.TabularInline):
-    model = MessageEvent
-    extra = 0
-    can_delete = False
-    ordering = ["id"]
-    fields = ("at", "status", "code", "detail", "provider", "attempt")
-    readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
-        return False
 
 
 @admin.register(Message)
@@ -50,14 +39,29 @@ class MessageAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     show_full_result_count = False
     list_select_related = ("account",)
-    inlines = [MessageEventInline]
     actions = ["cancel_messages", "send_again"]
-    readonly_fields = [f.name for f in Message._meta.fields] + ["public_id", "public_batch_id", "masked_address"]
+    readonly_fields = [f.name for f in Message._meta.fields] + ["public_id", "public_batch_id", "masked_address", "events"]
     exclude = ("address",)
 
     @admin.display(description="to")
     def masked_address(self, message: Message) -> str:
         return mask_address(message.channel, message.address)
+
+    @admin.display(description="events")
+    def events(self, message: Message) -> str:
+        """The timeline, oldest first (its first event is made from the message row: not an inline)."""
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (f"{e.at:%Y-%m-%d %H:%M:%S}", e.status, e.code, e.detail, e.provider, "" if e.attempt is None else e.attempt)
+                for e in selectors.message_timeline(message)
+            ),
+        )
+        return format_html(
+            "<table><tr><th>at</th><th>status</th><th>code</th><th>detail</th><th>provider</th><th>attempt</th></tr>{}</table>",
+            rows,
+        )
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet[Message], search_term: str):  # type: ignore[no-untyped-def]
         """Search also by public message or batch id (`msg_…`, `bat_…`)."""

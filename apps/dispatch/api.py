@@ -75,7 +75,7 @@ def message_body(message: Message, *, with_events: bool) -> dict[str, Any]:
                 "provider": e.provider or None,
                 "attempt": e.attempt,
             }
-            for e in message.events.order_by("id")
+            for e in selectors.message_timeline(message)
         ]
     return body
 

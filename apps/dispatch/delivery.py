@@ -54,13 +54,16 @@ class Claimed:
     previous_reference: str
 
 
-def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]]) -> None:
-    """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement."""
+def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]], *, first: bool = False) -> None:
+    """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement.
+    `first`: each is its message's first event, stored under the message's own id (a message the
+    send API did not make: see selectors.message_timeline)."""
     if not rows:
         return
+    event_ids = [row[0] for row in rows] if first else ids.uuid7_many(len(rows))
     events = json_rows(
         {"id": event_id, "m": mid, "s": status, "c": code, "d": detail, "p": provider, "a": attempt}
-        for event_id, (mid, status, code, detail, provider, attempt) in zip(ids.uuid7_many(len(rows)), rows, strict=True)
+        for event_id, (mid, status, code, detail, provider, attempt) in zip(event_ids, rows, strict=True)
     )
     with bound_cursor() as cursor:
         cursor.execute(

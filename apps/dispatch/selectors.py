@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Q
 
 from apps.accounts.models import Account
-from apps.dispatch.models import Message, Status
+from apps.dispatch.models import Message, MessageEvent, Status
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed
 from messaging_center.pagination import keyset_page
@@ -110,3 +110,30 @@ def inbox_item(*, account: Account, user_id: str, public_id: str) -> Message:
     if message is None:
         raise NotFound(f"No inbox message {public_id!r} for this user.")
     return message
+
+
+REFUSED_AT_ACCEPT = frozenset({Status.REJECTED, Status.SUPPRESSED})  # only the send API sets these
+
+
+def accepted_event(message: Message) -> MessageEvent:
+    """The first event of a message the send API made, from the message row (it is not stored, see
+    apps/dispatch/send.py): its refusal, "scheduled for …" or "accepted", at `created_at`. Its id is
+    the message's own UUIDv7, earlier than any stored event's."""
+    if message.status in REFUSED_AT_ACCEPT:
+        status, code, detail = message.status, message.code, message.detail
+    elif message.scheduled_at is not None:
+        status, code = Status.SCHEDULED, ""
+        detail = f"scheduled for {message.scheduled_at.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
+    else:
+        status, code, detail = Status.QUEUED, "", "accepted"
+    return MessageEvent(id=message.id, message=message, status=status, at=message.created_at, code=code, detail=detail)
+
+
+def message_timeline(message: Message) -> list[MessageEvent]:
+    """Every event of the message, oldest first. A message made elsewhere (sent again, a failover
+    resend; or accepted before first events were made from the row) has its first event stored,
+    under the message's own id."""
+    events = list(message.events.order_by("id"))
+    if not events or events[0].id != message.id:
+        events.insert(0, accepted_event(message))
+    return events

@@ -1,8 +1,8 @@
 """The accept path: one send request → every entry's outcome, stored and handed to its lane.
 
 Whole-batch work only (DESIGN.md, performance rules): one validation pass, one query for the
-recipients, one for preferences, one Redis call for dedup/frequency/quota, one COPY for messages
-and one for their events, a few outbox rows, and one pipelined publish after commit.
+recipients, one for preferences, one Redis call for dedup/frequency/quota, one COPY for messages,
+one statement for the outbox rows, and one pipelined publish after commit.
 """
 
 from __future__ import annotations
@@ -490,19 +490,11 @@ def _json_rows(send: _Send) -> list[dict[str, Any]]:
     return [dict(zip(_COLUMN_NAMES, (row[0], *fixed, *row[1:]), strict=True)) for row in rows]
 
 
-# A message's first event reuses the message's own UUIDv7 as its id: unique, and earlier than any
-# later event's id, so the timeline stays ordered by id.
-_FIRST_EVENTS = """
-    INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider)
-    SELECT m.id, m.id, m.status, m.created_at, m.code,
-           CASE WHEN m.detail <> '' THEN m.detail
-                WHEN m.scheduled_at IS NOT NULL THEN 'scheduled for ' || to_char(m.scheduled_at AT TIME ZONE 'UTC',
-                                                                         'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                ELSE 'accepted' END,
-           ''
-"""
+# A message's first event ("accepted", "scheduled for …", or its refusal) is not stored: it says
+# nothing the message row does not, and writing it was a second row per message (a batch of 1,000
+# was accepted a third faster without it). The timeline makes it from the row (selectors.message_timeline).
 _FINISH_REST = """
-), outbox AS (
+outbox AS (
     INSERT INTO dispatch_outbox (id, lane, message_ids, created_at)
     -- One JSON document for all rows: a jsonb[] parameter of 1,000 quoted ids cost 2,000 escapes.
     SELECT (o->>0)::uuid, o->>1, o->2, %(now)s FROM jsonb_array_elements(%(outbox)s::jsonb) AS o
@@ -514,22 +506,14 @@ UPDATE dispatch_idempotencyrecord r SET status_code = 202, response_body = v.bod
 FROM unnest(%(records)s::uuid[], %(bodies)s::bytea[]) AS v(id, body)
 WHERE r.id = v.id AND r.id = ANY(%(records)s)
 """
-# After a COPY of the messages: their first events are read back from the table.
-_FINISH_AFTER_COPY = f"""
-WITH first_events AS (
-    {_FIRST_EVENTS}
-    FROM dispatch_message m WHERE m.account_id = ANY(%(accounts)s) AND m.batch_id = ANY(%(batches)s)
-{_FINISH_REST}"""
+# After a COPY of the messages.
+_FINISH_AFTER_COPY = f"WITH {_FINISH_REST}"
 # Small groups: the messages are inserted by the same statement (a COPY is two round trips more).
 _FINISH_WITH_MESSAGES = f"""
 WITH m AS (
     INSERT INTO dispatch_message ({_MESSAGE_COLUMNS})
     SELECT {_MESSAGE_COLUMNS} FROM json_populate_recordset(NULL::dispatch_message, %(messages)s::json)
-    RETURNING id, status, created_at, code, detail, scheduled_at
-), first_events AS (
-    {_FIRST_EVENTS}
-    FROM m
-{_FINISH_REST}"""  # noqa: S608 - fixed fragments; every value is bound
+), {_FINISH_REST}"""  # noqa: S608 - fixed fragments; every value is bound
 # Up to this many messages a group's messages go in the finish statement; more go by COPY.
 INLINE_MAX_MESSAGES = 100
 
@@ -542,8 +526,8 @@ def _finish(
     refused: list[uuid.UUID],
     messages: list[dict[str, Any]] | None,
 ) -> None:
-    """The messages (unless they went by COPY), their first events, outbox rows and the idempotency
-    records' responses of every send in a group: one statement, one round trip."""
+    """The messages (unless they went by COPY), outbox rows and the idempotency records' responses
+    of every send in a group: one statement, one round trip."""
     answered = [(s.record_id, body) for s, body in zip(written, bodies, strict=True) if s.record_id]
     params = {
         "outbox": json.dumps([[str(r.id), r.lane, r.message_ids] for r in rows]),
@@ -556,14 +540,8 @@ def _finish(
         sql, params["messages"] = _FINISH_WITH_MESSAGES, json.dumps(messages, ensure_ascii=False)
     else:
         sql = _FINISH_AFTER_COPY
-        params |= {"accounts": list({s.account.id for s in written}), "batches": [s.batch_id for s in written]}
     with bound_cursor() as cursor:
-        # Planned each time, never kept as a prepared statement: a generic plan of the COPY variant
-        # made while the message table was nearly empty (a fresh install's first requests) read
-        # the new messages back by a sequential scan until the statistics caught up — after a
-        # minute of small sends, batches of 1,000 were accepted at 17k/s instead of 28 to 32k/s.
-        # The other variant is planned each time too (not measured as a prepared statement).
-        cursor.execute(sql, params, prepare=False)
+        cursor.execute(sql, params)
 
 
 def _response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id: uuid.UUID) -> bytes:

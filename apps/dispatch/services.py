@@ -55,7 +55,8 @@ def message_send_again(*, message: Message) -> Message:
         expires_at=now + ttl,
         lease_until=now + queued_lease(),
     )
-    record_events([(copy.id, Status.QUEUED, "resend", f"sent again from {message.public_id} by an operator", "", None)])
+    resent = f"sent again from {message.public_id} by an operator"
+    record_events([(copy.id, Status.QUEUED, "resend", resent, "", None)], first=True)
     with transaction.atomic():
         publish.enqueue([(copy.id, copy.priority)])
     return copy

@@ -76,18 +76,10 @@ def failover_resend(*, originals: Sequence[Message], reason: str, explanation: s
                     original=original, resend=resend, reason=reason, failed_provider=original.provider, created_at=now
                 )
                 record_events(
-                    [
-                        (
-                            original.id,
-                            "failover",
-                            reason,
-                            f"{explanation}; resent as {resend.public_id}",
-                            original.provider,
-                            None,
-                        ),
-                        (resend.id, Status.QUEUED, "failover", f"resend of {original.public_id}: {explanation}", "", None),
-                    ]
+                    [(original.id, "failover", reason, f"{explanation}; resent as {resend.public_id}", original.provider, None)]
                 )
+                resent = f"resend of {original.public_id}: {explanation}"
+                record_events([(resend.id, Status.QUEUED, "failover", resent, "", None)], first=True)
                 publish.enqueue([(resend.id, resend.priority)])
         except IntegrityError:
             continue  # another worker resent it first

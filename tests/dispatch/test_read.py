@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from apps.dispatch import delivery
+from apps.dispatch import delivery, services
 from apps.dispatch.models import Message
+from messaging_center import ids
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +142,31 @@ def test_claim_is_conditional_so_a_duplicate_task_does_nothing(api, sent) -> Non
     message = Message.objects.get()
     assert len(delivery.claim([message.id])) == 1
     assert delivery.claim([message.id]) == []  # second task: lease still held
+
+
+def test_first_event_of_each_outcome_is_made_from_the_message(api, sent, operator) -> None:
+    """The accept path stores no event; the timeline's first one says what the stored one said."""
+    at = (timezone.now() + dt.timedelta(hours=2)).replace(microsecond=0)
+    scheduled = sent(send_at=at.isoformat())["messages"][0]["id"]
+    api.post(f"/api/v1/messages/{scheduled}/cancel")
+    refused = sent(to=[{"phone": "not-a-number"}])["messages"][0]
+
+    events = api.get(f"/api/v1/messages/{scheduled}").json()["events"]
+    assert [(e["status"], e["detail"]) for e in events] == [
+        ("scheduled", f"scheduled for {at.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"),
+        ("canceled", "Canceled by the sender."),
+    ]
+    body = api.get(f"/api/v1/messages/{refused['id']}").json()
+    [event] = body["events"]
+    assert (event["status"], event["code"], event["detail"]) == ("rejected", "invalid_address", refused["detail"])
+    assert event["at"] == body["created_at"]
+
+    # A message made elsewhere keeps its own stored first event, and gets no second one.
+    original = Message.objects.get(id=ids.decode("msg", scheduled))
+    copy = services.message_send_again(message=original)
+    events = api.get(f"/api/v1/messages/{copy.public_id}").json()["events"]
+    assert [(e["status"], e["code"]) for e in events] == [("queued", "resend")]
+    assert original.public_id in events[0]["detail"]
+
+    page = operator.get(f"/admin/dispatch/message/{original.pk}/change/").content.decode()
+    assert "scheduled for" in page and "Canceled by the sender." in page

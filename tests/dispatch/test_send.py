@@ -14,6 +14,7 @@ from apps.accounts.models import Preference, Recipient
 from apps.accounts.selectors import quota_key
 from apps.dispatch import publish
 from apps.dispatch.models import IdempotencyRecord, Message, MessageEvent, Outbox
+from apps.dispatch.selectors import message_timeline
 from messaging_center.broker import redis_client
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +54,7 @@ def test_single_recipient_is_queued_stored_and_published(api, shipped) -> None:
         "high",
         1,
     )
-    assert list(message.events.values_list("status", flat=True)) == ["queued"]
+    assert [(e.status, e.detail) for e in message_timeline(message)] == [("queued", "accepted")]
     assert redis_client().llen("mc.high") == 1  # one task for the lane, published on commit
     [row] = Outbox.objects.all()
     assert redis_client().sismember(publish.PUBLISHED_KEY, str(row.id))  # marked published in the same breath
