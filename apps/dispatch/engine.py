@@ -13,7 +13,7 @@ import os
 import random
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -296,14 +296,24 @@ class Choice:
     def only(self, claimed: Sequence[Claimed]) -> Choice:
         """The choice for the messages the claim won (a message claimed elsewhere is left out)."""
         won = {c.id for c in claimed}
-        parts = [([a for a in part if a.message.id in won], reference) for part, reference in self.parts]
         return Choice(
             self.templates,
             self.health,
             [a for a in self.attempts if a.message.id in won],
-            [(part, reference) for part, reference in parts if part],
+            _parts_of(self.parts, won),
             [a for a in self.singles if a.message.id in won],
         )
+
+    def extend(self, other: Choice) -> None:
+        self.attempts.extend(other.attempts)
+        self.parts.extend(other.parts)
+        self.singles.extend(other.singles)
+
+
+def _parts_of(parts: Sequence[tuple[list[Attempt], str]], kept: Container[uuid.UUID]) -> list[tuple[list[Attempt], str]]:
+    """The batch calls with only the attempts of the kept messages; calls left empty are dropped."""
+    trimmed = [([a for a in part if a.message.id in kept], reference) for part, reference in parts]
+    return [(part, reference) for part, reference in trimmed if part]
 
 
 def _route(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]:
@@ -387,15 +397,13 @@ def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = N
         _group(later, _route([c for c in rest if c.id not in done], later))
         # Only where a crash mid-send could be reconciled: this is a round trip before the send.
         _record_chosen_providers(later)
-        choice.attempts.extend(later.attempts)
-        choice.parts.extend(later.parts)
-        choice.singles.extend(later.singles)
+        choice.extend(later)
     templates = choice.templates
     attempts = choice.attempts
     fanout = push_targets([a.message for a in attempts if a.outcome is None and a.message.channel == "push"])
-    singles = [a for a in choice.singles if a.message.id not in fanout]
-    parts = [([a for a in part if a.message.id not in fanout], reference) for part, reference in choice.parts]
-    parts = [(part, reference) for part, reference in parts if part]
+    unfanned = {a.message.id for a in attempts} - fanout.keys()
+    singles = [a for a in choice.singles if a.message.id in unfanned]
+    parts = _parts_of(choice.parts, unfanned)
     device_futures = [
         (a, _executor().submit(_send_to_devices, a, fanout[a.message.id], templates))
         for a in attempts
