@@ -10,7 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -52,26 +52,58 @@ class Claimed:
     account_id: uuid.UUID
     # The provider id the previous attempt left: a batch call's reference until a provider id replaces it.
     previous_reference: str
+    # A `sending` row whose lease ran out (its worker died mid-send): that lease.
+    lost_lease: dt.datetime | None = None
+    # When this attempt was claimed (set by claim_read): its outcome's event carries it.
+    claimed_at: dt.datetime | None = None
 
 
-def record_events(rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]], *, first: bool = False) -> None:
+def record_events(
+    rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]],
+    *,
+    first: bool = False,
+    started: Mapping[uuid.UUID, dt.datetime | None] | None = None,
+) -> None:
     """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement.
     `first`: each is its message's first event, stored under the message's own id (a message the
-    send API did not make: see selectors.message_timeline)."""
+    send API did not make: see selectors.message_timeline). `started`: message id → when the
+    attempt these events end was claimed (the timeline's `sending` event of that attempt)."""
     if not rows:
         return
     event_ids = [row[0] for row in rows] if first else ids.uuid7_many(len(rows))
+    started = started or {}
     events = json_rows(
-        {"id": event_id, "m": mid, "s": status, "c": code, "d": detail, "p": provider, "a": attempt}
+        {"id": event_id, "m": mid, "s": status, "c": code, "d": detail, "p": provider, "a": attempt, "t": started.get(mid)}
         for event_id, (mid, status, code, detail, provider, attempt) in zip(event_ids, rows, strict=True)
     )
     with bound_cursor() as cursor:
         cursor.execute(
-            "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt) "
-            "SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a "
-            "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int)",
+            "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at) "
+            "SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a, e.t "
+            "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int, t timestamptz)",
             [events],
         )
+
+
+def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]) -> None:
+    """(message id, attempt, provider, its lapsed lease): attempts whose worker died mid-send, found
+    by the sweeper or by a claim. Each gets an event that ends it, so that the timeline still shows it."""
+    lease = sending_lease()
+    record_events(
+        [
+            (
+                mid,
+                Status.RETRY_WAIT,
+                "worker_lost",
+                f"the worker stopped before the outcome of attempt {attempt} was known"
+                + (f"; {provider} is asked before sending again" if provider else ""),
+                provider,
+                attempt,
+            )
+            for mid, attempt, provider, _ in lost
+        ],
+        started={mid: lease_until - lease for mid, _, _, lease_until in lost},
+    )
 
 
 # Messages of the chunk whose TTL ran out before a provider took them → `expired`, keeping the last error.
@@ -102,10 +134,11 @@ def read_claimable(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
             WITH expired AS ({_EXPIRE})
             SELECT FALSE, id, channel, address, attempts + 1, template_id, content, title, params, provider, priority,
                    expires_at, needs_reconcile OR (status = 'sending' AND provider <> ''), user_id, account_id,
-                   provider_message_id
+                   provider_message_id, CASE WHEN status = 'sending' THEN lease_until END
             FROM dispatch_message WHERE id = ANY(%(ids)s) AND {_CLAIMABLE}
             UNION ALL
-            SELECT TRUE, id, NULL, NULL, NULL, NULL, detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM expired
+            SELECT TRUE, id, NULL, NULL, NULL, NULL, detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+            FROM expired
             """,  # noqa: S608 - _EXPIRE and _CLAIMABLE are constants
             {"ids": list(message_ids)},
         )
@@ -116,9 +149,10 @@ def read_claimable(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
 
 def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple[str, str]] | None = None) -> list[Claimed]:
     """Claims messages read by read_claimable, on the attempt count read (a message claimed
-    elsewhere in between is left alone), recording each claim's `sending` event. `recorded`: message
-    id → (provider, batch reference) chosen for it where a crash mid-send could be reconciled, so
-    that no statement between the claim and the send is needed."""
+    elsewhere in between is left alone); each comes back with its claim's time, which the event of
+    its outcome carries (no `sending` event is stored). `recorded`: message id → (provider, batch
+    reference) chosen for it where a crash mid-send could be reconciled, so that no statement
+    between the claim and the send is needed."""
     if not candidates:
         return []
     recorded = recorded or {}
@@ -137,25 +171,17 @@ def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple
                        provider_message_id = CASE WHEN c.ref <> '' THEN c.ref ELSE m.provider_message_id END
                 FROM json_to_recordset(%(claims)s::json) AS c(id uuid, seen int, provider text, ref text)
                 WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.attempts = c.seen AND {_CLAIMABLE}
-                RETURNING m.id, m.attempts
-            ), numbered AS (
-                SELECT claimed.*, row_number() OVER () AS n FROM claimed
-            ), events AS (
-                INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
-                SELECT (%(event_ids)s::uuid[])[n], id, 'sending', now(), '', 'attempt ' || attempts, '', attempts
-                FROM numbered
+                RETURNING m.id, now()
             )
-            SELECT id FROM numbered
+            SELECT id, now FROM claimed
             """,  # noqa: S608 - _CLAIMABLE is a constant
-            {
-                "lease": sending_lease(),
-                "ids": [c.id for c in candidates],
-                "claims": json_rows(claims),
-                "event_ids": ids.uuid7_many(len(candidates)),
-            },
+            {"lease": sending_lease(), "ids": [c.id for c in candidates], "claims": json_rows(claims)},
         )
-        won = {row[0] for row in cursor.fetchall()}
-    return [c for c in candidates if c.id in won]
+        won = dict(cursor.fetchall())
+    lost = [(c.id, c.attempt - 1, c.previous_provider, c.lost_lease) for c in candidates if c.id in won and c.lost_lease]
+    if lost:
+        record_lost_attempts(lost)
+    return [replace(c, claimed_at=won[c.id]) for c in candidates if c.id in won]
 
 
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
@@ -192,7 +218,11 @@ def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
             [[c.id for c in claimed], [c.attempt for c in claimed], [c.id for c in claimed]],
         )
         done = [row[0] for row in cursor.fetchall()]
-    record_events([(mid, Status.DELIVERED, "", "stored in the recipient's inbox", "inbox", None) for mid in done])
+    attempts = {c.id: c.attempt for c in claimed}
+    record_events(
+        [(mid, Status.DELIVERED, "", "stored in the recipient's inbox", "inbox", attempts[mid]) for mid in done],
+        started={c.id: c.claimed_at for c in claimed},
+    )
     from apps.receipts.hooks import messages_reached  # status callbacks to business systems
 
     messages_reached(done, "delivered")
@@ -305,7 +335,7 @@ def sweep(*, batch: int = 1000) -> int:
         cursor.execute(
             """
             WITH lost AS (
-                SELECT id FROM dispatch_message
+                SELECT id, status, lease_until, attempts, provider FROM dispatch_message
                 WHERE lease_until < now()
                   AND (status IN ('retry_wait', 'sending')
                        OR (status = 'queued' AND (priority = ANY(%s) OR lease_until < now() - %s)))
@@ -316,10 +346,11 @@ def sweep(*, batch: int = 1000) -> int:
                    status = CASE WHEN m.status = 'sending' THEN 'retry_wait' ELSE m.status END,
                    needs_reconcile = m.needs_reconcile OR (m.status = 'sending' AND m.provider <> '')
             FROM lost WHERE m.id = lost.id
-            RETURNING m.id, m.priority
+            RETURNING m.id, m.priority, lost.status, lost.lease_until, lost.attempts, lost.provider
             """,
             [idle_lanes, queued_lease() * 10, batch, queued_lease()],
         )
         lost = cursor.fetchall()
-        publish.enqueue(lost)
+        record_lost_attempts([(row[0], row[4], row[5], row[3]) for row in lost if row[2] == Status.SENDING])
+        publish.enqueue([(row[0], row[1]) for row in lost])
     return len(lost)

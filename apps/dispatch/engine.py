@@ -294,8 +294,11 @@ class Choice:
         }
 
     def only(self, claimed: Sequence[Claimed]) -> Choice:
-        """The choice for the messages the claim won (a message claimed elsewhere is left out)."""
-        won = {c.id for c in claimed}
+        """The choice for the messages the claim won (a message claimed elsewhere is left out), each
+        attempt now about the claimed message (which knows its claim's time)."""
+        won = {c.id: c for c in claimed}
+        for attempt in self.attempts:
+            attempt.message = won.get(attempt.message.id, attempt.message)
         return Choice(
             self.templates,
             self.health,
@@ -508,6 +511,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
         pid=[a.outcome.provider_message_id for a in attempts],  # type: ignore[union-attr]
         detail=[_sent_detail(a) for a in attempts],
         event_id=[str(event_id) for event_id in ids.uuid7_many(len(attempts))],
+        started=[a.message.claimed_at for a in attempts],
     )
     # The finish, its `sent` events and the status callbacks owed in one statement. Receipts that
     # arrived before the finish are looked for after its commit: one that lands while this
@@ -519,12 +523,12 @@ def _mark_sent(attempts: list[Attempt]) -> None:
             UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid,
                    sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
             FROM json_to_recordset(%(rows)s::json)
-                 AS c(id uuid, attempt int, provider text, pid text, detail text, event_id uuid)
+                 AS c(id uuid, attempt int, provider text, pid text, detail text, event_id uuid, started timestamptz)
             WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
-            RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id
+            RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id, c.started
         ), events AS (
-            INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
-            SELECT event_id, id, 'sent', now(), '', detail, provider, attempt FROM sent
+            INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at)
+            SELECT event_id, id, 'sent', now(), '', detail, provider, attempt, started FROM sent
         )
         SELECT 's', id, NULL FROM sent
         UNION ALL SELECT 'c', s.id, s.account_id FROM sent s JOIN accounts_account a ON a.id = s.account_id
@@ -576,7 +580,8 @@ def _mark_final(attempts: list[Attempt], status: str) -> None:
             (a.message.id, status, a.outcome.code, _detail(a, status), a.route.name if a.route else "", a.message.attempt)  # type: ignore[union-attr]
             for a in attempts
             if a.message.id in done
-        ]
+        ],
+        started={a.message.id: a.message.claimed_at for a in attempts},
     )
     if status == "failed":
         metrics.count(
@@ -637,7 +642,8 @@ def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
             )
             for a, countdown in retries
             if a.message.id in done
-        ]
+        ],
+        started={a.message.id: a.message.claimed_at for a in attempts},
     )
     groups: dict[tuple[str, int], list[uuid.UUID]] = {}
     for attempt, countdown in retries:

@@ -134,6 +134,9 @@ class MessageEvent(models.Model):
     detail = models.TextField(blank=True, default="")
     provider = models.CharField(max_length=64, blank=True, default="")
     attempt = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The claim of the attempt this event ends: the timeline shows that attempt's `sending` there
+    # (selectors.message_timeline) instead of a row of its own for every attempt.
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["message", "id"], name="event_message")]

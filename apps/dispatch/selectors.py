@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Q
 
 from apps.accounts.models import Account
+from apps.dispatch.delivery import sending_lease
 from apps.dispatch.models import Message, MessageEvent, Status
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed
@@ -129,11 +130,23 @@ def accepted_event(message: Message) -> MessageEvent:
     return MessageEvent(id=message.id, message=message, status=status, at=message.created_at, code=code, detail=detail)
 
 
+def _sending(message: Message, attempt: int | None, at: dt.datetime) -> MessageEvent:
+    """An attempt's claim, which is not stored (see delivery.claim_read): made from the event that
+    ended the attempt, or, for the attempt under way, from the message row."""
+    return MessageEvent(message=message, status=Status.SENDING, at=at, detail=f"attempt {attempt}", attempt=attempt)
+
+
 def message_timeline(message: Message) -> list[MessageEvent]:
     """Every event of the message, oldest first. A message made elsewhere (sent again, a failover
     resend; or accepted before first events were made from the row) has its first event stored,
-    under the message's own id."""
-    events = list(message.events.order_by("id"))
-    if not events or events[0].id != message.id:
-        events.insert(0, accepted_event(message))
+    under the message's own id. Each attempt's `sending` comes from the event that ended it
+    (`started_at`); the attempt under way from the row, its lease less the lease's length."""
+    stored = list(message.events.order_by("id"))
+    events = [] if stored and stored[0].id == message.id else [accepted_event(message)]
+    for event in stored:
+        if event.started_at is not None:
+            events.append(_sending(message, event.attempt, event.started_at))
+        events.append(event)
+    if message.status == Status.SENDING and message.lease_until is not None:
+        events.append(_sending(message, message.attempts, message.lease_until - sending_lease()))
     return events

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from apps.dispatch import delivery, services
@@ -170,3 +172,70 @@ def test_first_event_of_each_outcome_is_made_from_the_message(api, sent, operato
 
     page = operator.get(f"/admin/dispatch/message/{original.pk}/change/").content.decode()
     assert "scheduled for" in page and "Canceled by the sender." in page
+
+
+def _timeline(api, message_id: str) -> list[tuple[str, str | None, int | None]]:
+    return [(e["status"], e["code"], e["attempt"]) for e in api.get(f"/api/v1/messages/{message_id}").json()["events"]]
+
+
+@pytest.mark.django_db(transaction=True)  # each statement's now() its own, as in a worker
+@override_settings(DISPATCH_SENDING_LEASE_SECONDS=1)
+def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_template) -> None:
+    """No `sending` row is stored per attempt: the outcome's event carries the claim's time, the
+    attempt under way is read from the message row, and an attempt whose worker died gets an event
+    that ends it (from the sweeper, or from the claim that takes the message over)."""
+    make_template(api, code="notice", channel="inbox", content="Hello {{name}}", title="Hi")
+
+    def send() -> Message:
+        response = api.post("/api/v1/messages", {"template": "notice", "to": {"user_id": "u1"}, "params": {"name": "Ann"}})
+        assert response.status_code == 202, response.content
+        return Message.objects.get(id=ids.decode("msg", response.json()["messages"][0]["id"]))
+
+    def lapse() -> None:  # its worker died: the lease runs out
+        time.sleep(1.1)
+
+    # A delivery: one stored event, and the timeline's `sending` at that attempt's claim.
+    message = send()
+    delivery.deliver_messages([message.id])
+    assert _timeline(api, message.public_id) == [("queued", None, None), ("sending", None, 1), ("delivered", None, 1)]
+    [stored] = message.events.all()
+    events = api.get(f"/api/v1/messages/{message.public_id}").json()["events"]
+    assert dt.datetime.fromisoformat(events[1]["at"]) == stored.started_at
+    assert events[1]["detail"] == "attempt 1"
+    assert message.created_at <= stored.started_at <= stored.at
+
+    # Under way: made from the row.
+    message = send()
+    [claimed] = delivery.claim([message.id])
+    assert _timeline(api, message.public_id) == [("queued", None, None), ("sending", None, 1)]
+    under_way = api.get(f"/api/v1/messages/{message.public_id}").json()["events"][1]
+    assert dt.datetime.fromisoformat(under_way["at"]) == claimed.claimed_at
+
+    # Its worker dies; the sweeper ends the attempt, and the next one delivers.
+    lapse()
+    delivery.sweep()
+    assert _timeline(api, message.public_id) == [("queued", None, None), ("sending", None, 1), ("retry_wait", "worker_lost", 1)]
+    lost = message.events.get()
+    assert lost.started_at == claimed.claimed_at
+    delivery.deliver_messages([message.id])
+    assert _timeline(api, message.public_id) == [
+        ("queued", None, None),
+        ("sending", None, 1),
+        ("retry_wait", "worker_lost", 1),
+        ("sending", None, 2),
+        ("delivered", None, 2),
+    ]
+
+    # A lapsed attempt taken over by a claim before the sweeper saw it ends the same way.
+    message = send()
+    delivery.claim([message.id])
+    lapse()
+    delivery.deliver_messages([message.id])
+    assert [status for status, _, _ in _timeline(api, message.public_id)] == [
+        "queued",
+        "sending",
+        "retry_wait",
+        "sending",
+        "delivered",
+    ]
+    assert message.events.count() == 2
