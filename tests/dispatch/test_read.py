@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.dispatch import delivery, services
 from apps.dispatch.models import Message
 from messaging_center import ids
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -185,19 +186,26 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
     attempt under way is read from the message row, and an attempt whose worker died gets an event
     that ends it (from the sweeper, or from the claim that takes the message over)."""
     make_template(api, code="notice", channel="inbox", content="Hello {{name}}", title="Hi")
+    later = (timezone.now() + dt.timedelta(hours=1)).isoformat()
 
-    def send() -> Message:
-        response = api.post("/api/v1/messages", {"template": "notice", "to": {"user_id": "u1"}, "params": {"name": "Ann"}})
+    def waiting() -> Message:
+        """A message waiting for a worker. Scheduled, then made due by hand: published, it could be
+        taken by a worker of another test that is still running."""
+        body = {"template": "notice", "to": {"user_id": "u1"}, "params": {"name": "Ann"}, "send_at": later}
+        response = api.post("/api/v1/messages", body)
         assert response.status_code == 202, response.content
-        return Message.objects.get(id=ids.decode("msg", response.json()["messages"][0]["id"]))
+        message = Message.objects.get(id=ids.decode("msg", response.json()["messages"][0]["id"]))
+        Message.objects.filter(id=message.id).update(status="queued")
+        return message
 
     def lapse() -> None:  # its worker died: the lease runs out
         time.sleep(1.1)
 
+    accepted = ("scheduled", None, None)
     # A delivery: one stored event, and the timeline's `sending` at that attempt's claim.
-    message = send()
+    message = waiting()
     delivery.deliver_messages([message.id])
-    assert _timeline(api, message.public_id) == [("queued", None, None), ("sending", None, 1), ("delivered", None, 1)]
+    assert _timeline(api, message.public_id) == [accepted, ("sending", None, 1), ("delivered", None, 1)]
     [stored] = message.events.all()
     events = api.get(f"/api/v1/messages/{message.public_id}").json()["events"]
     assert dt.datetime.fromisoformat(events[1]["at"]) == stored.started_at
@@ -205,21 +213,23 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
     assert message.created_at <= stored.started_at <= stored.at
 
     # Under way: made from the row.
-    message = send()
+    message = waiting()
     [claimed] = delivery.claim([message.id])
-    assert _timeline(api, message.public_id) == [("queued", None, None), ("sending", None, 1)]
+    assert _timeline(api, message.public_id) == [accepted, ("sending", None, 1)]
     under_way = api.get(f"/api/v1/messages/{message.public_id}").json()["events"][1]
     assert dt.datetime.fromisoformat(under_way["at"]) == claimed.claimed_at
 
-    # Its worker dies; the sweeper ends the attempt, and the next one delivers.
+    # Its worker dies; the sweeper ends the attempt (and enqueues the message again), and the next
+    # attempt delivers it.
     lapse()
     delivery.sweep()
-    assert _timeline(api, message.public_id) == [("queued", None, None), ("sending", None, 1), ("retry_wait", "worker_lost", 1)]
-    lost = message.events.get()
-    assert lost.started_at == claimed.claimed_at
+    assert _timeline(api, message.public_id)[:3] == [accepted, ("sending", None, 1), ("retry_wait", "worker_lost", 1)]
+    lost = message.events.order_by("id").first()
+    assert lost is not None and lost.started_at == claimed.claimed_at
     delivery.deliver_messages([message.id])
+    wait_until(lambda: Message.objects.get(id=message.id).status == "delivered", 10, "the next attempt")
     assert _timeline(api, message.public_id) == [
-        ("queued", None, None),
+        accepted,
         ("sending", None, 1),
         ("retry_wait", "worker_lost", 1),
         ("sending", None, 2),
@@ -227,12 +237,12 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
     ]
 
     # A lapsed attempt taken over by a claim before the sweeper saw it ends the same way.
-    message = send()
+    message = waiting()
     delivery.claim([message.id])
     lapse()
     delivery.deliver_messages([message.id])
     assert [status for status, _, _ in _timeline(api, message.public_id)] == [
-        "queued",
+        "scheduled",
         "sending",
         "retry_wait",
         "sending",
