@@ -63,11 +63,13 @@ def record_events(
     *,
     first: bool = False,
     started: Mapping[uuid.UUID, dt.datetime | None] | None = None,
+    once: bool = False,
 ) -> None:
     """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement.
     `first`: each is its message's first event, stored under the message's own id (a message the
     send API did not make: see selectors.message_timeline). `started`: message id → when the
-    attempt these events end was claimed (the timeline's `sending` event of that attempt)."""
+    attempt these events end was claimed (the timeline's `sending` event of that attempt). `once`:
+    not when the message has an event of that code for that attempt already."""
     if not rows:
         return
     event_ids = [row[0] for row in rows] if first else ids.uuid7_many(len(rows))
@@ -80,14 +82,19 @@ def record_events(
         cursor.execute(
             "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at) "
             "SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a, e.t "
-            "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int, t timestamptz)",
+            "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int, t timestamptz)"
+            + (ONCE if once else ""),
             [events],
         )
 
 
+ONCE = " WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent x WHERE x.message_id = e.m AND x.attempt = e.a AND x.code = e.c)"
+
+
 def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]) -> None:
     """(message id, attempt, provider, its lapsed lease): attempts whose worker died mid-send, found
-    by the sweeper or by a claim. Each gets an event that ends it, so that the timeline still shows it."""
+    by the sweeper or by a claim (both may find the same one: it is recorded once). Each gets an
+    event that ends it, so that the timeline still shows it."""
     lease = sending_lease()
     record_events(
         [
@@ -103,6 +110,7 @@ def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]
             for mid, attempt, provider, _ in lost
         ],
         started={mid: lease_until - lease for mid, _, _, lease_until in lost},
+        once=True,
     )
 
 
@@ -115,6 +123,11 @@ _EXPIRE = """
     RETURNING id, detail
 """
 
+
+# The expired rows as they were (the statement's one snapshot does not see its own UPDATE), and the
+# lease of the attempt that was under way in those that were `sending`: the expiry ends it.
+_EXPIRED_ROWS = "FROM expired e JOIN dispatch_message d ON d.id = e.id"
+_UNDER_WAY = "CASE WHEN d.status = 'sending' THEN d.lease_until END"
 
 # Claimable: waiting, or `sending` with its lease run out (the worker died mid-send), and still in time.
 _CLAIMABLE = "(status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now())) AND expires_at > now()"
@@ -137,13 +150,14 @@ def read_claimable(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
                    provider_message_id, CASE WHEN status = 'sending' THEN lease_until END
             FROM dispatch_message WHERE id = ANY(%(ids)s) AND {_CLAIMABLE}
             UNION ALL
-            SELECT TRUE, id, NULL, NULL, NULL, NULL, detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-            FROM expired
-            """,  # noqa: S608 - _EXPIRE and _CLAIMABLE are constants
+            SELECT TRUE, e.id, NULL, NULL, d.attempts, NULL, e.detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                   {_UNDER_WAY}
+            {_EXPIRED_ROWS}
+            """,  # noqa: S608 - _EXPIRE, _CLAIMABLE and the rest are constants
             {"ids": list(message_ids)},
         )
         rows = cursor.fetchall()
-    _expired([(row[1], row[6]) for row in rows if row[0]])
+    _expired([(row[1], row[6], row[4], row[16]) for row in rows if row[0]])
     return [Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]]
 
 
@@ -187,19 +201,30 @@ def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Messages whose TTL ran out before a provider took them → `expired`, keeping the last error."""
     with bound_cursor() as cursor:
-        cursor.execute(_EXPIRE, {"ids": list(message_ids)})
+        cursor.execute(
+            f"WITH expired AS ({_EXPIRE}) SELECT e.id, e.detail, d.attempts, {_UNDER_WAY} {_EXPIRED_ROWS}",
+            {"ids": list(message_ids)},
+        )
         expired = cursor.fetchall()
     _expired(expired)
-    return [mid for mid, _ in expired]
+    return [row[0] for row in expired]
 
 
-def _expired(expired: Sequence[tuple[uuid.UUID, str]]) -> None:
+def _expired(expired: Sequence[tuple[uuid.UUID, str, int, dt.datetime | None]]) -> None:
+    """(message id, detail, attempts, the lease of the attempt the expiry ends, if one was under way)."""
     if not expired:
         return
-    record_events([(mid, Status.EXPIRED, "ttl_expired", detail, "", None) for mid, detail in expired])
+    lease = sending_lease()
+    record_events(
+        [
+            (mid, Status.EXPIRED, "ttl_expired", detail, "", attempts if under_way else None)
+            for mid, detail, attempts, under_way in expired
+        ],
+        started={mid: under_way - lease for mid, _, _, under_way in expired if under_way},
+    )
     from apps.receipts.hooks import messages_reached  # status callbacks to business systems
 
-    messages_reached([mid for mid, _ in expired], "expired")
+    messages_reached([row[0] for row in expired], "expired")
 
 
 def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:

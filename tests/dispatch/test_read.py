@@ -184,7 +184,7 @@ def _timeline(api, message_id: str) -> list[tuple[str, str | None, int | None]]:
 def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_template) -> None:
     """No `sending` row is stored per attempt: the outcome's event carries the claim's time, the
     attempt under way is read from the message row, and an attempt whose worker died gets an event
-    that ends it (from the sweeper, or from the claim that takes the message over)."""
+    that ends it (from the sweeper, or from the claim that takes the message over); so does an expiry."""
     make_template(api, code="notice", channel="inbox", content="Hello {{name}}", title="Hi")
     later = (timezone.now() + dt.timedelta(hours=1)).isoformat()
 
@@ -249,3 +249,16 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
         "delivered",
     ]
     assert message.events.count() == 2
+
+    # An attempt under way when the TTL ran out ends with the expiry, found by the sweeper (its
+    # worker died) or by a later task for the message.
+    for by_sweeper in (True, False):
+        message = waiting()
+        delivery.claim([message.id])
+        Message.objects.filter(id=message.id).update(expires_at=timezone.now())
+        lapse()
+        if by_sweeper:
+            delivery.sweep()
+        else:
+            delivery.deliver_messages([message.id])
+        assert _timeline(api, message.public_id) == [accepted, ("sending", None, 1), ("expired", "ttl_expired", 1)]
