@@ -29,6 +29,12 @@ def sending_lease() -> dt.timedelta:
     return dt.timedelta(seconds=settings.DISPATCH_SENDING_LEASE_SECONDS)
 
 
+def lease_start(lease_until: dt.datetime) -> dt.datetime:
+    """When the attempt holding this `sending` lease was claimed: its lease less the lease's length
+    (exact while DISPATCH_SENDING_LEASE_SECONDS is unchanged)."""
+    return lease_until - sending_lease()
+
+
 def queued_lease() -> dt.timedelta:
     """A queued message whose task the broker lost is found by the sweeper once this runs out."""
     return dt.timedelta(seconds=settings.DISPATCH_QUEUED_LEASE_SECONDS)
@@ -83,19 +89,18 @@ def record_events(
             "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at) "
             "SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a, e.t "
             "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int, t timestamptz)"
-            + (ONCE if once else ""),
+            + (_ONCE if once else ""),
             [events],
         )
 
 
-ONCE = " WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent x WHERE x.message_id = e.m AND x.attempt = e.a AND x.code = e.c)"
+_ONCE = " WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent x WHERE x.message_id = e.m AND x.attempt = e.a AND x.code = e.c)"
 
 
 def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]) -> None:
     """(message id, attempt, provider, its lapsed lease): attempts whose worker died mid-send, found
     by the sweeper or by a claim (both may find the same one: it is recorded once). Each gets an
     event that ends it, so that the timeline still shows it."""
-    lease = sending_lease()
     record_events(
         [
             (
@@ -109,7 +114,7 @@ def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]
             )
             for mid, attempt, provider, _ in lost
         ],
-        started={mid: lease_until - lease for mid, _, _, lease_until in lost},
+        started={mid: lease_start(lease_until) for mid, _, _, lease_until in lost},
         once=True,
     )
 
@@ -214,13 +219,12 @@ def _expired(expired: Sequence[tuple[uuid.UUID, str, int, dt.datetime | None]]) 
     """(message id, detail, attempts, the lease of the attempt the expiry ends, if one was under way)."""
     if not expired:
         return
-    lease = sending_lease()
     record_events(
         [
             (mid, Status.EXPIRED, "ttl_expired", detail, "", attempts if under_way else None)
             for mid, detail, attempts, under_way in expired
         ],
-        started={mid: under_way - lease for mid, _, _, under_way in expired if under_way},
+        started={mid: lease_start(under_way) for mid, _, _, under_way in expired if under_way},
     )
     from apps.receipts.hooks import messages_reached  # status callbacks to business systems
 

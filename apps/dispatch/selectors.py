@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Q
 
 from apps.accounts.models import Account
-from apps.dispatch.delivery import sending_lease
+from apps.dispatch.delivery import lease_start
 from apps.dispatch.models import Message, MessageEvent, Status
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed
@@ -148,5 +148,5 @@ def message_timeline(message: Message) -> list[MessageEvent]:
             events.append(_sending(message, event.attempt, event.started_at))
         events.append(event)
     if message.status == Status.SENDING and message.lease_until is not None:
-        events.append(_sending(message, message.attempts, message.lease_until - sending_lease()))
+        events.append(_sending(message, message.attempts, lease_start(message.lease_until)))
     return events
