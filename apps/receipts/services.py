@@ -1,8 +1,8 @@
 """Provider receipts: authenticate a push, store each final status once, match it to its message and
 move the message forward (`sent` → `delivered` | `undelivered`, never backwards).
 
-One pass per batch: one INSERT … ON CONFLICT DO NOTHING for the reports, one query to match them,
-one conditional UPDATE of the messages. A replayed report inserts nothing and so changes nothing.
+One statement per batch stores the reports (INSERT … ON CONFLICT DO NOTHING), matches them, moves
+their messages and records the events; a replayed report inserts nothing and so changes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from redis.exceptions import RedisError
 
-from apps.dispatch.delivery import record_events, yield_to_critical
+from apps.dispatch.delivery import yield_to_critical
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt
@@ -143,93 +143,167 @@ class Applied:
     status: str
 
 
-def _receipt_rows(provider: Provider, receipts: Sequence[Receipt], source: str) -> list[tuple[Any, ...]]:
-    rows: list[tuple[Any, ...]] = []
+def _receipt_rows(provider: Provider, receipts: Sequence[Receipt], source: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for receipt in receipts:
         ref = ids.decode("msg", receipt.message_id) if receipt.message_id else None
         provider_message_id = (receipt.provider_message_id or "")[:128]
         if not provider_message_id and ref is None:
             continue  # nothing to match it by
         rows.append(
-            (
-                ids.uuid7(),
-                provider.name,
-                provider.kind,
-                source,
-                provider_message_id,
-                ref,
-                (receipt.to or "")[:255],
-                receipt.status,
-                receipt.code[:64],
-                receipt.detail,
-                receipt.at,
-            )
+            {
+                "id": ids.uuid7(),
+                "provider": provider.name,
+                "kind": provider.kind,
+                "source": source,
+                "provider_message_id": provider_message_id,
+                "message_ref": ref,
+                "to": (receipt.to or "")[:255],
+                "status": receipt.status,
+                "code": receipt.code[:64],
+                "detail": receipt.detail,
+                "reported_at": receipt.at,
+            }
         )
     return rows
 
 
-RECEIPT_ROW = ("id", "provider", "kind", "source", "pid", "ref", "to", "status", "code", "detail", "at")
+# A report is applied by the statement that finds its message: `applicable` holds (receipt, message,
+# report) for messages a provider has accepted (a message still being sent keeps its reports
+# unmatched, see NOT_YET_SENT); this tail moves each message by its best report, records the event
+# and returns the moved messages with the callback each one's account is owed. One round trip per
+# batch, whichever way the reports came. The event ids are UUIDv7 made by the database (its clock,
+# a random tail), so that the statement need not know beforehand how many messages it moves.
+_UUID7 = (
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING substring(int8send("
+    "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
+)
+_APPLY = f"""
+    best AS (
+        -- Delivered wins over undelivered (a carrier may report a failed try, then success); else the first.
+        SELECT DISTINCT ON (mid) mid, status, code, detail, reported_at FROM applicable
+        ORDER BY mid, status <> 'delivered', reported_at, rid
+    ), moved AS (
+        UPDATE dispatch_message AS m
+        SET status = c.status,
+            code = CASE WHEN c.status = 'delivered' THEN '' ELSE left(c.code, 64) END,
+            detail = CASE WHEN c.status = 'delivered' THEN '' ELSE c.detail END,
+            sent_at = COALESCE(m.sent_at, LEAST(c.reported_at, now())),
+            -- The provider's clock, unless it says before we sent (reports often have whole seconds):
+            -- then the moment the report reached us is the better bound.
+            delivered_at = CASE WHEN c.status <> 'delivered' THEN m.delivered_at
+                                WHEN m.sent_at IS NULL OR c.reported_at > m.sent_at THEN LEAST(c.reported_at, now())
+                                ELSE now() END,
+            lease_until = NULL, needs_reconcile = FALSE
+        FROM best c, accounts_account a
+        -- `= ANY` of the ids: by primary key, whatever the planner guesses of `best`'s size.
+        WHERE m.id = c.mid AND m.id = ANY(ARRAY(SELECT mid FROM best)) AND a.id = m.account_id
+          AND (m.status = ANY(%(applicable_from)s) OR (m.status = 'undelivered' AND c.status = 'delivered'))
+        RETURNING m.id, m.status, m.channel, m.provider, m.account_id, m.code, a.callback_url <> '' AS owed,
+                  extract(epoch FROM m.delivered_at - m.sent_at)::float8 AS latency,
+                  m.provider || ' reported ' || m.status || CASE WHEN c.code = '' THEN ''
+                      ELSE ' (' || c.code || CASE WHEN c.detail = '' THEN '' ELSE ': ' || c.detail END || ')' END AS explanation,
+                  left(c.code, 64) AS report_code
+    ), recorded AS (
+        INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at)
+        SELECT {_UUID7}, id, status, now(), report_code, explanation, provider, NULL, NULL FROM moved
+    )"""  # noqa: S608 - our own constants
+_MOVED = "SELECT id, status, channel, provider, account_id, code, owed, latency FROM moved"
+# Messages whose reports are applicable: provider accepted them (see NOT_YET_SENT).
+_APPLICABLE = """
+    SELECT pairs.rid, pairs.mid, r.status, r.code, r.detail, r.reported_at
+    FROM pairs JOIN dispatch_message m ON m.id = pairs.mid JOIN r ON r.id = pairs.rid
+    WHERE m.status <> ALL(%(not_yet_sent)s)"""
 
 
-def _insert_receipts(rows: Sequence[tuple[Any, ...]]) -> set[uuid.UUID]:
-    """One INSERT for any number of reports; replays are dropped by the unique constraints."""
+def _applied(rows: Sequence[tuple[Any, ...]]) -> list[Applied]:
+    """After the statement, in its transaction: metrics, the callbacks owed, failover."""
+    from apps.receipts import callbacks, failover
+
+    for _, status, channel, provider, _, _, _, latency in rows:
+        if status == "delivered" and latency is not None:
+            metrics.RECEIPT_LATENCY.labels(channel, provider).observe(max(latency, 0.0))
+    metrics.count(metrics.MESSAGES_DELIVERED, ((row[2], row[3]) for row in rows if row[1] == "delivered"))
+    metrics.count(metrics.MESSAGES_UNDELIVERED, ((row[2], row[3]) for row in rows if row[1] != "delivered"))
+    for status in ("delivered", "undelivered"):
+        callbacks.callbacks_create(owed=[(row[0], row[4], row[5]) for row in rows if row[1] == status and row[6]], status=status)
+    failover.failover_on_undelivered(message_ids=[row[0] for row in rows if row[1] == "undelivered"])
+    return [Applied(row[0], row[1]) for row in rows]
+
+
+_STATEMENT_PARAMS = {"applicable_from": list(APPLICABLE_FROM), "not_yet_sent": sorted(NOT_YET_SENT)}
+
+
+def receipts_store_and_apply(rows: Sequence[Mapping[str, Any]]) -> tuple[list[uuid.UUID], list[Applied]]:
+    """Stores new reports (a replay is dropped by the unique constraints) and applies each to its
+    message if that one is sent already: one statement, in the caller's transaction. Returns the
+    new reports left unmatched (their message not sent yet, or not found) and what was applied."""
     if not rows:
-        return set()
+        return [], []
     with bound_cursor() as cursor:
         cursor.execute(
-            """
-            INSERT INTO receipts_providerreceipt (id, provider, kind, source, provider_message_id, message_ref, "to", status,
-                                                  code, detail, reported_at, received_at)
-            SELECT r.*, now()
-            FROM json_to_recordset(%s::json) AS r(id uuid, provider text, kind text, source text, pid text, ref uuid,
-                                                  "to" text, status text, code text, detail text, at timestamptz)
-            ON CONFLICT DO NOTHING
-            RETURNING id
-            """,
-            [json_rows(dict(zip(RECEIPT_ROW, row, strict=True)) for row in rows)],
+            f"""
+            WITH input AS MATERIALIZED (
+                SELECT * FROM json_to_recordset(%(rows)s::json) AS i(
+                    id uuid, provider text, kind text, source text, provider_message_id text, message_ref uuid, "to" text,
+                    status text, code text, detail text, reported_at timestamptz)
+            ), r AS (SELECT * FROM input), {PAIRS}, found AS ({_APPLICABLE}
+            ), stored AS (
+                INSERT INTO receipts_providerreceipt (id, provider, kind, source, provider_message_id, message_ref, "to",
+                                                      status, code, detail, reported_at, received_at, message_id, matched_at)
+                SELECT i.*, now(), c.mid, CASE WHEN c.mid IS NOT NULL THEN now() END
+                FROM input i LEFT JOIN (SELECT DISTINCT ON (rid) rid, mid FROM found ORDER BY rid, mid) c ON c.rid = i.id
+                ON CONFLICT DO NOTHING
+                RETURNING id, message_id
+            ), applicable AS (
+                SELECT * FROM found WHERE rid IN (SELECT id FROM stored)
+            ), {_APPLY}
+            SELECT NULL::uuid, NULL::text, NULL::text, NULL::text, NULL::uuid, NULL::text, NULL::bool, NULL::float8,
+                   id, message_id IS NOT NULL FROM stored
+            UNION ALL
+            SELECT *, NULL, NULL FROM ({_MOVED}) moved_rows
+            """,  # noqa: S608 - our own constants
+            {"rows": json_rows(rows), **_STATEMENT_PARAMS},
         )
-        new = {row[0] for row in cursor.fetchall()}
-    metrics.count(metrics.RECEIPTS_RECEIVED, ((row[1], row[3]) for row in rows if row[0] in new))
-    return new
+        result = cursor.fetchall()
+    stored = [(row[8], row[9]) for row in result if row[8] is not None]
+    new = {receipt_id for receipt_id, _ in stored}
+    metrics.count(metrics.RECEIPTS_RECEIVED, ((row["provider"], row["source"]) for row in rows if row["id"] in new))
+    applied = _applied([row[:8] for row in result if row[8] is None])
+    return [receipt_id for receipt_id, matched in stored if not matched], applied
 
 
-def receipts_store(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[uuid.UUID]:
-    """Stores new reports (replays are dropped by the unique constraints); returns their ids."""
-    rows = _receipt_rows(provider, receipts, source)
-    new = _insert_receipts(rows)
-    return [row[0] for row in rows if row[0] in new]
-
-
-def _store_pushed_group(pushes: Sequence[list[tuple[Any, ...]]]) -> list[int]:
-    """The group commit's write: every waiting push's reports in one INSERT (autocommit: the view
-    runs outside a transaction), then their ids queued for the receipts worker in one Redis call."""
-    new = _insert_receipts([row for rows in pushes for row in rows])
-    receipts_match_soon([row[0] for rows in pushes for row in rows if row[0] in new])
-    return [sum(1 for row in rows if row[0] in new) for rows in pushes]
+def _store_pushed_group(pushes: Sequence[list[dict[str, Any]]]) -> list[int]:
+    """The group commit's write: every waiting push's reports in one statement that stores and
+    applies them, with the callbacks it owes, in one transaction; reports of messages not sent yet
+    are queued for the receipts worker (their message may be `sent` by the time it looks)."""
+    rows = [row for push in pushes for row in push]
+    with transaction.atomic():
+        unmatched, _ = receipts_store_and_apply(rows)
+    receipts_match_soon(unmatched)
+    return [len(push) for push in pushes]
 
 
 PUSHED = GroupCommit(_store_pushed_group)
 
 
 def receipts_store_pushed(*, provider: Provider, receipts: Sequence[Receipt]) -> int:
-    """A pushed report: stored (committed) when this returns, with the reports other threads of
-    this process are storing at the same moment; applied by the receipts worker in batches.
-    Returns how many were new."""
+    """A pushed report: stored (committed) and applied when this returns, with the reports other
+    threads of this process are storing at the same moment. Returns how many reports it carried."""
     rows = _receipt_rows(provider, receipts, "push")
     return PUSHED.submit(rows) if rows else 0
 
 
 def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[Applied]:
-    """Stores new reports and applies them at once (polling, which runs in a worker anyway)."""
+    """Stores new reports and applies them at once (polling)."""
     with transaction.atomic():
-        return receipts_match(receipt_ids=receipts_store(provider=provider, receipts=receipts, source=source))
+        return receipts_store_and_apply(_receipt_rows(provider, receipts, source))[1]
 
 
-# Pushed reports are stored by the web process and applied in batches by the receipts worker: a
-# report costs the web one INSERT, and a storm of them (Twilio sends one per message) a few
-# statements per batch instead of ten per report. Their ids wait in a Redis set; the first report
-# of a quiet spell queues one `receipts.match_pending` task. Should Redis lose the set, the rows are
-# still unmatched in the database and the re-match beat job applies them.
+# Pushed reports whose message was not `sent` yet when they came (the push beat the worker's
+# finish) wait for the receipts worker: their ids in a Redis set; the first of a quiet spell queues
+# one `receipts.match_pending` task. The sent hook applies most of them first; should Redis lose the
+# set, the rows are still unmatched in the database and the re-match beat job applies them.
 PENDING_KEY = "mc:receipts:pending"
 SCHEDULED_KEY = "mc:receipts:match-scheduled"
 MATCH_TASK = "receipts.match_pending"
@@ -272,10 +346,9 @@ def receipts_match_pending() -> int:
 
 
 def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
-    """Matches unmatched receipts to their messages and moves those messages forward.
-
-    A receipt whose message is not `sent` yet (the push beat the worker's finish) stays unmatched;
-    the sent hook or the re-match job applies it later."""
+    """Matches stored, unmatched receipts to their messages and moves those messages forward, in
+    one statement. A receipt whose message is not `sent` yet stays unmatched; the sent hook or the
+    re-match job applies it later."""
     if not receipt_ids:
         return []
     with transaction.atomic(savepoint=False), bound_cursor() as cursor:
@@ -288,88 +361,19 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
                 SELECT * FROM receipts_providerreceipt WHERE id = ANY(%(ids)s)
             ), r AS (
                 SELECT * FROM by_id WHERE message_id IS NULL
-            ), {PAIRS}
-            SELECT pairs.rid, pairs.mid, m.status, r.status, r.code, r.detail, r.reported_at, r.provider
-            FROM pairs JOIN dispatch_message m ON m.id = pairs.mid JOIN r ON r.id = pairs.rid
-            ORDER BY r.reported_at, r.id
-            """,  # noqa: S608 - PAIRS is a constant
-            {"ids": list(receipt_ids)},
-        )
-        pairs = cursor.fetchall()
-        best: dict[uuid.UUID, tuple[str, str, str, dt.datetime, str]] = {}
-        matched: list[tuple[uuid.UUID, uuid.UUID]] = []
-        for rid, mid, message_status, status, code, detail, at, provider in pairs:
-            if message_status in NOT_YET_SENT:
-                continue
-            matched.append((rid, mid))
-            # Delivered wins over undelivered (a carrier may report a failed try, then success).
-            if mid not in best or (status == "delivered" and best[mid][0] != "delivered"):
-                best[mid] = (status, code, detail, at, provider)
-        if matched:
-            cursor.execute(
-                """
-                UPDATE receipts_providerreceipt AS r SET message_id = c.mid, matched_at = now()
-                FROM json_to_recordset(%(pairs)s::json) AS c(rid uuid, mid uuid)
+            ), {PAIRS}, applicable AS ({_APPLICABLE}
+            ), matched AS (
+                UPDATE receipts_providerreceipt AS x SET message_id = c.mid, matched_at = now()
+                FROM (SELECT DISTINCT ON (rid) rid, mid FROM applicable ORDER BY rid, mid) c
                 -- `= ANY` too: with statistics from when the table was small, the join alone was
                 -- planned as a sequential scan of every receipt.
-                WHERE r.id = c.rid AND r.id = ANY(%(rids)s)
-                """,
-                {"rids": [rid for rid, _ in matched], "pairs": json_rows({"rid": rid, "mid": mid} for rid, mid in matched)},
-            )
-        applied = _apply(cursor, best)
-    return applied
-
-
-def _apply(cursor: Any, best: Mapping[uuid.UUID, tuple[str, str, str, dt.datetime, str]]) -> list[Applied]:
-    if not best:
-        return []
-    mids = list(best)
-    cursor.execute(
-        """
-        UPDATE dispatch_message AS m
-        SET status = c.status,
-            code = CASE WHEN c.status = 'delivered' THEN '' ELSE c.code END,
-            detail = CASE WHEN c.status = 'delivered' THEN '' ELSE c.detail END,
-            sent_at = COALESCE(m.sent_at, LEAST(c.at, now())),
-            -- The provider's clock, unless it says before we sent (reports often have whole seconds):
-            -- then the moment the report reached us is the better bound.
-            delivered_at = CASE WHEN c.status <> 'delivered' THEN m.delivered_at
-                                WHEN m.sent_at IS NULL OR c.at > m.sent_at THEN LEAST(c.at, now())
-                                ELSE now() END,
-            lease_until = NULL, needs_reconcile = FALSE
-        FROM json_to_recordset(%s::json) AS c(id uuid, status text, code text, detail text, at timestamptz)
-        WHERE m.id = c.id AND m.id = ANY(%s)
-          AND (m.status = ANY(%s) OR (m.status = 'undelivered' AND c.status = 'delivered'))
-        RETURNING m.id, m.status, m.channel, m.provider, m.sent_at, m.delivered_at
-        """,
-        [
-            json_rows(
-                {"id": m, "status": best[m][0], "code": best[m][1][:64], "detail": best[m][2], "at": best[m][3]} for m in mids
-            ),
-            mids,
-            list(APPLICABLE_FROM),
-        ],
-    )
-    updated = cursor.fetchall()
-    events = []
-    for mid, status, channel, provider, sent_at, delivered_at in updated:
-        _, code, detail, _, _ = best[mid]
-        explanation = f"{provider} reported {status}" + (f" ({code}{': ' + detail if detail else ''})" if code else "")
-        events.append((mid, status, code[:64], explanation, provider, None))
-        if status == "delivered" and sent_at and delivered_at:
-            metrics.RECEIPT_LATENCY.labels(channel, provider).observe((delivered_at - sent_at).total_seconds())
-    metrics.count(metrics.MESSAGES_DELIVERED, ((row[2], row[3]) for row in updated if row[1] == "delivered"))
-    metrics.count(metrics.MESSAGES_UNDELIVERED, ((row[2], row[3]) for row in updated if row[1] != "delivered"))
-    record_events(events)
-    applied = [Applied(row[0], row[1]) for row in updated]
-    from apps.receipts import callbacks
-
-    for status in ("delivered", "undelivered"):
-        callbacks.callbacks_enqueue(message_ids=[a.message_id for a in applied if a.status == status], status=status)
-    from apps.receipts import failover
-
-    failover.failover_on_undelivered(message_ids=[a.message_id for a in applied if a.status == "undelivered"])
-    return applied
+                WHERE x.id = c.rid AND x.id = ANY(%(ids)s)
+            ), {_APPLY}
+            {_MOVED}
+            """,  # noqa: S608 - our own constants
+            {"ids": list(receipt_ids), **_STATEMENT_PARAMS},
+        )
+        return _applied(cursor.fetchall())
 
 
 def receipts_match_for_messages(*, message_ids: Sequence[uuid.UUID]) -> list[Applied]:

@@ -151,6 +151,28 @@ def test_batch_report_updates_each_message_in_one_request(aliyun, make_message) 
     assert statuses == ["delivered", "undelivered", "delivered", "undelivered", "delivered"]
 
 
+def test_the_push_itself_applies_a_report_of_a_sent_message(aliyun, make_message) -> None:
+    """No receipts worker involved: the web process's statement stores, matches and applies it, and
+    leaves nothing pending; a report of a message still being sent waits for the worker instead."""
+    from messaging_center.broker import broker_client
+
+    client = broker_client()
+    client.delete(services.PENDING_KEY)
+    sent, sending = make_message(), make_message(status="sending", provider_message_id="biz-later")
+    early = json.loads(aliyun_report(sending))[0] | {"out_id": ""}
+    body = json.dumps([json.loads(aliyun_report(sent))[0], early]).encode()
+    response = Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body, content_type="application/json")
+    assert response.status_code == 200
+    sent.refresh_from_db()
+    assert sent.status == "delivered" and sent.delivered_at is not None
+    [event] = MessageEvent.objects.filter(message=sent, status="delivered")
+    assert event.detail == "test-aliyun reported delivered (DELIVERED: ok)" and event.id.version == 7 and event.id > sent.id
+    late = ProviderReceipt.objects.get(provider_message_id="biz-later")
+    assert ProviderReceipt.objects.get(message_ref=sent.id).message_id == sent.id and late.message_id is None
+    assert client.smembers(services.PENDING_KEY) == {str(late.id).encode()}
+    assert Message.objects.get(id=sending.id).status == "sending"
+
+
 def test_report_that_beats_the_sent_finish_is_applied_when_the_message_is_sent(aliyun, make_message) -> None:
     message = make_message(status="sending", provider_message_id="")
     tencent_like = json.loads(aliyun_report(message))
