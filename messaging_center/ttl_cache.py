@@ -21,17 +21,23 @@ class TtlCache(Generic[V]):
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
 
-    def get_or_load(self, key: Hashable, load: Callable[[], V]) -> V:
-        now = time.monotonic()
+    def get(self, key: Hashable) -> V | None:
+        """The value while it is fresh, else None."""
         hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load()
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, key: Hashable, value: V) -> V:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[key] = (now + self.seconds, value)
+            self._entries[key] = (time.monotonic() + self.seconds, value)
         return value
+
+    def get_or_load(self, key: Hashable, load: Callable[[], V]) -> V:
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return self.put(key, load())
 
     def clear(self) -> None:
         with self._lock:

@@ -12,11 +12,13 @@ class DispatchConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from apps.dispatch import checks  # noqa: F401 - registers the system checks
+        from apps.dispatch.engine import TEMPLATES_BY_ID
         from apps.dispatch.send import TEMPLATES
         from apps.templates.models import MessageTemplate
 
         def forget_templates(**kwargs: object) -> None:
             TEMPLATES.clear()
+            TEMPLATES_BY_ID.clear()
 
         post_save.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates")
 

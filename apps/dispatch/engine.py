@@ -30,6 +30,7 @@ from apps.templates.models import MessageTemplate
 from apps.templates.services import template_render
 from messaging_center import ids, metrics
 from messaging_center.db import bound_cursor, json_rows
+from messaging_center.ttl_cache import TtlCache
 
 if TYPE_CHECKING:
     from apps.dispatch.delivery import Claimed
@@ -261,6 +262,12 @@ def _deactivate_dead_tokens(attempts: Sequence[Attempt]) -> None:
         push_tokens_deactivate(tokens=dead)
 
 
+# Templates by id, for routing (a template's provider template ids): a chunk of messages costs no
+# query for them. A template saved in this process clears it (apps.dispatch.apps); others within 5 s,
+# as the send path's own cache.
+TEMPLATES_BY_ID: TtlCache[MessageTemplate] = TtlCache(seconds=5)
+
+
 @dataclass
 class Choice:
     """Providers chosen for messages before their claim, which records them (see delivery.claim):
@@ -275,13 +282,22 @@ class Choice:
     @classmethod
     def start(cls, messages: Sequence[Claimed]) -> Choice:
         routing.ROUTES.refresh()
-        template_ids = {c.template_id for c in messages if c.template_id}
-        return cls(templates={t.id: t for t in MessageTemplate.objects.filter(id__in=template_ids)}, health=routing.health())
+        choice = cls(templates={}, health=routing.health())
+        choice.add_templates(messages)
+        return choice
 
     def add_templates(self, messages: Sequence[Claimed]) -> None:
-        missing = {c.template_id for c in messages if c.template_id and c.template_id not in self.templates}
+        wanted = {c.template_id for c in messages if c.template_id and c.template_id not in self.templates}
+        missing = set()
+        for template_id in wanted:
+            template = TEMPLATES_BY_ID.get(template_id)
+            if template is None:
+                missing.add(template_id)
+            else:
+                self.templates[template_id] = template
         if missing:
-            self.templates.update((t.id, t) for t in MessageTemplate.objects.filter(id__in=missing))
+            for template in MessageTemplate.objects.filter(id__in=missing):
+                self.templates[template.id] = TEMPLATES_BY_ID.put(template.id, template)
 
     def recorded(self) -> dict[uuid.UUID, tuple[str, str]]:
         """Message id → (provider, batch reference) where a crash mid-send could be reconciled:
