@@ -36,7 +36,7 @@ from apps.templates.selectors import template_get
 from apps.templates.services import template_render
 from apps.templates.sms import sms_length
 from messaging_center import ids, metrics
-from messaging_center.db import bound_cursor
+from messaging_center.db import bound_cursor, json_rows
 from messaging_center.errors import Conflict, ServiceError, Unavailable, ValidationFailed
 from messaging_center.group_commit import GroupCommit
 from messaging_center.ttl_cache import TtlCache
@@ -537,7 +537,7 @@ def _finish(
         "bodies": [body for _, body in answered],
     }
     if messages is not None:
-        sql, params["messages"] = _FINISH_WITH_MESSAGES, json.dumps(messages, ensure_ascii=False)
+        sql, params["messages"] = _FINISH_WITH_MESSAGES, json_rows(messages)
     else:
         sql = _FINISH_AFTER_COPY
     with bound_cursor() as cursor:
