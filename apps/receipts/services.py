@@ -172,8 +172,10 @@ def _receipt_rows(provider: Provider, receipts: Sequence[Receipt], source: str) 
 # report) for messages a provider has accepted (a message still being sent keeps its reports
 # unmatched, see NOT_YET_SENT); this tail moves each message by its best report, records the event
 # and returns the moved messages with the callback each one's account is owed. One round trip per
-# batch, whichever way the reports came. The event ids are UUIDv7 made by the database (its clock,
-# a random tail), so that the statement need not know beforehand how many messages it moves.
+# batch, whichever way the reports came. The event ids are this process's UUIDv7s (one per report:
+# after the `sent` event the same process may have just recorded, as the timeline orders by id);
+# should a report without a number move more messages than that, the rest are UUIDv7s the
+# database makes.
 _UUID7 = (
     "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING substring(int8send("
     "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
@@ -206,7 +208,9 @@ _APPLY = f"""
                   left(c.code, 64) AS report_code
     ), recorded AS (
         INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at)
-        SELECT {_UUID7}, id, status, now(), report_code, explanation, provider, NULL, NULL FROM moved
+        SELECT COALESCE((%(event_ids)s::uuid[])[row_number() OVER ()], {_UUID7}), id, status, now(), report_code, explanation,
+               provider, NULL, NULL
+        FROM moved
     )"""  # noqa: S608 - our own constants
 _MOVED = "SELECT id, status, channel, provider, account_id, code, owed, latency FROM moved"
 # Messages whose reports are applicable: provider accepted them (see NOT_YET_SENT).
@@ -216,18 +220,31 @@ _APPLICABLE = """
     WHERE m.status <> ALL(%(not_yet_sent)s)"""
 
 
-def _applied(rows: Sequence[tuple[Any, ...]]) -> list[Applied]:
-    """After the statement, in its transaction: metrics, the callbacks owed, failover."""
-    from apps.receipts import callbacks, failover
-
+def _count_applied(rows: Sequence[tuple[Any, ...]]) -> None:
     for _, status, channel, provider, _, _, _, latency in rows:
         if status == "delivered" and latency is not None:
             metrics.RECEIPT_LATENCY.labels(channel, provider).observe(max(latency, 0.0))
     metrics.count(metrics.MESSAGES_DELIVERED, ((row[2], row[3]) for row in rows if row[1] == "delivered"))
     metrics.count(metrics.MESSAGES_UNDELIVERED, ((row[2], row[3]) for row in rows if row[1] != "delivered"))
+
+
+def _applied(rows: Sequence[tuple[Any, ...]]) -> list[Applied]:
+    """After the statement, in its transaction: the callbacks owed, failover; metrics once it commits."""
+    from apps.receipts import callbacks, failover
+
+    if rows:
+        transaction.on_commit(lambda: _count_applied(rows))
     for status in ("delivered", "undelivered"):
         callbacks.callbacks_create(owed=[(row[0], row[4], row[5]) for row in rows if row[1] == status and row[6]], status=status)
-    failover.failover_on_undelivered(message_ids=[row[0] for row in rows if row[1] == "undelivered"])
+    undelivered = [row[0] for row in rows if row[1] == "undelivered"]
+    if undelivered:
+        # In a savepoint: a failover that fails must not undo the reports (a push would be refused
+        # and retried by its provider forever); it is logged, and the reports stand.
+        try:
+            with transaction.atomic():
+                failover.failover_on_undelivered(message_ids=undelivered)
+        except Exception:
+            logger.exception("failover of %d undelivered message(s) failed", len(undelivered))
     return [Applied(row[0], row[1]) for row in rows]
 
 
@@ -263,12 +280,13 @@ def receipts_store_and_apply(rows: Sequence[Mapping[str, Any]]) -> tuple[list[uu
             UNION ALL
             SELECT *, NULL, NULL FROM ({_MOVED}) moved_rows
             """,  # noqa: S608 - our own constants
-            {"rows": json_rows(rows), **_STATEMENT_PARAMS},
+            {"rows": json_rows(rows), "event_ids": ids.uuid7_many(len(rows)), **_STATEMENT_PARAMS},
         )
         result = cursor.fetchall()
     stored = [(row[8], row[9]) for row in result if row[8] is not None]
     new = {receipt_id for receipt_id, _ in stored}
-    metrics.count(metrics.RECEIPTS_RECEIVED, ((row["provider"], row["source"]) for row in rows if row["id"] in new))
+    received = [(row["provider"], row["source"]) for row in rows if row["id"] in new]
+    transaction.on_commit(lambda: metrics.count(metrics.RECEIPTS_RECEIVED, received))
     applied = _applied([row[:8] for row in result if row[8] is None])
     return [receipt_id for receipt_id, matched in stored if not matched], applied
 
@@ -325,6 +343,8 @@ def receipts_match_soon(receipt_ids: Sequence[uuid.UUID]) -> None:
                 pipe.execute()
     except RedisError as error:
         logger.warning("%d receipt(s) left for the re-match job: %s", len(receipt_ids), error)
+    except Exception:  # after the reports' commit: never fail the push (the re-match job finds them)
+        logger.exception("%d receipt(s) left for the re-match job", len(receipt_ids))
 
 
 def receipts_match_pending() -> int:
@@ -371,7 +391,7 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
             ), {_APPLY}
             {_MOVED}
             """,  # noqa: S608 - our own constants
-            {"ids": list(receipt_ids), **_STATEMENT_PARAMS},
+            {"ids": list(receipt_ids), "event_ids": ids.uuid7_many(len(receipt_ids)), **_STATEMENT_PARAMS},
         )
         return _applied(cursor.fetchall())
 
