@@ -21,10 +21,14 @@ class TtlCache(Generic[V]):
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
 
+    def _fresh(self, key: Hashable) -> tuple[float, V] | None:
+        hit = self._entries.get(key)
+        return hit if hit is not None and hit[0] > time.monotonic() else None
+
     def get(self, key: Hashable) -> V | None:
         """The value while it is fresh, else None."""
-        hit = self._entries.get(key)
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+        hit = self._fresh(key)
+        return hit[1] if hit is not None else None
 
     def put(self, key: Hashable, value: V) -> V:
         with self._lock:
@@ -34,10 +38,9 @@ class TtlCache(Generic[V]):
         return value
 
     def get_or_load(self, key: Hashable, load: Callable[[], V]) -> V:
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        return self.put(key, load())
+        """The fresh value (None too, when that is what was loaded), else `load()`'s, kept."""
+        hit = self._fresh(key)
+        return hit[1] if hit is not None else self.put(key, load())
 
     def clear(self) -> None:
         with self._lock:
