@@ -18,15 +18,15 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m messaging_center.launcher
+	$(PY) -m devstack.launcher
 
 # The suite starts the embedded servers when they are not running; it stops them again afterwards
 # unless they were already up (a `make run` beside it) or external servers are in use.
 test: $(STAMP)
-	@before=$$($(PY) -m messaging_center.embedded status); \
+	@before=$$($(PY) -m devstack.embedded status); \
 	$(PY) -m pytest $(PYTEST_ARGS); code=$$?; \
 	if [ -z "$$DATABASE_URL$$REDIS_URL" ] && ! echo "$$before" | grep -q '"postgres": true'; then \
-		$(PY) -m messaging_center.embedded stop; fi; \
+		$(PY) -m devstack.embedded stop; fi; \
 	exit $$code
 
 lint: $(STAMP)
@@ -41,8 +41,8 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 stop: $(STAMP)
-	$(PY) -m messaging_center.embedded stop
+	$(PY) -m devstack.embedded stop
 
 clean:
-	-@[ -x $(PY) ] && $(PY) -m messaging_center.embedded stop 2>/dev/null; true
+	-@[ -x $(PY) ] && $(PY) -m devstack.embedded stop 2>/dev/null; true
 	rm -rf .data $(VENV)

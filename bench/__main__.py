@@ -52,7 +52,7 @@ def start_stack() -> Stack:
     DATA_DIR.mkdir(parents=True)
     log = open(DATA_DIR / "launcher.log", "wb")  # noqa: SIM115 - the launcher owns it
     process = subprocess.Popen(
-        [sys.executable, "-m", "messaging_center.launcher"],
+        [sys.executable, "-m", "devstack.launcher"],
         cwd=BASE_DIR,
         env=env,
         stdout=log,
@@ -70,7 +70,7 @@ def start_stack() -> Stack:
 
 def _embedded_urls(env: dict[str, str]) -> list[str]:
     out = subprocess.run(
-        [sys.executable, "-m", "messaging_center.embedded", "start"],
+        [sys.executable, "-m", "devstack.embedded", "start"],
         cwd=BASE_DIR,
         env=env,
         check=True,
@@ -187,7 +187,7 @@ def _line(name: str, result: LoadResult, per_request: int) -> str:
 
 
 DISPATCH_QUEUES = ("mc.critical", "mc.high", "mc.normal", "mc.bulk")
-# Which worker of the launcher consumes which lanes (messaging_center/launcher.py).
+# Which worker of the launcher consumes which lanes (devstack/launcher.py).
 LANE_WORKERS = {"critical": ("mc.critical", "mc.high"), "bulk": ("mc.normal", "mc.bulk")}
 
 

@@ -13,7 +13,7 @@ import dj_database_url
 import phonenumbers
 from kombu import Exchange, Queue
 
-from messaging_center import embedded
+from devstack import embedded
 from messaging_center.env import env_bool, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "apps.templates.apps.TemplatesConfig",
     "apps.dispatch",
     "apps.receipts",
+    "devstack",  # its management commands only (configure_simulator_*)
 ]
 
 MIDDLEWARE = [

@@ -7,7 +7,7 @@ import os
 import pytest
 from celery import Celery
 
-from messaging_center.embedded import EmbeddedRedis
+from devstack.embedded import EmbeddedRedis
 from tests.helpers import celery_worker, wait_until
 
 pytestmark = pytest.mark.slow

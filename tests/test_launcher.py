@@ -25,7 +25,7 @@ def test_launcher_serves_and_sigterm_stops_every_process(tmp_path) -> None:
     log = tmp_path / "launcher.log"
     with open(log, "wb") as out:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "messaging_center.launcher"],
+            [sys.executable, "-m", "devstack.launcher"],
             cwd=BASE_DIR,
             env=env,
             stdout=out,

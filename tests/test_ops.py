@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client, override_settings
 
-from messaging_center.embedded import EmbeddedRedis
+from devstack.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.django_db
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from apps.dispatch.simulator.fcm import service_account_json
-from apps.dispatch.simulator.state import DEFAULT_CREDENTIALS
+from devstack.simulator.fcm import service_account_json
+from devstack.simulator.state import DEFAULT_CREDENTIALS
 from tests.helpers import BASE_DIR, free_port, stop_process_group, wait_until
 
 SIM_SETTINGS = {
@@ -139,7 +139,7 @@ def simulator_process(receipt_base_url: str, log_path: Path) -> Iterator[Simulat
     """A real simulator process on free ports whose receipts go to `receipt_base_url`."""
     port, apns_port, smtp_port = free_port(), free_port(), free_port()
     env = {**os.environ, "SIM_RECEIPT_BASE_URL": receipt_base_url}
-    argv = [sys.executable, "-m", "apps.dispatch.simulator", "--port", str(port), "--apns-port", str(apns_port)]
+    argv = [sys.executable, "-m", "devstack.simulator", "--port", str(port), "--apns-port", str(apns_port)]
     argv += ["--smtp-port", str(smtp_port)]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(argv, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

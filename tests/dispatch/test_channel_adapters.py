@@ -22,8 +22,8 @@ from apps.dispatch.providers.base import OutboundMessage, ProviderAdapter, Provi
 from apps.dispatch.providers.fcm import FCM_ERROR_TYPE
 from apps.dispatch.providers.fcm import _error_reply as fcm_error_reply
 from apps.dispatch.providers.http import HttpResponse
-from apps.dispatch.simulator.fcm import service_account_json
-from apps.dispatch.simulator.state import DEFAULT_CREDENTIALS
+from devstack.simulator.fcm import service_account_json
+from devstack.simulator.state import DEFAULT_CREDENTIALS
 from tests.dispatch.conftest import Simulator
 from tests.helpers import BASE_DIR, free_port
 

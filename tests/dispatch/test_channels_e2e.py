@@ -7,7 +7,7 @@ import contextlib
 import pytest
 
 from apps.accounts.models import PushToken
-from apps.dispatch.providers_config import simulator_providers_configure
+from devstack.providers import simulator_providers_configure
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -16,8 +16,8 @@ from django.test import override_settings
 from apps.dispatch import delivery
 from apps.dispatch.models import Message, Provider
 from apps.dispatch.providers_config import provider_save
+from devstack.embedded import EmbeddedRedis
 from messaging_center import ids
-from messaging_center.embedded import EmbeddedRedis
 from tests.helpers import celery_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

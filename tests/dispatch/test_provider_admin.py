@@ -8,7 +8,7 @@ import json
 import pytest
 
 from apps.dispatch.models import Provider
-from apps.dispatch.simulator.state import DEFAULT_CREDENTIALS
+from devstack.simulator.state import DEFAULT_CREDENTIALS
 
 pytestmark = pytest.mark.django_db
 

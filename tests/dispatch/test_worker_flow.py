@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.dispatch import delivery, publish
 from apps.dispatch.models import Message, Outbox
-from messaging_center.embedded import EmbeddedRedis
+from devstack.embedded import EmbeddedRedis
 from tests.helpers import celery_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

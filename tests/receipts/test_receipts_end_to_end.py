@@ -168,7 +168,8 @@ def test_wechat_message_reaches_delivered_through_its_signed_receipt(
     api, make_template, live_sim, dispatch_worker, receipts_worker
 ) -> None:
     from apps.dispatch.models import Provider
-    from apps.dispatch.providers_config import provider_save, simulator_providers
+    from apps.dispatch.providers_config import provider_save
+    from devstack.providers import simulator_providers
 
     spec = simulator_providers(live_sim.url)["sim-wechat"]
     provider_save(

@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from apps.dispatch.providers.wechat import encrypt, signature
-from apps.dispatch.simulator.common import STATE_KEY, Push, delay, json_response, receipt_url, simulate
-from apps.dispatch.simulator.state import Record, SentMessage, SimulatorState
+from devstack.simulator.common import STATE_KEY, Push, delay, json_response, receipt_url, simulate
+from devstack.simulator.state import Record, SentMessage, SimulatorState
 
 PROVIDER = "wechat"
 AUTH_PATH = "/cgi-bin/token"

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from apps.dispatch.simulator.state import SentMessage, SimulatorState
+from devstack.simulator.state import SentMessage, SimulatorState
 
 STATE_KEY = web.AppKey("state", SimulatorState)
 # Where the non-HTTP/1.1 servers listen (APNs' HTTP/2, SMTP); a port of 0 leaves that server off.

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from messaging_center import embedded
+from devstack import embedded
 from messaging_center.env import env_int
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
         Child("worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "-c", "1"], niceness=5),
         Child("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="]),
         Child("flower", [*celery, "flower", "--address=127.0.0.1", f"--port={settings_env['FLOWER_PORT']}"]),
-        Child("simulator", [sys.executable, "-m", "apps.dispatch.simulator", "--port", settings_env["SIM_PORT"]]),
+        Child("simulator", [sys.executable, "-m", "devstack.simulator", "--port", settings_env["SIM_PORT"]]),
     ]
 
 

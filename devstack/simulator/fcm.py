@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apps.dispatch.providers import jws
 from apps.dispatch.providers.fcm import FCM_ERROR_TYPE, GRANT_TYPE, SCOPE
-from apps.dispatch.simulator.common import STATE_KEY, delay, json_response, simulate
-from apps.dispatch.simulator.state import Record
+from devstack.simulator.common import STATE_KEY, delay, json_response, simulate
+from devstack.simulator.state import Record
 
 PROVIDER = "fcm"
 AUTH_PATH = "/token"

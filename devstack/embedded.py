@@ -5,7 +5,7 @@ Each server runs as a daemon bound to 127.0.0.1 on a port remembered in its data
 process of the project finds the same servers; `ensure_running()` reuses a live server and starts
 a stopped one, `stop()` shuts it down cleanly. A file lock keeps concurrent starters from racing.
 
-    python -m messaging_center.embedded start|stop|status|env
+    python -m devstack.embedded start|stop|status|env
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import phonenumbers
 from aiohttp import web
 
 from apps.dispatch.providers.tencent import ALGORITHM, API_VERSION, CHINA, SERVICE, tc3_signature
-from apps.dispatch.simulator.common import STATE_KEY, Push, json_array_pushes, json_response, simulate
-from apps.dispatch.simulator.state import Record, SentMessage, SimulatorState
+from devstack.simulator.common import STATE_KEY, Push, json_array_pushes, json_response, simulate
+from devstack.simulator.state import Record, SentMessage, SimulatorState
 
 PROVIDER = "tencent"
 MAX_CLOCK_SKEW_S = 300

@@ -11,7 +11,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from apps.dispatch.simulator.test_keys import APNS_AUTH_KEY, FCM_SERVICE_ACCOUNT_PRIVATE_KEY, WECHAT_ENCODING_AES_KEY
+from devstack.simulator.test_keys import APNS_AUTH_KEY, FCM_SERVICE_ACCOUNT_PRIVATE_KEY, WECHAT_ENCODING_AES_KEY
 
 ERROR_KINDS = ("http_500", "timeout", "throttle", "invalid_number")
 RECEIPT_KINDS = ("delivered", "undelivered", "none")

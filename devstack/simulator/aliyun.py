@@ -13,8 +13,8 @@ from urllib.parse import unquote_plus
 from aiohttp import web
 
 from apps.dispatch.providers.aliyun import CHINA, e164, national_number, signature
-from apps.dispatch.simulator.common import STATE_KEY, Push, json_array_pushes, json_response, simulate
-from apps.dispatch.simulator.state import Record, SentMessage, SimulatorState
+from devstack.simulator.common import STATE_KEY, Push, json_array_pushes, json_response, simulate
+from devstack.simulator.state import Record, SentMessage, SimulatorState
 
 PROVIDER = "aliyun"
 HOST_ID = "dysmsapi.aliyuncs.com"

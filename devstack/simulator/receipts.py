@@ -11,9 +11,9 @@ from itertools import groupby
 import aiohttp
 from aiohttp import web
 
-from apps.dispatch.simulator import aliyun, tencent, twilio, wechat
-from apps.dispatch.simulator.common import STATE_KEY, Push
-from apps.dispatch.simulator.state import PendingReceipt, SentMessage, SimulatorState
+from devstack.simulator import aliyun, tencent, twilio, wechat
+from devstack.simulator.common import STATE_KEY, Push
+from devstack.simulator.state import PendingReceipt, SentMessage, SimulatorState
 
 logger = logging.getLogger(__name__)
 

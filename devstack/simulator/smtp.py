@@ -21,8 +21,8 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from apps.dispatch.simulator.common import HOST_KEY, SMTP_PORT_KEY, STATE_KEY, simulate_with
-from apps.dispatch.simulator.state import Record, SimulatorState
+from devstack.simulator.common import HOST_KEY, SMTP_PORT_KEY, STATE_KEY, simulate_with
+from devstack.simulator.state import Record, SimulatorState
 
 PROVIDER = "smtp"
 HOSTNAME = "smtp.simulator.localhost"

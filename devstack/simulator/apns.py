@@ -26,8 +26,8 @@ from h2.exceptions import ProtocolError, StreamClosedError
 
 from apps.dispatch.providers import jws
 from apps.dispatch.providers.apns import MAX_PAYLOAD_BYTES
-from apps.dispatch.simulator.common import APNS_PORT_KEY, HOST_KEY, STATE_KEY, simulate_with
-from apps.dispatch.simulator.state import Record, SimulatorState
+from devstack.simulator.common import APNS_PORT_KEY, HOST_KEY, STATE_KEY, simulate_with
+from devstack.simulator.state import Record, SimulatorState
 
 PROVIDER = "apns"
 DEVICE_PATH = re.compile(r"^/3/device/(?P<token>[^/?]+)$")

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from apps.dispatch.simulator.common import STATE_KEY, delay, json_response, simulate
-from apps.dispatch.simulator.state import Record
+from devstack.simulator.common import STATE_KEY, delay, json_response, simulate
+from devstack.simulator.state import Record
 
 PROVIDER = "wecom"
 AUTH_PATH = "/cgi-bin/gettoken"

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.dispatch.models import Provider
-from apps.dispatch.providers_config import provider_save, simulator_providers
+from apps.dispatch.providers_config import provider_save
 from apps.receipts.services import TOKEN_SETTING, UNSIGNED_KINDS
+from devstack.providers import simulator_providers
 
 
 class Command(BaseCommand):

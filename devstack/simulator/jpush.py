@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from apps.dispatch.simulator.common import STATE_KEY, json_response, simulate
-from apps.dispatch.simulator.state import Record
+from devstack.simulator.common import STATE_KEY, json_response, simulate
+from devstack.simulator.state import Record
 
 PROVIDER = "jpush"
 PATH = "/v3/push"

@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 
 from apps.dispatch.providers.twilio import compute_signature
-from apps.dispatch.simulator.common import STATE_KEY, Push, json_response, receipt_url, simulate
-from apps.dispatch.simulator.state import Record, SentMessage, SimulatorState
+from devstack.simulator.common import STATE_KEY, Push, json_response, receipt_url, simulate
+from devstack.simulator.state import Record, SentMessage, SimulatorState
 
 PROVIDER = "twilio"
 E164 = re.compile(r"^\+\d{6,15}$")

@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from apps.dispatch.simulator import aliyun, apns, fcm, jpush, smtp, tencent, twilio, wechat, wecom
-from apps.dispatch.simulator.common import APNS_PORT_KEY, HOST_KEY, SMTP_PORT_KEY, STATE_KEY
-from apps.dispatch.simulator.receipts import receipt_pump
-from apps.dispatch.simulator.state import (
+from devstack.simulator import aliyun, apns, fcm, jpush, smtp, tencent, twilio, wechat, wecom
+from devstack.simulator.common import APNS_PORT_KEY, HOST_KEY, SMTP_PORT_KEY, STATE_KEY
+from devstack.simulator.receipts import receipt_pump
+from devstack.simulator.state import (
     DEFAULT_CREDENTIALS,
     TOKEN_TTL_S,
     BehaviorError,

@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from apps.dispatch.providers_config import simulator_providers_configure
+from devstack.providers import simulator_providers_configure
 
 
 class Command(BaseCommand):

@@ -1,3 +1,0 @@
-from apps.dispatch.simulator.server import main
-
-main()

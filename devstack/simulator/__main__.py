@@ -1,0 +1,3 @@
+from devstack.simulator.server import main
+
+main()
