@@ -12,6 +12,10 @@ class DispatchConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from apps.dispatch import checks  # noqa: F401 - registers the system checks
+        from apps.dispatch.providers import template_id_format
+        from apps.templates.services import provider_id_format_register
+
+        provider_id_format_register(template_id_format)
         from apps.dispatch.engine import TEMPLATES_BY_ID
         from apps.dispatch.send import TEMPLATES
         from apps.templates.models import MessageTemplate

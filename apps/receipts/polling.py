@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.db import connection
@@ -13,17 +13,18 @@ from django.utils import timezone
 
 from apps.dispatch.delivery import record_events
 from apps.dispatch.models import Provider
-from apps.dispatch.providers import adapter_class
-from apps.dispatch.providers.base import ProviderError
+from apps.dispatch.providers import ADAPTERS, adapter_class
+from apps.dispatch.providers.base import ProviderAdapter, ProviderError
 from apps.receipts.services import receipts_record
 from messaging_center import metrics
 
 logger = logging.getLogger(__name__)
 
-# Aliyun: QuerySendDetails per (phone, BizId); Tencent: PullSmsSendStatus hands each status out once.
-POLLED_KINDS = ("aliyun", "tencent")
-# Providers that report delivery at all: only their messages can miss a receipt.
-RECEIPT_KINDS = ("aliyun", "tencent", "twilio", "wechat")
+
+def _kinds(has: Callable[[type[ProviderAdapter]], bool]) -> list[str]:
+    return sorted(kind for kind in ADAPTERS if has(adapter_class(kind)))
+
+
 POLL_BATCH = 200
 RECEIPT_TIMEOUT_EVENT = "receipt_timeout"
 
@@ -56,7 +57,7 @@ def receipts_poll_provider(provider: Provider, *, batch: int = POLL_BATCH) -> in
     adapter = adapter_class(provider.kind)(provider.settings)
     since = min(sent_at for _, _, sent_at in awaiting)
     # An empty BizId (a send reconciled after a timeout) asks for the phone's day; OutId matches it.
-    pairs = [(phone, pid) for phone, pid, _ in awaiting] if provider.kind == "aliyun" else None
+    pairs = [(phone, pid) for phone, pid, _ in awaiting] if adapter.polls_by_message else None
     try:
         receipts = adapter.poll_receipts(since=since, phones_and_ids=pairs)
     except ProviderError as error:
@@ -68,7 +69,7 @@ def receipts_poll_provider(provider: Provider, *, batch: int = POLL_BATCH) -> in
 def receipts_poll(*, providers: Sequence[Provider] | None = None) -> int:
     """Every enabled pull provider, a batch each; returns how many messages moved."""
     moved = 0
-    for provider in providers or Provider.objects.filter(enabled=True, kind__in=POLLED_KINDS):
+    for provider in providers or Provider.objects.filter(enabled=True, kind__in=_kinds(lambda adapter: adapter.polls_receipts())):
         moved += receipts_poll_provider(provider)
     return moved
 
@@ -89,7 +90,7 @@ def receipts_flag_timeouts(*, batch: int = 1000) -> int:
             [
                 now - dt.timedelta(days=1),
                 now - dt.timedelta(seconds=settings.RECEIPT_TIMEOUT_SECONDS),
-                list(RECEIPT_KINDS),
+                _kinds(lambda adapter: adapter.reports_delivery),
                 RECEIPT_TIMEOUT_EVENT,
                 batch,
             ],

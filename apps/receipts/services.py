@@ -32,8 +32,6 @@ from messaging_center.ttl_cache import TtlCache
 
 logger = logging.getLogger(__name__)
 
-# Their pushes carry no signature: the secret `receipt_token` in the push URL is the only proof.
-UNSIGNED_KINDS = frozenset({"aliyun", "tencent"})
 TOKEN_SETTING = "receipt_token"  # noqa: S105 - the name of a setting
 # Statuses a receipt may move a message out of: `sent`, and `retry_wait`/`expired` too: an attempt
 # whose outcome was unknown (a timeout) waits in retry_wait, or expires there, and a report from the
@@ -72,7 +70,7 @@ def receipt_source_authenticate(
         if expected:
             if not token or not hmac.compare_digest(expected.encode(), token.encode()):
                 continue
-        elif provider.kind in UNSIGNED_KINDS:
+        elif not adapter_class(provider.kind).signed_receipts:
             continue  # an unsigned push to a provider without a token is never trusted
         adapter = adapter_class(provider.kind)(settings)
         if adapter.verify_receipt_signature(method=method, url=url, headers=headers, body=body):

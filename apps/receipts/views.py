@@ -6,25 +6,13 @@ so that the provider stops retrying; the report is kept and matched later."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.dispatch.providers.base import ReceiptFormatError
 from apps.receipts import services
 from messaging_center.errors import json_error
-
-
-def _acknowledge(kind: str) -> HttpResponse:
-    if kind == "aliyun":
-        return JsonResponse({"code": 0, "msg": "成功"})
-    if kind == "tencent":
-        return JsonResponse({"result": 0, "errmsg": "OK"})
-    if kind == "wechat":
-        return HttpResponse("success", content_type="text/plain")
-    if kind == "twilio":
-        return HttpResponse(status=204)
-    return JsonResponse({"ok": True})
 
 
 @csrf_exempt
@@ -49,4 +37,5 @@ def receipt_push(request: HttpRequest, provider: str, token: str | None = None) 
     except (ReceiptFormatError, UnicodeDecodeError) as error:
         return json_error("validation_error", f"Not a {source.provider.kind} status report: {error}"[:500], 400)
     services.receipts_store_pushed(provider=source.provider, receipts=receipts)
-    return _acknowledge(source.provider.kind)
+    status, content_type, body = source.adapter.receipt_ack
+    return HttpResponse(body, status=status, content_type=content_type)

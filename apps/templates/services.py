@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +19,20 @@ from messaging_center.errors import ValidationFailed
 CODE_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
 PROVIDER_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
 WECHAT_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
-# Formats of the approved template ids that template-based providers issue.
-PROVIDER_ID_FORMATS = {
-    "aliyun": (re.compile(r"SMS_\d{1,20}"), "an Aliyun template code like SMS_123456789"),
-    "tencent": (re.compile(r"\d{1,20}"), "a numeric Tencent template id"),
-}
+IdFormat = tuple[re.Pattern[str], str]  # (pattern, how an id looks)
+# The format of the approved template ids a provider kind issues: the providers know it (their
+# adapters), and apps.dispatch registers the lookup when it starts (templates sit below dispatch).
+_provider_id_formats: list[Callable[[str], IdFormat | None]] = []
+
+
+def provider_id_format_register(lookup: Callable[[str], IdFormat | None]) -> None:
+    _provider_id_formats[:] = [lookup]
+
+
+def _provider_id_format(kind: str) -> IdFormat | None:
+    return _provider_id_formats[0](kind) if _provider_id_formats else None
+
+
 UNIQUE_CODE_CONSTRAINT = "template_code_unique_live"
 EDITABLE_FIELDS = (
     "name",
@@ -103,8 +112,8 @@ def _provider_id_errors(provider_ids: Any, variables: list[str]) -> dict[str, li
             errors.update(_wechat_mapping_errors(field, value, variables))
         elif not isinstance(value, str) or not value.strip() or len(value) > 128:
             errors[field] = ["Expected the provider's template id as a non-empty string of at most 128 characters."]
-        elif kind in PROVIDER_ID_FORMATS and not PROVIDER_ID_FORMATS[kind][0].fullmatch(value):
-            errors[field] = [f"Expected {PROVIDER_ID_FORMATS[kind][1]}."]
+        elif (id_format := _provider_id_format(kind)) is not None and not id_format[0].fullmatch(value):
+            errors[field] = [f"Expected {id_format[1]}."]
     return errors
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import import_module
 
 from apps.dispatch.providers.base import ProviderAdapter
@@ -17,6 +18,11 @@ ADAPTERS = {
     "jpush": "apps.dispatch.providers.jpush.JPush",
     "smtp": "apps.dispatch.providers.smtp.SmtpEmail",
 }
+
+
+def template_id_format(kind: str) -> tuple[re.Pattern[str], str] | None:
+    """The format of the approved template ids a provider kind issues (None: any, or not a kind)."""
+    return adapter_class(kind).template_id_format if kind in ADAPTERS else None
 
 
 def adapter_class(kind: str) -> type[ProviderAdapter]:

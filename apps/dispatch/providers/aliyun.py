@@ -154,7 +154,13 @@ class AliyunSms(ProviderAdapter):
     """
 
     kind = "aliyun"
+    default_endpoint = DEFAULT_ENDPOINT
     template_based = True
+    template_id_format = (re.compile(r"SMS_\d{1,20}"), "an Aliyun template code like SMS_123456789")
+    reports_delivery = True
+    signed_receipts = False  # SmsReport pushes carry no signature
+    receipt_ack = (200, "application/json", '{"code": 0, "msg": "成功"}'.encode())
+    polls_by_message = True  # QuerySendDetails asks per (phone, BizId)
     sends_batches = True
     max_batch = MAX_BATCH_NUMBERS
 
@@ -162,10 +168,6 @@ class AliyunSms(ProviderAdapter):
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
         invalid = [name for name in ("access_key_id", "access_key_secret") if not settings.get(name)]
         return invalid + invalid_connection_settings(settings)
-
-    @property
-    def endpoint(self) -> str:
-        return self.settings.get("endpoint") or DEFAULT_ENDPOINT
 
     def call(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         """One RPC call, signed, parameters form-encoded in a POST body; returns the answer's JSON."""
@@ -177,7 +179,7 @@ class AliyunSms(ProviderAdapter):
         )
         response = self.http.request(
             "POST",
-            self.endpoint.rstrip("/") + "/",
+            self.endpoint + "/",
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
             body=urlencode(signed).encode(),
         )

@@ -115,6 +115,7 @@ class ApnsPush(ProviderAdapter):
     """
 
     kind = "apns"
+    default_endpoint = DEFAULT_ENDPOINT
     channel = "push"
     template_based = False
 
@@ -132,10 +133,6 @@ class ApnsPush(ProviderAdapter):
             except jws.InvalidKeyError:
                 invalid.append("private_key")
         return invalid + invalid_connection_settings(settings)
-
-    @property
-    def endpoint(self) -> str:
-        return (self.settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
 
     def send(self, message: OutboundMessage) -> SendResult:
         body = payload(message)

@@ -8,14 +8,25 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-if TYPE_CHECKING:
-    from apps.dispatch.providers.http import HttpClient
+from apps.dispatch.providers.errors import THROTTLE, LookupUnsupported, ProviderError, ReceiptFormatError
+from apps.dispatch.providers.http import HttpClient, timeouts_from
 
-THROTTLE = "throttle"
+# What an adapter needs, from one module (the errors live apart so that the HTTP seam can raise them).
+__all__ = [
+    "THROTTLE",
+    "LookupUnsupported",
+    "OutboundMessage",
+    "ProviderAdapter",
+    "ProviderError",
+    "Receipt",
+    "ReceiptFormatError",
+    "SendResult",
+]
 
 
 @dataclass(frozen=True)
@@ -43,33 +54,6 @@ class OutboundMessage:
 class SendResult:
     provider_message_id: str
     raw: dict[str, Any]
-
-
-class ProviderError(Exception):
-    """A send that did not succeed.
-
-    `code` is the provider's own error code, or ours: `throttle` for every kind of rate limiting
-    (the provider's code is then in `detail`), `timeout`, `connect_error`, `connection_reset`,
-    `http_<status>`, `bad_response`, `missing_template`, `payload_too_large`, and for push tokens
-    `unregistered_token`/`invalid_token` (the engine deactivates the token). `ambiguous` means the
-    request may have reached the provider: reconcile (poll or wait for a receipt) before sending again.
-    `provider_fault` means the provider account or its configuration is at fault (credentials,
-    balance, an unapproved template or signature), not the message: another provider may succeed.
-    """
-
-    def __init__(self, code: str, detail: str, *, permanent: bool, ambiguous: bool = False, provider_fault: bool = False) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-        self.permanent = permanent
-        self.ambiguous = ambiguous
-        self.provider_fault = provider_fault
-
-    def __repr__(self) -> str:
-        return (
-            f"ProviderError({self.code!r}, {self.detail!r}, permanent={self.permanent}, ambiguous={self.ambiguous}, "
-            f"provider_fault={self.provider_fault})"
-        )
 
 
 def send_grouped(
@@ -103,14 +87,6 @@ def json_reports(body: bytes, what: str) -> list[Any]:
     return reports
 
 
-class LookupUnsupported(Exception):
-    """The provider has no API to ask whether it already has a message."""
-
-
-class ReceiptFormatError(ValueError):
-    """A status report that is not in the provider's format (the receiver answers 400)."""
-
-
 @dataclass(frozen=True)
 class Receipt:
     provider: str
@@ -135,10 +111,22 @@ class ProviderAdapter(abc.ABC):
     sends_batches: ClassVar[bool] = False
     # Settings every adapter understands; see `timeouts_from`.
     common_settings: ClassVar[tuple[str, ...]] = ("endpoint", "connect_timeout", "read_timeout")
+    # The provider's API base URL, unless the `endpoint` setting points elsewhere (a simulator, a region).
+    default_endpoint: ClassVar[str] = ""
+    # Approved template ids that a template-based provider issues: (pattern, how one looks), checked
+    # when a template is saved; None: any non-empty id.
+    template_id_format: ClassVar[tuple[re.Pattern[str], str] | None] = None
+    # Receipts. Whether the provider reports delivery at all (only then can a message miss a report).
+    reports_delivery: ClassVar[bool] = False
+    # Whether its pushed reports carry a signature of their own; unsigned ones are trusted only with
+    # the provider row's secret `receipt_token` in the push URL.
+    signed_receipts: ClassVar[bool] = True
+    # The answer a pushed report gets so that the provider does not push it again: (status, content type, body).
+    receipt_ack: ClassVar[tuple[int, str, bytes]] = (200, "application/json", b'{"ok": true}')
+    # Whether `poll_receipts` asks about (phone, provider id) pairs rather than a time window.
+    polls_by_message: ClassVar[bool] = False
 
     def __init__(self, settings: Mapping[str, str], http: HttpClient | None = None) -> None:
-        from apps.dispatch.providers.http import HttpClient, timeouts_from
-
         self.settings = dict(settings)
         self.http = http or HttpClient(*timeouts_from(self.settings))
 
@@ -168,6 +156,15 @@ class ProviderAdapter(abc.ABC):
     @abc.abstractmethod
     def parse_receipt(self, *, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
         """The final statuses in a pushed report (intermediate ones are skipped); raises `ReceiptFormatError`."""
+
+    @property
+    def endpoint(self) -> str:
+        return (self.settings.get("endpoint") or self.default_endpoint).rstrip("/")
+
+    @classmethod
+    def polls_receipts(cls) -> bool:
+        """Whether the provider's statuses are fetched by `poll_receipts` (beat, every 30 s)."""
+        return cls.poll_receipts is not ProviderAdapter.poll_receipts
 
     @property
     def can_be_asked(self) -> bool:

@@ -115,6 +115,7 @@ class FcmPush(ProviderAdapter):
     """
 
     kind = "fcm"
+    default_endpoint = DEFAULT_ENDPOINT
     channel = "push"
     template_based = False
 
@@ -134,10 +135,6 @@ class FcmPush(ProviderAdapter):
     def __init__(self, settings: Mapping[str, str], http: HttpClient | None = None) -> None:
         super().__init__(settings, http)
         self.account = service_account(self.settings)
-
-    @property
-    def endpoint(self) -> str:
-        return (self.settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
 
     def shared_token(self) -> SharedToken:
         # One OAuth token per service account, whichever project it sends for.

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from apps.dispatch.providers.base import THROTTLE, ProviderError
+from apps.dispatch.providers.errors import THROTTLE, ProviderError
 
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_READ_TIMEOUT = 5.0

@@ -66,6 +66,7 @@ class JPush(ProviderAdapter):
     """
 
     kind = "jpush"
+    default_endpoint = DEFAULT_ENDPOINT
     channel = "push"
     template_based = False
 
@@ -75,10 +76,6 @@ class JPush(ProviderAdapter):
         if settings.get("apns_production", "true").lower() not in ("true", "false"):
             invalid.append("apns_production")
         return invalid + invalid_connection_settings(settings)
-
-    @property
-    def endpoint(self) -> str:
-        return (self.settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
 
     def build(self, message: OutboundMessage) -> dict[str, Any]:
         extras = dict(message.params)

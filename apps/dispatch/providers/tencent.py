@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -129,7 +130,12 @@ class TencentSms(ProviderAdapter):
     """
 
     kind = "tencent"
+    default_endpoint = DEFAULT_ENDPOINT
     template_based = True
+    template_id_format = (re.compile(r"\d{1,20}"), "a numeric Tencent template id")
+    reports_delivery = True
+    signed_receipts = False  # status pushes carry no signature
+    receipt_ack = (200, "application/json", b'{"result": 0, "errmsg": "OK"}')
     sends_batches = True
     max_batch = MAX_NUMBERS_PER_CALL
 
@@ -137,10 +143,6 @@ class TencentSms(ProviderAdapter):
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
         invalid = [name for name in ("secret_id", "secret_key", "sdk_app_id") if not settings.get(name)]
         return invalid + invalid_connection_settings(settings)
-
-    @property
-    def endpoint(self) -> str:
-        return self.settings.get("endpoint") or DEFAULT_ENDPOINT
 
     def call(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """One API 3.0 call; returns the `Response` object of a successful answer."""
@@ -163,7 +165,7 @@ class TencentSms(ProviderAdapter):
             "X-TC-Timestamp": str(timestamp),
             "X-TC-Region": self.settings.get("region") or DEFAULT_REGION,
         }
-        response = self.http.request("POST", self.endpoint.rstrip("/") + "/", headers=headers, body=payload)
+        response = self.http.request("POST", self.endpoint + "/", headers=headers, body=payload)
         raise_for_response(response, _error_reply)
         answer = response.json()
         if not isinstance(answer, dict) or not isinstance(answer.get("Response"), dict):

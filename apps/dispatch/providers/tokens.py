@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import redis
 
-from apps.dispatch.providers.base import ProviderError
+from apps.dispatch.providers.errors import ProviderError
 
 if TYPE_CHECKING:
     from redis import Redis

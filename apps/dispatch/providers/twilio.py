@@ -86,7 +86,10 @@ class TwilioSms(ProviderAdapter):
     """
 
     kind = "twilio"
+    default_endpoint = DEFAULT_ENDPOINT
     template_based = False
+    reports_delivery = True
+    receipt_ack = (204, "text/plain", b"")
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
@@ -94,10 +97,6 @@ class TwilioSms(ProviderAdapter):
         if not settings.get("from_number") and not settings.get("messaging_service_sid"):
             invalid.append("from_number")
         return invalid + invalid_connection_settings(settings)
-
-    @property
-    def endpoint(self) -> str:
-        return self.settings.get("endpoint") or DEFAULT_ENDPOINT
 
     # No batch call in the Messages API: a chunk's messages go as concurrent requests, all handed to
     # the event loop at once (sending them one by one from the engine's threads cost twice the CPU).
@@ -128,7 +127,7 @@ class TwilioSms(ProviderAdapter):
         credentials = base64.b64encode(f"{sid}:{self.settings['auth_token']}".encode()).decode()
         return HttpRequest(
             "POST",
-            f"{self.endpoint.rstrip('/')}/2010-04-01/Accounts/{sid}/Messages.json",
+            f"{self.endpoint}/2010-04-01/Accounts/{sid}/Messages.json",
             headers={
                 "Authorization": f"Basic {credentials}",
                 "Content-Type": "application/x-www-form-urlencoded",

@@ -144,8 +144,11 @@ class WechatTemplate(ProviderAdapter):
     """
 
     kind = "wechat"
+    default_endpoint = DEFAULT_ENDPOINT
     channel = "wechat"
     template_based = True
+    reports_delivery = True
+    receipt_ack = (200, "text/plain", b"success")
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
@@ -162,10 +165,6 @@ class WechatTemplate(ProviderAdapter):
             except ValueError:
                 invalid.append("encoding_aes_key")
         return invalid + invalid_timeouts(settings)
-
-    @property
-    def endpoint(self) -> str:
-        return (self.settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
 
     def shared_token(self) -> SharedToken:
         return SharedToken(f"wechat:{self.settings['appid']}", self._fetch_token, wait_s=sum(timeouts_from(self.settings)) + 1)

@@ -66,6 +66,7 @@ class WecomMessage(ProviderAdapter):
     """
 
     kind = "wecom"
+    default_endpoint = DEFAULT_ENDPOINT
     channel = "wecom"
     template_based = False
     max_batch = MAX_USERS_PER_CALL
@@ -80,10 +81,6 @@ class WecomMessage(ProviderAdapter):
             if settings.get(name) and invalid_url(settings[name]):
                 invalid.append(name)
         return invalid + invalid_timeouts(settings)
-
-    @property
-    def endpoint(self) -> str:
-        return (self.settings.get("endpoint") or DEFAULT_ENDPOINT).rstrip("/")
 
     def shared_token(self) -> SharedToken:
         # A WeCom token belongs to one application of one company: key it by both.

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.dispatch.models import Provider
+from apps.dispatch.providers import adapter_class
 from apps.dispatch.providers_config import provider_save
-from apps.receipts.services import TOKEN_SETTING, UNSIGNED_KINDS
+from apps.receipts.services import TOKEN_SETTING
 from devstack.providers import simulator_providers
 
 
@@ -20,7 +21,11 @@ class Command(BaseCommand):
     help = "Sets a shared receipt token on the simulator's unsigned providers; prints it."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        names = [name for name, spec in simulator_providers(settings.SIMULATOR_URL).items() if spec["kind"] in UNSIGNED_KINDS]
+        names = [
+            name
+            for name, spec in simulator_providers(settings.SIMULATOR_URL).items()
+            if not adapter_class(str(spec["kind"])).signed_receipts
+        ]
         providers = list(Provider.objects.filter(name__in=names))
         token = next((p.settings[TOKEN_SETTING] for p in providers if p.settings.get(TOKEN_SETTING)), None)
         token = token or secrets.token_urlsafe(24)
