@@ -95,7 +95,7 @@ def _idempotency_key(request: Request) -> str | None:
 
 class MessageListCreateView(APIView):
     def get_throttles(self) -> list[Any]:
-        # A send takes its request-rate token in the same Redis call as its limits (send.py).
+        # A send takes its request-rate token in the same Redis call as its limits (apps/dispatch/accept).
         return [] if self.request.method == "POST" else super().get_throttles()
 
     def post(self, request: Request) -> HttpResponse:

@@ -12,29 +12,25 @@ class DispatchConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from apps.dispatch import checks  # noqa: F401 - registers the system checks
+        from apps.dispatch.accept.templates import TEMPLATES
+        from apps.dispatch.delivery.choice import TEMPLATES_BY_ID
+        from apps.dispatch.models import Provider
         from apps.dispatch.providers import template_id_format
+        from apps.dispatch.routing.routes import providers_changed
+        from apps.templates.models import MessageTemplate
         from apps.templates.services import provider_id_format_register
 
         provider_id_format_register(template_id_format)
-        from apps.dispatch.engine import TEMPLATES_BY_ID
-        from apps.dispatch.send import TEMPLATES
-        from apps.templates.models import MessageTemplate
 
         def forget_templates(**kwargs: object) -> None:
             TEMPLATES.clear()
             TEMPLATES_BY_ID.clear()
 
         post_save.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates")
-
-        from apps.dispatch.models import Provider
-        from apps.dispatch.routing import providers_changed
+        post_delete.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates-del")
 
         def provider_saved(**kwargs: object) -> None:
-            from apps.receipts.services import SOURCES
-
             providers_changed()
-            SOURCES.clear()
 
         post_save.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-changed")
         post_delete.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-deleted")
-        post_delete.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates-del")

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Q
 
 from apps.accounts.models import Account
-from apps.dispatch.delivery import lease_start
+from apps.dispatch.leases import lease_start
 from apps.dispatch.models import Message, MessageEvent, Status
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed

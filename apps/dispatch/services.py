@@ -8,10 +8,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.dispatch import publish
-from apps.dispatch.delivery import queued_lease, record_events
+from apps.dispatch import outbox
+from apps.dispatch.accept.group import take_request_token
+from apps.dispatch.accept.idempotency import IDEMPOTENCY_TTL
+from apps.dispatch.accept.send import message_send
+from apps.dispatch.events import record_events
+from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Message, Status
-from apps.dispatch.send import IDEMPOTENCY_TTL, message_send, take_request_token
 from messaging_center.errors import Conflict
 
 __all__ = ["message_send", "take_request_token"]
@@ -58,7 +61,7 @@ def message_send_again(*, message: Message) -> Message:
     resent = f"sent again from {message.public_id} by an operator"
     record_events([(copy.id, Status.QUEUED, "resend", resent, "", None)], first=True)
     with transaction.atomic():
-        publish.enqueue([(copy.id, copy.priority)])
+        outbox.enqueue([(copy.id, copy.priority)])
     return copy
 
 

@@ -6,28 +6,29 @@ import uuid
 
 from celery import Task, shared_task
 
-from apps.dispatch import delivery, publish
+from apps.dispatch import outbox
+from apps.dispatch.delivery import chunk, sweeper
 
 
-@shared_task(name=publish.DELIVER_TASK, bind=True)
+@shared_task(name=outbox.DELIVER_TASK, bind=True)
 def deliver(self: Task, message_ids: list[str]) -> None:
     queue = (self.request.delivery_info or {}).get("routing_key") or ""
-    delivery.deliver_messages([uuid.UUID(mid) for mid in message_ids], lane=queue.removeprefix("mc."))
+    chunk.deliver_messages([uuid.UUID(mid) for mid in message_ids], lane=queue.removeprefix("mc."))
 
 
 @shared_task(name="dispatch.relay_outbox")
 def relay_outbox() -> int:
-    return publish.outbox_relay()
+    return outbox.outbox_relay()
 
 
 @shared_task(name="dispatch.enqueue_due")
 def enqueue_due() -> int:
-    return delivery.enqueue_due()
+    return sweeper.enqueue_due()
 
 
 @shared_task(name="dispatch.sweep")
 def sweep() -> int:
-    return delivery.sweep()
+    return sweeper.sweep()
 
 
 @shared_task(name="dispatch.purge_idempotency_keys")

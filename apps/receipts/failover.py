@@ -15,8 +15,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from apps.dispatch import publish
-from apps.dispatch.delivery import queued_lease, record_events
+from apps.dispatch import outbox
+from apps.dispatch.events import record_events
+from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Message, Provider, Status
 from apps.receipts.models import Failover, ProviderReceipt
 
@@ -80,7 +81,7 @@ def failover_resend(*, originals: Sequence[Message], reason: str, explanation: s
                 )
                 resent = f"resend of {original.public_id}: {explanation}"
                 record_events([(resend.id, Status.QUEUED, "failover", resent, "", None)], first=True)
-                publish.enqueue([(resend.id, resend.priority)])
+                outbox.enqueue([(resend.id, resend.priority)])
         except IntegrityError:
             continue  # another worker resent it first
         resends.append(resend)

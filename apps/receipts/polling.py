@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from apps.dispatch.delivery import record_events
+from apps.dispatch.events import record_events
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, ProviderError

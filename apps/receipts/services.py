@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from redis.exceptions import RedisError
 
-from apps.dispatch.delivery import yield_to_critical
+from apps.dispatch.lanes import yield_to_critical
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt

@@ -19,9 +19,9 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from apps.accounts.models import Account
+from apps.dispatch.accept.send import message_send
 from apps.dispatch.contacts import CHANNEL_ADDRESS_KEY, normalize_address
 from apps.dispatch.models import Message
-from apps.dispatch.send import message_send
 from apps.receipts.models import Verification
 from apps.templates.selectors import template_get
 from messaging_center import ids

@@ -13,7 +13,7 @@ import time
 import pytest
 from django.test import override_settings
 
-from apps.dispatch import delivery
+from apps.dispatch.delivery import sweeper
 from apps.dispatch.models import Message, Provider
 from apps.dispatch.providers_config import provider_save
 from devstack.embedded import EmbeddedRedis
@@ -215,7 +215,7 @@ def test_worker_killed_mid_batch_every_message_ends_and_none_is_sent_twice(
     with celery_worker(env, "mc.high", tmp_path / "heir.log", name="heir"):
 
         def settled() -> bool:
-            delivery.sweep()
+            sweeper.sweep()
             return sum(_statuses()[s] for s in FINAL) == 200
 
         wait_until(settled, 90, "every message to reach a final state", interval=1)
@@ -235,7 +235,7 @@ def test_broker_flushed_with_messages_queued_sweeper_delivers(api, sms_template,
     with celery_worker(worker_env | {"REDIS_URL": own_redis}, "mc.high", tmp_path / "worker.log", name="sweeper"):
 
         def delivered() -> bool:
-            delivery.sweep()
+            sweeper.sweep()
             return _statuses()["sent"] == 20
 
         wait_until(delivered, 60, "the sweeper to bring the messages back", interval=1)

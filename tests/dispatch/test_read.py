@@ -9,7 +9,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from apps.dispatch import delivery, services
+from apps.dispatch import services
+from apps.dispatch.delivery import chunk, claims, sweeper
 from apps.dispatch.models import Message
 from messaging_center import ids
 from tests.helpers import wait_until
@@ -133,7 +134,7 @@ def test_cancel_queued_and_scheduled_but_not_after_handoff(api, sent) -> None:
 
     handed = sent(to={"phone": "+8613800138009"})["messages"][0]["id"]
     message = Message.objects.get(address="+8613800138009")
-    delivery.claim([message.id])
+    claims.claim([message.id])
     response = api.post(f"/api/v1/messages/{handed}/cancel")
     assert (response.status_code, response.json()["code"]) == (409, "not_cancelable")
     again = api.post(f"/api/v1/messages/{queued}/cancel")
@@ -143,8 +144,8 @@ def test_cancel_queued_and_scheduled_but_not_after_handoff(api, sent) -> None:
 def test_claim_is_conditional_so_a_duplicate_task_does_nothing(api, sent) -> None:
     sent()
     message = Message.objects.get()
-    assert len(delivery.claim([message.id])) == 1
-    assert delivery.claim([message.id]) == []  # second task: lease still held
+    assert len(claims.claim([message.id])) == 1
+    assert claims.claim([message.id]) == []  # second task: lease still held
 
 
 def test_first_event_of_each_outcome_is_made_from_the_message(api, sent, operator) -> None:
@@ -204,7 +205,7 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
     accepted = ("scheduled", None, None)
     # A delivery: one stored event, and the timeline's `sending` at that attempt's claim.
     message = waiting()
-    delivery.deliver_messages([message.id])
+    chunk.deliver_messages([message.id])
     assert _timeline(api, message.public_id) == [accepted, ("sending", None, 1), ("delivered", None, 1)]
     [stored] = message.events.all()
     events = api.get(f"/api/v1/messages/{message.public_id}").json()["events"]
@@ -214,7 +215,7 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
 
     # Under way: made from the row.
     message = waiting()
-    [claimed] = delivery.claim([message.id])
+    [claimed] = claims.claim([message.id])
     assert _timeline(api, message.public_id) == [accepted, ("sending", None, 1)]
     under_way = api.get(f"/api/v1/messages/{message.public_id}").json()["events"][1]
     assert dt.datetime.fromisoformat(under_way["at"]) == claimed.claimed_at
@@ -222,11 +223,11 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
     # Its worker dies; the sweeper ends the attempt (and enqueues the message again), and the next
     # attempt delivers it.
     lapse()
-    delivery.sweep()
+    sweeper.sweep()
     assert _timeline(api, message.public_id)[:3] == [accepted, ("sending", None, 1), ("retry_wait", "worker_lost", 1)]
     lost = message.events.order_by("id").first()
     assert lost is not None and lost.started_at == claimed.claimed_at
-    delivery.deliver_messages([message.id])
+    chunk.deliver_messages([message.id])
     wait_until(lambda: Message.objects.get(id=message.id).status == "delivered", 10, "the next attempt")
     assert _timeline(api, message.public_id) == [
         accepted,
@@ -238,9 +239,9 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
 
     # A lapsed attempt taken over by a claim before the sweeper saw it ends the same way.
     message = waiting()
-    delivery.claim([message.id])
+    claims.claim([message.id])
     lapse()
-    delivery.deliver_messages([message.id])
+    chunk.deliver_messages([message.id])
     assert [status for status, _, _ in _timeline(api, message.public_id)] == [
         "scheduled",
         "sending",
@@ -254,11 +255,11 @@ def test_each_attempts_sending_is_made_from_the_event_that_ended_it(api, make_te
     # worker died) or by a later task for the message.
     for by_sweeper in (True, False):
         message = waiting()
-        delivery.claim([message.id])
+        claims.claim([message.id])
         Message.objects.filter(id=message.id).update(expires_at=timezone.now())
         lapse()
         if by_sweeper:
-            delivery.sweep()
+            sweeper.sweep()
         else:
-            delivery.deliver_messages([message.id])
+            chunk.deliver_messages([message.id])
         assert _timeline(api, message.public_id) == [accepted, ("sending", None, 1), ("expired", "ttl_expired", 1)]

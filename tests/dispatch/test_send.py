@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Preference, Recipient
 from apps.accounts.selectors import quota_key
-from apps.dispatch import publish
+from apps.dispatch import outbox
 from apps.dispatch.models import IdempotencyRecord, Message, MessageEvent, Outbox
 from apps.dispatch.selectors import message_timeline
 from messaging_center.broker import redis_client
@@ -57,8 +57,8 @@ def test_single_recipient_is_queued_stored_and_published(api, shipped) -> None:
     assert [(e.status, e.detail) for e in message_timeline(message)] == [("queued", "accepted")]
     assert redis_client().llen("mc.high") == 1  # one task for the lane, published on commit
     [row] = Outbox.objects.all()
-    assert redis_client().sismember(publish.PUBLISHED_KEY, str(row.id))  # marked published in the same breath
-    assert publish.outbox_relay() == 0  # the relay clears it without publishing again
+    assert redis_client().sismember(outbox.PUBLISHED_KEY, str(row.id))  # marked published in the same breath
+    assert outbox.outbox_relay() == 0  # the relay clears it without publishing again
     assert Outbox.objects.count() == 0
     assert redis_client().llen("mc.high") == 1
 

@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 
 from apps.accounts.models import Preference, Recipient
-from apps.dispatch import send
+from apps.dispatch.accept import group, send
 from apps.dispatch.models import IdempotencyRecord, Message, MessageEvent
 from apps.dispatch.selectors import message_timeline
 from messaging_center import ids, metrics
@@ -63,11 +63,11 @@ def _in_one_group(api: Any, requests: list[tuple[dict[str, Any], dict[str, str]]
 
     with ThreadPoolExecutor(max_workers=len(requests) + 1) as pool:
         gate: Future[Any] = pool.submit(post, (_body("+8613900000000", "gate"), {"HTTP_IDEMPOTENCY_KEY": "gate"}))
-        wait_until(lambda: send.SENDS.waiting() == 1, 10, "the gate request to lead")
+        wait_until(lambda: group.SENDS.waiting() == 1, 10, "the gate request to lead")
         futures = []
         for queued, item in enumerate(requests, start=2):  # one at a time: the group keeps this order
             futures.append(pool.submit(post, item))
-            wait_until(lambda queued=queued: send.SENDS.waiting() == queued, 10, "the request to queue", 0.01)
+            wait_until(lambda queued=queued: group.SENDS.waiting() == queued, 10, "the request to queue", 0.01)
         held.rollback()
         held.close()
         assert gate.result().status_code == 202

@@ -10,7 +10,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from apps.dispatch import delivery, publish
+from apps.dispatch import outbox
+from apps.dispatch.delivery import sweeper
 from apps.dispatch.models import Message, Outbox
 from devstack.embedded import EmbeddedRedis
 from tests.helpers import celery_worker, wait_until
@@ -91,17 +92,17 @@ def test_scheduled_message_waits_in_the_database_then_goes(api, inbox_template, 
     send_at = timezone.now() + dt.timedelta(seconds=2)
     message_id = _send_inbox(api, send_at=send_at.isoformat())
     assert _status(api, message_id) == "scheduled"
-    assert delivery.enqueue_due() == 0
+    assert sweeper.enqueue_due() == 0
     time.sleep(max(0.0, (send_at - timezone.now()).total_seconds()) + 0.1)
-    assert delivery.enqueue_due() == 1
+    assert sweeper.enqueue_due() == 1
     wait_until(lambda: _status(api, message_id) == "delivered", 30, "delivery of the due message")
 
 
 def test_expired_before_handoff(api, inbox_template, dispatch_worker) -> None:
     message_id = _send_inbox(api, send_at=(timezone.now() + dt.timedelta(seconds=1)).isoformat(), ttl=1)
     time.sleep(2.2)
-    delivery.sweep()
-    delivery.enqueue_due()
+    sweeper.sweep()
+    sweeper.enqueue_due()
     wait_until(lambda: _status(api, message_id) == "expired", 30, "expiry")
 
 
@@ -119,7 +120,7 @@ def test_relay_publishes_after_redis_was_down(api, inbox_template, worker_env, t
             assert Outbox.objects.count() == 1  # the on-commit publish failed; the row waits for the relay
 
             redis.ensure_running()
-            wait_until(lambda: publish.outbox_relay() > 0, 30, "the relay to publish")
+            wait_until(lambda: outbox.outbox_relay() > 0, 30, "the relay to publish")
             assert Outbox.objects.count() == 0
             wait_until(lambda: _status(api, message_id) == "delivered", 60, "delivery after the relay")
             assert Message.objects.get().attempts == 1

@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from apps.accounts.services import account_set_callback
 from apps.dispatch.models import Message, Provider
-from apps.dispatch.routing import providers_changed
+from apps.dispatch.routing.routes import providers_changed
 from apps.receipts.models import Failover, ProviderReceipt
 from apps.receipts.polling import receipts_poll
 from messaging_center import ids

@@ -187,7 +187,8 @@ def test_callbacks_are_published_in_chunks(monkeypatch) -> None:
 def test_the_workers_sent_finish_owes_the_callback_and_applies_a_receipt_that_came_first(
     subscribed, make_message, published
 ) -> None:
-    from apps.dispatch import delivery, engine, routing
+    from apps.dispatch import routing
+    from apps.dispatch.delivery import choice, claims, finishing
     from apps.dispatch.providers.base import SendResult
     from apps.receipts import services
     from apps.receipts.models import ProviderReceipt
@@ -196,7 +197,7 @@ def test_the_workers_sent_finish_owes_the_callback_and_applies_a_receipt_that_ca
 
     make_provider("aliyun", receipt_token=RECEIPT_TOKEN)
     message = make_message(status="queued", provider_message_id="")
-    [claimed] = delivery.claim([message.id])
+    [claimed] = claims.claim([message.id])
     message.provider_message_id = "biz-early"  # only for the report's body: the row stays unchanged
     body = aliyun_report(message)
     Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body, content_type="application/json")
@@ -205,7 +206,7 @@ def test_the_workers_sent_finish_owes_the_callback_and_applies_a_receipt_that_ca
 
     routing.ROUTES.refresh()
     route = routing.ROUTES.named("test-aliyun")
-    engine._mark_sent([engine.Attempt(claimed, route, SendResult("biz-early", {}))])
+    finishing._mark_sent([choice.Attempt(claimed, route, SendResult("biz-early", {}))])
 
     message.refresh_from_db()
     assert message.status == "delivered"  # the early report was applied by the finish

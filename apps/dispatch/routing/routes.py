@@ -23,10 +23,10 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from apps.dispatch.health import Health
 from apps.dispatch.models import Provider, serves
 from apps.dispatch.providers import adapter_class
 from apps.dispatch.providers.base import ProviderAdapter
+from apps.dispatch.routing.health import Health
 from messaging_center.broker import redis_client
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,257 @@
+"""Finishing attempts by conditional UPDATE (sent, failed, expired, retry with backoff).
+
+Every finish is `UPDATE … WHERE status = 'sending' AND attempts = <the claimed attempt>`, so a
+message whose lease ran out and was claimed again elsewhere is never finished twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from apps.dispatch import outbox, routing, status_hooks
+from apps.dispatch.delivery.choice import Attempt
+from apps.dispatch.events import record_events
+from apps.dispatch.models import Status
+from apps.dispatch.providers.base import ProviderError, SendResult
+from messaging_center import ids, metrics
+from messaging_center.db import bound_cursor, json_rows
+
+if TYPE_CHECKING:
+    pass
+
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 60.0
+MAX_ATTEMPTS = 10
+# A timeout after the request left us may have been sent: wait this long for a receipt to settle it
+# (a receipt moves the message out of retry_wait, so the retry finds nothing to do) before resending.
+RECONCILE_SECONDS = 10.0
+RETRY_LEASE_GRACE = dt.timedelta(seconds=30)
+LOCAL_THROTTLE = "provider_rate_limited"
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential with full jitter around the step: 1, 2, 4 … s, capped, never below half a step."""
+    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    return step * random.uniform(0.5, 1.0)
+
+
+def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:
+    sent: list[Attempt] = []
+    failed: list[Attempt] = []
+    retry: list[tuple[Attempt, float]] = []
+    expired: list[Attempt] = []
+    tally: dict[str, list[int]] = {}  # provider → [successes, failures], recorded once per chunk
+    now = timezone.now()
+    for attempt in attempts:
+        outcome, route = attempt.outcome, attempt.route
+        if isinstance(outcome, SendResult):
+            sent.append(attempt)
+            if route:
+                tally.setdefault(route.name, [0, 0])[0] += 1
+            continue
+        assert isinstance(outcome, ProviderError)
+        counts_against_provider = (
+            route is not None
+            and outcome.code != LOCAL_THROTTLE
+            and (not outcome.permanent or outcome.provider_fault or outcome.ambiguous)
+        )
+        if counts_against_provider:
+            tally.setdefault(route.name, [0, 0])[1] += 1  # type: ignore[union-attr]
+        if outcome.permanent and not outcome.provider_fault:
+            failed.append(attempt)
+            continue
+        if outcome.permanent and outcome.provider_fault and not _has_alternative(attempt):
+            failed.append(attempt)
+            continue
+        countdown = RECONCILE_SECONDS if outcome.ambiguous else backoff_seconds(attempt.message.attempt)
+        if outcome.code == LOCAL_THROTTLE:
+            countdown = random.uniform(0.2, 1.0)
+        if attempt.message.attempt >= MAX_ATTEMPTS:
+            failed.append(attempt)
+        elif now + dt.timedelta(seconds=countdown) >= attempt.message.expires_at:
+            expired.append(attempt)
+        else:
+            retry.append((attempt, countdown))
+    health.record(tally)
+    _mark_sent(sent)
+    _mark_final(failed, "failed")
+    _mark_final(expired, "expired")
+    _mark_retry(retry)
+
+
+def _has_alternative(attempt: Attempt) -> bool:
+    routes = routing.ROUTES.for_channel(attempt.message.channel)
+    current = attempt.route.name if attempt.route else ""
+    return any(r.name != current and r.serves(attempt.message.address) for r in routes)
+
+
+def attempt_rows(attempts: Sequence[Attempt], **columns: Sequence[Any]) -> dict[str, Any]:
+    """Parameters of a statement about these attempts: `ids` (for the primary key index) and `rows`,
+    each attempt's id, attempt and provider plus the given columns, as one JSON document for
+    json_to_recordset (psycopg's dumping of text arrays cost about three times the client CPU)."""
+    rows: list[dict[str, Any]] = [
+        {"id": a.message.id, "attempt": a.message.attempt, "provider": a.route.name if a.route else ""} for a in attempts
+    ]
+    for name, values in columns.items():
+        for row, value in zip(rows, values, strict=True):
+            row[name] = value
+    return {"ids": [a.message.id for a in attempts], "rows": json_rows(rows)}
+
+
+def update_ids(sql: str, params: dict[str, Any]) -> list[uuid.UUID]:
+    with bound_cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _mark_sent(attempts: list[Attempt]) -> None:
+    if not attempts:
+        return
+
+    params = attempt_rows(
+        attempts,
+        pid=[a.outcome.provider_message_id for a in attempts],  # type: ignore[union-attr]
+        detail=[_sent_detail(a) for a in attempts],
+        event_id=[str(event_id) for event_id in ids.uuid7_many(len(attempts))],
+        started=[a.message.claimed_at for a in attempts],
+    )
+    # The finish, its `sent` events and the status callbacks owed in one statement. Receipts that
+    # arrived before the finish are looked for after its commit: one that lands while this
+    # statement runs would be invisible to it (and its own match found the message still sending).
+    with bound_cursor() as cursor:
+        cursor.execute(
+            """
+        WITH sent AS (
+            UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid,
+                   sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
+            FROM json_to_recordset(%(rows)s::json)
+                 AS c(id uuid, attempt int, provider text, pid text, detail text, event_id uuid, started timestamptz)
+            WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
+            RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id, c.started
+        ), events AS (
+            INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at)
+            SELECT event_id, id, 'sent', now(), '', detail, provider, attempt, started FROM sent
+        )
+        SELECT 's', id, NULL FROM sent
+        UNION ALL SELECT 'c', s.id, s.account_id FROM sent s JOIN accounts_account a ON a.id = s.account_id
+                  WHERE a.callback_url <> ''
+        """,
+            params,
+        )
+        found = cursor.fetchall()
+    done = {row[1] for row in found if row[0] == "s"}
+    metrics.count(
+        metrics.MESSAGES_SENT, ((a.message.channel, a.route.name) for a in attempts if a.message.id in done and a.route)
+    )
+
+    status_hooks.messages_sent(sorted(done), [(row[1], row[2], "") for row in found if row[0] == "c"])
+
+
+def _sent_detail(attempt: Attempt) -> str:
+    assert attempt.route is not None and isinstance(attempt.outcome, SendResult)
+    if attempt.outcome.raw.get("reconciled"):
+        return f"{attempt.route.name} already had it (the earlier attempt's outcome was unknown); not sent again"
+    return f"accepted by {attempt.route.name}"
+
+
+def _mark_final(attempts: list[Attempt], status: str) -> None:
+    if not attempts:
+        return
+
+    params = attempt_rows(
+        attempts,
+        code=[a.outcome.code for a in attempts],  # type: ignore[union-attr]
+        detail=[_detail(a, status) for a in attempts],
+    )
+    done = set(
+        update_ids(
+            """
+        UPDATE dispatch_message AS m SET status = %(status)s, provider = c.provider, code = c.code, detail = c.detail,
+               lease_until = NULL, needs_reconcile = FALSE
+        FROM json_to_recordset(%(rows)s::json) AS c(id uuid, attempt int, provider text, code text, detail text)
+        WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
+        RETURNING m.id
+        """,
+            params | {"status": status},
+        )
+    )
+    record_events(
+        [
+            (a.message.id, status, a.outcome.code, _detail(a, status), a.route.name if a.route else "", a.message.attempt)  # type: ignore[union-attr]
+            for a in attempts
+            if a.message.id in done
+        ],
+        started={a.message.id: a.message.claimed_at for a in attempts},
+    )
+    if status == "failed":
+        metrics.count(
+            metrics.MESSAGES_FAILED,
+            ((a.message.channel, a.route.name if a.route else "") for a in attempts if a.message.id in done),
+        )
+
+    status_hooks.messages_reached(done, status)
+
+
+def _detail(attempt: Attempt, status: str) -> str:
+    error = attempt.outcome
+    assert isinstance(error, ProviderError)
+    where = f"{attempt.route.name}: " if attempt.route else ""
+    if status == "expired":
+        return f"The TTL would pass before another try ({where}{error.code}: {error.detail})."
+    if attempt.message.attempt >= MAX_ATTEMPTS and not error.permanent:
+        return f"Gave up after {attempt.message.attempt} attempts ({where}{error.code}: {error.detail})."
+    return f"{where}{error.detail}" if error.detail else f"{where}{error.code}"
+
+
+def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
+    if not retries:
+        return
+
+    attempts = [a for a, _ in retries]
+    params = attempt_rows(
+        attempts,
+        code=[a.outcome.code for a in attempts],  # type: ignore[union-attr]
+        detail=[_detail(a, "retry_wait") for a in attempts],
+        lease_seconds=[countdown + RETRY_LEASE_GRACE.total_seconds() for _, countdown in retries],
+        ambiguous=[bool(a.outcome.ambiguous) for a in attempts],  # type: ignore[union-attr]
+    )
+    done = set(
+        update_ids(
+            """
+        UPDATE dispatch_message AS m SET status = 'retry_wait', provider = c.provider, code = c.code, detail = c.detail,
+               lease_until = now() + make_interval(secs => c.lease_seconds), needs_reconcile = c.ambiguous
+        FROM json_to_recordset(%(rows)s::json)
+             AS c(id uuid, attempt int, provider text, code text, detail text, lease_seconds float8, ambiguous bool)
+        WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
+        RETURNING m.id
+        """,
+            params,
+        )
+    )
+    record_events(
+        [
+            (
+                a.message.id,
+                Status.RETRY_WAIT,
+                a.outcome.code,  # type: ignore[union-attr]
+                f"{_detail(a, 'retry_wait')}; retrying in {countdown:.1f} s",
+                a.route.name if a.route else "",
+                a.message.attempt,
+            )
+            for a, countdown in retries
+            if a.message.id in done
+        ],
+        started={a.message.id: a.message.claimed_at for a in attempts},
+    )
+    groups: dict[tuple[str, int], list[uuid.UUID]] = {}
+    for attempt, countdown in retries:
+        if attempt.message.id in done:
+            groups.setdefault((attempt.message.priority, round(countdown)), []).append(attempt.message.id)
+    for (lane, countdown), message_ids in groups.items():
+        outbox.publish_retry(lane=lane, message_ids=message_ids, countdown=max(0.1, float(countdown)))

@@ -1,0 +1,67 @@
+"""A message's stored events (its timeline, with the events selectors make from the row)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+
+from apps.dispatch.leases import lease_start
+from apps.dispatch.models import Status
+from messaging_center import ids
+from messaging_center.db import bound_cursor, json_rows
+
+
+def record_events(
+    rows: Sequence[tuple[uuid.UUID, str, str, str, str, int | None]],
+    *,
+    first: bool = False,
+    started: Mapping[uuid.UUID, dt.datetime | None] | None = None,
+    once: bool = False,
+) -> None:
+    """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement.
+    `first`: each is its message's first event, stored under the message's own id (a message the
+    send API did not make: see selectors.message_timeline). `started`: message id → when the
+    attempt these events end was claimed (the timeline's `sending` event of that attempt). `once`:
+    not when the message has an event of that code for that attempt already."""
+    if not rows:
+        return
+    event_ids = [row[0] for row in rows] if first else ids.uuid7_many(len(rows))
+    started = started or {}
+    events = json_rows(
+        {"id": event_id, "m": mid, "s": status, "c": code, "d": detail, "p": provider, "a": attempt, "t": started.get(mid)}
+        for event_id, (mid, status, code, detail, provider, attempt) in zip(event_ids, rows, strict=True)
+    )
+    with bound_cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at) "
+            "SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a, e.t "
+            "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int, t timestamptz)"
+            + (_ONCE if once else ""),
+            [events],
+        )
+
+
+_ONCE = " WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent x WHERE x.message_id = e.m AND x.attempt = e.a AND x.code = e.c)"
+
+
+def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]) -> None:
+    """(message id, attempt, provider, its lapsed lease): attempts whose worker died mid-send, found
+    by the sweeper or by a claim (both may find the same one: it is recorded once). Each gets an
+    event that ends it, so that the timeline still shows it."""
+    record_events(
+        [
+            (
+                mid,
+                Status.RETRY_WAIT,
+                "worker_lost",
+                f"the worker stopped before the outcome of attempt {attempt} was known"
+                + (f"; {provider} is asked before sending again" if provider else ""),
+                provider,
+                attempt,
+            )
+            for mid, attempt, provider, _ in lost
+        ],
+        started={mid: lease_start(lease_until) for mid, _, _, lease_until in lost},
+        once=True,
+    )
