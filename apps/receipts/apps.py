@@ -14,7 +14,7 @@ class ReceiptsConfig(AppConfig):
         from apps.dispatch import status_hooks
         from apps.dispatch.models import Provider
         from apps.receipts import hooks
-        from apps.receipts.services import SOURCES
+        from apps.receipts.intake import SOURCES
 
         status_hooks.on_reached(hooks.messages_reached)
         status_hooks.on_sent(hooks.messages_sent)

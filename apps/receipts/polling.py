@@ -15,7 +15,7 @@ from apps.dispatch.events import record_events
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, ProviderError
-from apps.receipts.services import receipts_record
+from apps.receipts.matching import receipts_record
 from messaging_center import metrics
 
 logger = logging.getLogger(__name__)

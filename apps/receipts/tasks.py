@@ -6,7 +6,7 @@ import uuid
 
 from celery import shared_task
 
-from apps.receipts import callbacks, failover, polling, services
+from apps.receipts import callbacks, failover, matching, polling
 
 
 @shared_task(name="receipts.deliver_callbacks")
@@ -19,14 +19,14 @@ def publish_due_callbacks() -> int:
     return callbacks.callbacks_publish_due()
 
 
-@shared_task(name=services.MATCH_TASK)
+@shared_task(name=matching.MATCH_TASK)
 def match_pending() -> int:
-    return services.receipts_match_pending()
+    return matching.receipts_match_pending()
 
 
 @shared_task(name="receipts.rematch")
 def rematch() -> int:
-    return services.receipts_rematch()
+    return matching.receipts_rematch()
 
 
 @shared_task(name="receipts.poll")

@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from apps.dispatch.providers.base import ReceiptFormatError
-from apps.receipts import services
+from apps.receipts import intake
 from messaging_center.errors import json_error
 
 
@@ -22,7 +22,7 @@ def receipt_push(request: HttpRequest, provider: str, token: str | None = None) 
     url = settings.RECEIPTS_BASE_URL + request.get_full_path()
     headers = dict(request.headers)
     body = request.body
-    source = services.receipt_source_authenticate(
+    source = intake.receipt_source_authenticate(
         provider_ref=provider,
         token=token or request.GET.get("token"),
         method=request.method or "POST",
@@ -33,9 +33,9 @@ def receipt_push(request: HttpRequest, provider: str, token: str | None = None) 
     if source is None:
         return json_error("invalid_signature", "The report's signature or token does not match any provider.", 401)
     try:
-        receipts = services.receipts_parse(source=source, url=url, headers=headers, body=body)
+        receipts = intake.receipts_parse(source=source, url=url, headers=headers, body=body)
     except (ReceiptFormatError, UnicodeDecodeError) as error:
         return json_error("validation_error", f"Not a {source.provider.kind} status report: {error}"[:500], 400)
-    services.receipts_store_pushed(provider=source.provider, receipts=receipts)
+    intake.receipts_store_pushed(provider=source.provider, receipts=receipts)
     status, content_type, body = source.adapter.receipt_ack
     return HttpResponse(body, status=status, content_type=content_type)

@@ -10,9 +10,9 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from apps.dispatch.models import Message, MessageEvent
+from apps.receipts.matching import receipts_rematch
 from apps.receipts.models import ProviderReceipt
 from apps.receipts.polling import receipts_flag_timeouts
-from apps.receipts.services import receipts_rematch
 from tests.receipts.conftest import RECEIPT_TOKEN, make_provider
 from tests.receipts.test_receipt_webhooks import aliyun_report
 

@@ -13,7 +13,7 @@ from django.test import Client, override_settings
 from apps.dispatch.models import Message, MessageEvent
 from apps.dispatch.providers.twilio import compute_signature
 from apps.dispatch.providers.wechat import signature as wechat_signature
-from apps.receipts import services
+from apps.receipts import matching
 from apps.receipts.hooks import messages_reached
 from apps.receipts.models import ProviderReceipt
 from tests.receipts.conftest import RECEIPT_TOKEN, SIM_SETTINGS, make_provider
@@ -45,7 +45,7 @@ def push(path: str, body: bytes, content_type: str = "application/json", **heade
     """A provider's push, then what the receipts worker's `receipts.match_pending` task does with it
     (run here, in the test's transaction, where the stored report is visible)."""
     response = Client().post(path, body, content_type=content_type, **headers)
-    services.receipts_match_pending()
+    matching.receipts_match_pending()
     return response
 
 
@@ -157,7 +157,7 @@ def test_the_push_itself_applies_a_report_of_a_sent_message(aliyun, make_message
     from messaging_center.broker import broker_client
 
     client = broker_client()
-    client.delete(services.PENDING_KEY)
+    client.delete(matching.PENDING_KEY)
     sent, sending = make_message(), make_message(status="sending", provider_message_id="biz-later")
     early = json.loads(aliyun_report(sending))[0] | {"out_id": ""}
     body = json.dumps([json.loads(aliyun_report(sent))[0], early]).encode()
@@ -169,7 +169,7 @@ def test_the_push_itself_applies_a_report_of_a_sent_message(aliyun, make_message
     assert event.detail == "test-aliyun reported delivered (DELIVERED: ok)" and event.id.version == 7 and event.id > sent.id
     late = ProviderReceipt.objects.get(provider_message_id="biz-later")
     assert ProviderReceipt.objects.get(message_ref=sent.id).message_id == sent.id and late.message_id is None
-    assert client.smembers(services.PENDING_KEY) == {str(late.id).encode()}
+    assert client.smembers(matching.PENDING_KEY) == {str(late.id).encode()}
     assert Message.objects.get(id=sending.id).status == "sending"
 
 

@@ -190,7 +190,7 @@ def test_the_workers_sent_finish_owes_the_callback_and_applies_a_receipt_that_ca
     from apps.dispatch import routing
     from apps.dispatch.delivery import choice, claims, finishing
     from apps.dispatch.providers.base import SendResult
-    from apps.receipts import services
+    from apps.receipts import matching
     from apps.receipts.models import ProviderReceipt
     from tests.receipts.conftest import make_provider
     from tests.receipts.test_receipt_webhooks import RECEIPT_TOKEN, aliyun_report
@@ -201,7 +201,7 @@ def test_the_workers_sent_finish_owes_the_callback_and_applies_a_receipt_that_ca
     message.provider_message_id = "biz-early"  # only for the report's body: the row stays unchanged
     body = aliyun_report(message)
     Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", body, content_type="application/json")
-    services.receipts_match_pending()
+    matching.receipts_match_pending()
     assert ProviderReceipt.objects.get().message_id is None  # still `sending`: kept for later
 
     routing.ROUTES.refresh()

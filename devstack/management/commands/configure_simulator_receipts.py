@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import adapter_class
 from apps.dispatch.providers_config import provider_save
-from apps.receipts.services import TOKEN_SETTING
+from apps.receipts.intake import TOKEN_SETTING
 from devstack.providers import simulator_providers
 
 

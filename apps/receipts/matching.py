@@ -1,38 +1,28 @@
-"""Provider receipts: authenticate a push, store each final status once, match it to its message and
-move the message forward (`sent` → `delivered` | `undelivered`, never backwards).
-
-One statement per batch stores the reports (INSERT … ON CONFLICT DO NOTHING), matches them, moves
-their messages and records the events; a replayed report inserts nothing and so changes nothing.
-"""
+"""Receipts matched to their messages, which move forward (`sent` → `delivered`/`undelivered`, never
+backwards), in one statement with their events and the status callbacks they owe. A report whose
+message is not `sent` yet is kept unmatched and applied when it is."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from django.db import connection, transaction
-from django.db.models import Q
 from redis.exceptions import RedisError
 
 from apps.dispatch.lanes import yield_to_critical
 from apps.dispatch.models import Provider
-from apps.dispatch.providers import ADAPTERS, adapter_class
-from apps.dispatch.providers.base import ProviderAdapter, Receipt
+from apps.dispatch.providers.base import Receipt
+from apps.receipts import callbacks, failover
 from messaging_center import ids, metrics
 from messaging_center.broker import broker_client, push_task
 from messaging_center.db import bound_cursor, json_rows
-from messaging_center.group_commit import GroupCommit
-from messaging_center.ttl_cache import TtlCache
 
 logger = logging.getLogger(__name__)
-
-TOKEN_SETTING = "receipt_token"  # noqa: S105 - the name of a setting
 # Statuses a receipt may move a message out of: `sent`, and `retry_wait`/`expired` too: an attempt
 # whose outcome was unknown (a timeout) waits in retry_wait, or expires there, and a report from the
 # provider it went to proves the provider took it after all.
@@ -40,54 +30,6 @@ APPLICABLE_FROM = ("sent", "retry_wait", "expired")
 # A message still being sent (or not yet sent) keeps its receipts unmatched until it is `sent`.
 NOT_YET_SENT = frozenset({"scheduled", "queued", "sending"})
 REMATCH_WINDOW = dt.timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class ReceiptSource:
-    provider: Provider
-    adapter: ProviderAdapter
-
-
-# Provider rows (with decrypted settings) per push URL: a status push costs no query or decryption
-# for them. A provider saved in this process clears it (apps.dispatch.apps); others within 5 s.
-SOURCES: TtlCache[list[tuple[Provider, dict[str, str]]]] = TtlCache(seconds=5)
-
-
-def _candidates(provider_ref: str) -> list[tuple[Provider, dict[str, str]]]:
-    rows = Provider.objects.filter(Q(name=provider_ref) | Q(kind=provider_ref)).order_by("-enabled", "id")
-    return [(provider, provider.settings) for provider in rows if provider.kind in ADAPTERS]
-
-
-def receipt_source_authenticate(
-    *, provider_ref: str, token: str | None, method: str, url: str, headers: Mapping[str, str], body: bytes
-) -> ReceiptSource | None:
-    """The provider row that sent this push, or None when no candidate vouches for it.
-
-    `provider_ref` is a kind or a row name; several rows of one kind may exist (two Aliyun accounts),
-    so each candidate's own token and signature check decides."""
-    for provider, settings in SOURCES.get_or_load(provider_ref, lambda: _candidates(provider_ref)):
-        expected = settings.get(TOKEN_SETTING, "")
-        if expected:
-            if not token or not hmac.compare_digest(expected.encode(), token.encode()):
-                continue
-        elif not adapter_class(provider.kind).signed_receipts:
-            continue  # an unsigned push to a provider without a token is never trusted
-        adapter = adapter_class(provider.kind)(settings)
-        if adapter.verify_receipt_signature(method=method, url=url, headers=headers, body=body):
-            return ReceiptSource(provider, adapter)
-    return None
-
-
-def receipts_parse(*, source: ReceiptSource, url: str, headers: Mapping[str, str], body: bytes) -> list[Receipt]:
-    """The adapter's parse; raises ReceiptFormatError. Our id travels in Twilio's StatusCallback query."""
-    receipts = source.adapter.parse_receipt(headers=headers, body=body)
-    carried = dict(parse_qsl(urlsplit(url).query)).get("message_id")
-    if carried:
-        receipts = [
-            r if r.message_id else Receipt(r.provider, r.provider_message_id, carried, r.to, r.status, r.code, r.detail, r.at)
-            for r in receipts
-        ]
-    return receipts
 
 
 # A report names the number it is about; one provider id may cover several numbers (an Aliyun
@@ -228,7 +170,6 @@ def _count_applied(rows: Sequence[tuple[Any, ...]]) -> None:
 
 def _applied(rows: Sequence[tuple[Any, ...]]) -> list[Applied]:
     """After the statement, in its transaction: the callbacks owed, failover; metrics once it commits."""
-    from apps.receipts import callbacks, failover
 
     if rows:
         transaction.on_commit(lambda: _count_applied(rows))
@@ -287,27 +228,6 @@ def receipts_store_and_apply(rows: Sequence[Mapping[str, Any]]) -> tuple[list[uu
     transaction.on_commit(lambda: metrics.count(metrics.RECEIPTS_RECEIVED, received))
     applied = _applied([row[:8] for row in result if row[8] is None])
     return [receipt_id for receipt_id, matched in stored if not matched], applied
-
-
-def _store_pushed_group(pushes: Sequence[list[dict[str, Any]]]) -> list[int]:
-    """The group commit's write: every waiting push's reports in one statement that stores and
-    applies them, with the callbacks it owes, in one transaction; reports of messages not sent yet
-    are queued for the receipts worker (their message may be `sent` by the time it looks)."""
-    rows = [row for push in pushes for row in push]
-    with transaction.atomic():
-        unmatched, _ = receipts_store_and_apply(rows)
-    receipts_match_soon(unmatched)
-    return [len(push) for push in pushes]
-
-
-PUSHED = GroupCommit(_store_pushed_group)
-
-
-def receipts_store_pushed(*, provider: Provider, receipts: Sequence[Receipt]) -> int:
-    """A pushed report: stored (committed) and applied when this returns, with the reports other
-    threads of this process are storing at the same moment. Returns how many reports it carried."""
-    rows = _receipt_rows(provider, receipts, "push")
-    return PUSHED.submit(rows) if rows else 0
 
 
 def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[Applied]:
