@@ -7,10 +7,13 @@ import os
 from collections import Counter as Tally
 from collections.abc import Iterable
 
+from django.conf import settings
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+from messaging_center.broker import queue_depths
 
 REQUEST_LATENCY = Histogram(
     "mc_http_request_duration_seconds",
@@ -56,10 +59,6 @@ class QueueDepthCollector(Collector):
     """Reads each lane's queue length from the broker at scrape time."""
 
     def collect(self):  # type: ignore[no-untyped-def]
-        from django.conf import settings
-
-        from messaging_center.broker import queue_depths
-
         family = GaugeMetricFamily("mc_queue_depth", "Tasks waiting in a lane's queue.", labels=["queue"])
         try:
             depths = queue_depths()

@@ -169,7 +169,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "messaging_center.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_THROTTLE_CLASSES": ["apps.dispatch.throttling.AccountRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.dispatch.policy.throttling.AccountRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Messaging Center API",

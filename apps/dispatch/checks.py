@@ -7,12 +7,12 @@ from typing import Any
 from django.core.checks import Error, register
 from django.db import DatabaseError
 
+from apps.dispatch.models import Provider
+from apps.dispatch.providers_config import provider_settings_errors
+
 
 @register()
 def enabled_providers_have_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
-    from apps.dispatch.models import Provider
-    from apps.dispatch.providers_config import provider_settings_errors
-
     try:
         providers = list(Provider.objects.filter(enabled=True))
     except DatabaseError:  # before the first migrate there is nothing to check

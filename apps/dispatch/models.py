@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from messaging_center import ids
+from messaging_center import crypto, ids
 
 CHANNELS = ("sms", "wechat", "wecom", "push", "inbox", "email")
 CATEGORIES = ("verification", "transactional", "marketing")
@@ -220,15 +220,11 @@ class Provider(models.Model):
     def settings(self) -> dict[str, str]:
         import json
 
-        from messaging_center import crypto
-
         return json.loads(crypto.decrypt(self.settings_encrypted)) if self.settings_encrypted else {}
 
     @settings.setter
     def settings(self, value: dict[str, str]) -> None:
         import json
-
-        from messaging_center import crypto
 
         self.settings_encrypted = crypto.encrypt(json.dumps(value, sort_keys=True))
 

@@ -22,7 +22,7 @@ from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 
 from apps.dispatch.models import Outbox
-from messaging_center import ids
+from messaging_center import celery_app, ids
 from messaging_center.broker import broker_client, push_task
 
 logger = logging.getLogger(__name__)
@@ -66,26 +66,28 @@ def enqueue(messages: Iterable[tuple[uuid.UUID, str]]) -> None:
 @contextlib.contextmanager
 def _producer() -> Iterator[Producer]:
     # kombu's pools are keyed by connection URL: pooled, and following settings.CELERY_BROKER_URL.
-    from apps.dispatch.tasks import deliver
-
-    with pools.producers[deliver.app.connection_for_write(settings.CELERY_BROKER_URL)].acquire(block=True, timeout=5) as producer:
+    with pools.producers[celery_app.connection_for_write(settings.CELERY_BROKER_URL)].acquire(block=True, timeout=5) as producer:
         yield producer
 
 
 PUBLISHED_KEY = "mc:outbox:published"
+# Tasks are published by name: the task modules sit above the code that publishes them.
 DELIVER_TASK = "dispatch.deliver"  # apps.dispatch.tasks.deliver
 
 
 def publish_retry(*, lane: str, message_ids: Sequence[uuid.UUID], countdown: float) -> bool:
     """A short countdown retry (capped well below the broker's visibility timeout). If it cannot be
     published, the messages' lease runs out and the sweeper enqueues them again."""
-    from apps.dispatch.tasks import deliver
-
     countdown = min(countdown, settings.MAX_RETRY_COUNTDOWN_SECONDS)
     try:
         with _producer() as producer:
-            deliver.apply_async(
-                args=[[str(m) for m in message_ids]], queue=f"mc.{lane}", countdown=countdown, producer=producer, retry=False
+            celery_app.send_task(
+                DELIVER_TASK,
+                args=[[str(m) for m in message_ids]],
+                queue=f"mc.{lane}",
+                countdown=countdown,
+                producer=producer,
+                retry=False,
             )
     except (OperationalError, KombuError, RedisError, OSError) as error:
         logger.warning("retry publish of %d message(s) failed, the sweeper will pick them up: %s", len(message_ids), error)

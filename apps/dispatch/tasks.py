@@ -8,6 +8,7 @@ from celery import Task, shared_task
 
 from apps.dispatch import outbox
 from apps.dispatch.delivery import chunk, sweeper
+from apps.dispatch.services import idempotency_purge
 
 
 @shared_task(name=outbox.DELIVER_TASK, bind=True)
@@ -33,6 +34,4 @@ def sweep() -> int:
 
 @shared_task(name="dispatch.purge_idempotency_keys")
 def purge_idempotency_keys() -> int:
-    from apps.dispatch.services import idempotency_purge
-
     return idempotency_purge()

@@ -31,7 +31,7 @@ from django.utils import timezone
 from apps.accounts.models import Account
 from apps.accounts.services import account_callback_secret
 from apps.receipts.models import CallbackAttempt, StatusCallback
-from messaging_center import ids, metrics
+from messaging_center import celery_app, ids, metrics
 from messaging_center.db import bound_cursor, json_rows
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ BACKOFF_BASE_SECONDS = 5
 BACKOFF_CAP_SECONDS = 3600
 CLAIM_LEASE = dt.timedelta(seconds=60)
 CHUNK_SIZE = 100
+DELIVER_TASK = "receipts.deliver_callbacks"  # apps.receipts.tasks.deliver_callbacks, published by name
 POST_THREADS = 8
 TIMEOUT = urllib3.Timeout(connect=2.0, read=5.0)
 
@@ -108,13 +109,11 @@ def callbacks_create(*, owed: Sequence[tuple[uuid.UUID, uuid.UUID, str]], status
 
 def publish(callback_ids: Sequence[uuid.UUID], *, countdown: float = 0) -> None:
     """Tasks of up to CHUNK_SIZE callbacks; a failed publish is left to the beat job (rows are due)."""
-    from apps.receipts.tasks import deliver_callbacks
-
     countdown = min(countdown, settings.MAX_RETRY_COUNTDOWN_SECONDS)
     try:
         for start in range(0, len(callback_ids), CHUNK_SIZE):
             chunk = [str(c) for c in callback_ids[start : start + CHUNK_SIZE]]
-            deliver_callbacks.apply_async(args=[chunk], queue="mc.receipts", countdown=countdown or None, retry=False)
+            celery_app.send_task(DELIVER_TASK, args=[chunk], queue="mc.receipts", countdown=countdown or None, retry=False)
     except Exception as error:  # the broker being down: the beat job finds the due rows
         logger.warning("publishing %d status callback(s) failed: %s", len(callback_ids), error)
 

@@ -9,7 +9,7 @@ from celery import shared_task
 from apps.receipts import callbacks, failover, matching, polling
 
 
-@shared_task(name="receipts.deliver_callbacks")
+@shared_task(name=callbacks.DELIVER_TASK)
 def deliver_callbacks(callback_ids: list[str]) -> int:
     return len(callbacks.callbacks_deliver(callback_ids=[uuid.UUID(c) for c in callback_ids]))
 

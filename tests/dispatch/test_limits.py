@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from apps.dispatch.limits import DUPLICATE, FREQUENCY_BUCKET_MS, FREQUENCY_LIMITED, OK, BatchChecks, Limiter
+from apps.dispatch.policy.limits import DUPLICATE, FREQUENCY_BUCKET_MS, FREQUENCY_LIMITED, OK, BatchChecks, Limiter
 from messaging_center.broker import redis_client
 
 DAY = FREQUENCY_BUCKET_MS
@@ -117,7 +117,7 @@ def test_many_entries_to_one_busy_address_stay_cheap() -> None:
 
 
 def test_decide_many_survives_a_script_flush_and_counts_each_request_once() -> None:
-    from apps.dispatch.limits import Decide
+    from apps.dispatch.policy.limits import Decide
 
     client = redis_client()
     limiter = Limiter(client)

@@ -12,7 +12,7 @@ from apps.accounts.selectors import recipients_by_user_id
 from apps.dispatch.accept.request import SendRequest
 from apps.dispatch.contacts import ADDRESS_KEYS, CHANNEL_ADDRESS_KEY, normalize_address, recipient_address
 from apps.dispatch.models import Status
-from apps.dispatch.quiet_hours import quiet_until, zone
+from apps.dispatch.policy.quiet_hours import quiet_until, zone
 from apps.dispatch.sealing import MASK, seal_value
 from apps.templates.services import template_render
 from apps.templates.sms import sms_length

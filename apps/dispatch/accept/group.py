@@ -18,13 +18,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.accounts.models import Account
 from apps.accounts.selectors import PreferencesQuery, quota_key
-from apps.dispatch import limits, outbox, throttling
+from apps.dispatch import outbox
 from apps.dispatch.accept.entries import Entry, schedule_entries, seal_entries, seconds_to_midnight
 from apps.dispatch.accept.idempotency import SendResponse, claim_idempotency_key
 from apps.dispatch.accept.prepare import PreparedSend, apply_opt_outs, send_preferences_query
 from apps.dispatch.accept.rows import INLINE_MAX_MESSAGES, MESSAGE_COLUMNS, copy_lines, inline_rows, response_body, write_finish
 from apps.dispatch.models import Status
-from apps.dispatch.throttling import limiter
+from apps.dispatch.policy import limits, throttling
+from apps.dispatch.policy.throttling import limiter
 from messaging_center import ids, metrics
 from messaging_center.db import bound_cursor
 from messaging_center.errors import ServiceError, Unavailable

@@ -9,7 +9,7 @@ import datetime as dt
 import random
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.utils import timezone
 
@@ -20,10 +20,6 @@ from apps.dispatch.models import Status
 from apps.dispatch.providers.base import ProviderError, SendResult
 from messaging_center import ids, metrics
 from messaging_center.db import bound_cursor, json_rows
-
-if TYPE_CHECKING:
-    pass
-
 
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0

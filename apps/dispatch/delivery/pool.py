@@ -5,11 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 SEND_THREADS = int(os.environ.get("DISPATCH_SEND_THREADS", "32"))
 

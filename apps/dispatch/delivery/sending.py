@@ -8,15 +8,17 @@ from collections.abc import Sequence
 
 from django.conf import settings
 
+from apps.accounts.models import PushToken
+from apps.accounts.services import push_tokens_deactivate
 from apps.dispatch import routing
 from apps.dispatch.delivery.choice import Attempt, Choice, group_into_calls, parts_of, route_messages
 from apps.dispatch.delivery.claims import Claimed
 from apps.dispatch.delivery.finishing import LOCAL_THROTTLE, finish_attempts
 from apps.dispatch.delivery.pool import executor
 from apps.dispatch.delivery.reconcile import reconcile, record_chosen_providers
+from apps.dispatch.policy.throttling import limiter
 from apps.dispatch.providers.base import OutboundMessage, ProviderError, SendResult
 from apps.dispatch.sealing import is_sealed, unseal
-from apps.dispatch.throttling import limiter
 from apps.templates.models import MessageTemplate
 from apps.templates.services import template_render
 from messaging_center import ids
@@ -99,7 +101,6 @@ def push_targets(messages: Sequence[Claimed]) -> dict[uuid.UUID, list[tuple[str,
     by_user = [m for m in messages if m.user_id and m.address == m.user_id]
     if not by_user:
         return {}
-    from apps.accounts.models import PushToken
 
     tokens: dict[tuple[uuid.UUID, str], list[tuple[str, str]]] = {}
     rows = PushToken.objects.filter(
@@ -147,8 +148,6 @@ def _send_to_devices(
 def _deactivate_dead_tokens(attempts: Sequence[Attempt]) -> None:
     dead = [token for a in attempts for token in a.dead_tokens]
     if dead:
-        from apps.accounts.services import push_tokens_deactivate
-
         push_tokens_deactivate(tokens=dead)
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import redis
 
 from apps.dispatch.providers.errors import ProviderError
+from messaging_center.broker import redis_client
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -70,8 +71,6 @@ class SharedToken:
     @property
     def client(self) -> Redis:
         if self._client is None:
-            from messaging_center.broker import redis_client
-
             self._client = redis_client()
         return self._client
 

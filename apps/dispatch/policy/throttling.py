@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from apps.accounts.models import Account
-from apps.dispatch.limits import Limiter, RateDecision
+from apps.dispatch.policy.limits import Limiter, RateDecision
 from messaging_center.broker import redis_client
 
 if TYPE_CHECKING:
