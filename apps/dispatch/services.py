@@ -8,13 +8,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.dispatch import outbox
+from apps.dispatch import outbox, transitions
 from apps.dispatch.accept.group import take_request_token
 from apps.dispatch.accept.idempotency import IDEMPOTENCY_TTL
 from apps.dispatch.accept.send import message_send
 from apps.dispatch.events import record_events
 from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Message, Status
+from messaging_center.db import bound_cursor
 from messaging_center.errors import Conflict
 
 __all__ = ["message_send", "take_request_token"]
@@ -22,9 +23,9 @@ __all__ = ["message_send", "take_request_token"]
 
 def message_cancel(*, message: Message) -> Message:
     """scheduled/queued → canceled; anything a provider may already have → 409 not_cancelable."""
-    updated = Message.objects.filter(id=message.id, status__in=[Status.SCHEDULED, Status.QUEUED]).update(
-        status=Status.CANCELED, code="canceled", detail="Canceled by the sender.", lease_until=None
-    )
+    with bound_cursor() as cursor:
+        cursor.execute(transitions.CANCEL, {"id": message.id, "detail": "Canceled by the sender."})
+        updated = cursor.fetchone() is not None
     if not updated:
         message.refresh_from_db(fields=["status"])
         raise Conflict(

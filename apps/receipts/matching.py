@@ -14,6 +14,7 @@ from typing import Any
 from django.db import connection, transaction
 from redis.exceptions import RedisError
 
+from apps.dispatch import transitions
 from apps.dispatch.lanes import yield_to_critical
 from apps.dispatch.models import Provider
 from apps.dispatch.providers.base import Receipt
@@ -23,12 +24,9 @@ from messaging_center.broker import broker_client, push_task
 from messaging_center.db import bound_cursor, json_rows
 
 logger = logging.getLogger(__name__)
-# Statuses a receipt may move a message out of: `sent`, and `retry_wait`/`expired` too: an attempt
-# whose outcome was unknown (a timeout) waits in retry_wait, or expires there, and a report from the
-# provider it went to proves the provider took it after all.
-APPLICABLE_FROM = ("sent", "retry_wait", "expired")
-# A message still being sent (or not yet sent) keeps its receipts unmatched until it is `sent`.
-NOT_YET_SENT = frozenset({"scheduled", "queued", "sending"})
+# The statuses a report may move a message out of, and those that keep it waiting (apps.dispatch.transitions).
+APPLICABLE_FROM = transitions.RECEIPT_APPLICABLE_FROM
+NOT_YET_SENT = transitions.NOT_YET_SENT
 REMATCH_WINDOW = dt.timedelta(days=1)
 
 
@@ -116,40 +114,15 @@ def _receipt_rows(provider: Provider, receipts: Sequence[Receipt], source: str) 
 # after the `sent` event the same process may have just recorded, as the timeline orders by id);
 # should a report without a number move more messages than that, the rest are UUIDv7s the
 # database makes.
-_UUID7 = (
-    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING substring(int8send("
-    "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
-)
 _APPLY = f"""
     best AS (
         -- Delivered wins over undelivered (a carrier may report a failed try, then success); else the first.
         SELECT DISTINCT ON (mid) mid, status, code, detail, reported_at FROM applicable
         ORDER BY mid, status <> 'delivered', reported_at, rid
-    ), moved AS (
-        UPDATE dispatch_message AS m
-        SET status = c.status,
-            code = CASE WHEN c.status = 'delivered' THEN '' ELSE left(c.code, 64) END,
-            detail = CASE WHEN c.status = 'delivered' THEN '' ELSE c.detail END,
-            sent_at = COALESCE(m.sent_at, LEAST(c.reported_at, now())),
-            -- The provider's clock, unless it says before we sent (reports often have whole seconds):
-            -- then the moment the report reached us is the better bound.
-            delivered_at = CASE WHEN c.status <> 'delivered' THEN m.delivered_at
-                                WHEN m.sent_at IS NULL OR c.reported_at > m.sent_at THEN LEAST(c.reported_at, now())
-                                ELSE now() END,
-            lease_until = NULL, needs_reconcile = FALSE
-        FROM best c, accounts_account a
-        -- `= ANY` of the ids: by primary key, whatever the planner guesses of `best`'s size.
-        WHERE m.id = c.mid AND m.id = ANY(ARRAY(SELECT mid FROM best)) AND a.id = m.account_id
-          AND (m.status = ANY(%(applicable_from)s) OR (m.status = 'undelivered' AND c.status = 'delivered'))
-        RETURNING m.id, m.status, m.channel, m.provider, m.account_id, m.code, a.callback_url <> '' AS owed,
-                  extract(epoch FROM m.delivered_at - m.sent_at)::float8 AS latency,
-                  m.provider || ' reported ' || m.status || CASE WHEN c.code = '' THEN ''
-                      ELSE ' (' || c.code || CASE WHEN c.detail = '' THEN '' ELSE ': ' || c.detail END || ')' END AS explanation,
-                  left(c.code, 64) AS report_code
-    ), recorded AS (
+    ), {transitions.RECEIPT_MOVE}, recorded AS (
         INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at)
-        SELECT COALESCE((%(event_ids)s::uuid[])[row_number() OVER ()], {_UUID7}), id, status, now(), report_code, explanation,
-               provider, NULL, NULL
+        SELECT COALESCE((%(event_ids)s::uuid[])[row_number() OVER ()], {ids.UUID7_SQL}), id, status, now(), report_code,
+               explanation, provider, NULL, NULL
         FROM moved
     )"""  # noqa: S608 - our own constants
 _MOVED = "SELECT id, status, channel, provider, account_id, code, owed, latency FROM moved"
@@ -187,7 +160,7 @@ def _applied(rows: Sequence[tuple[Any, ...]]) -> list[Applied]:
     return [Applied(row[0], row[1]) for row in rows]
 
 
-_STATEMENT_PARAMS = {"applicable_from": list(APPLICABLE_FROM), "not_yet_sent": sorted(NOT_YET_SENT)}
+_STATEMENT_PARAMS = {"not_yet_sent": sorted(NOT_YET_SENT)}
 
 
 def receipts_store_and_apply(rows: Sequence[Mapping[str, Any]]) -> tuple[list[uuid.UUID], list[Applied]]:

@@ -3,7 +3,9 @@ never to a private address unless allowed, never through a redirect."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import uuid
 
 import pytest
@@ -16,6 +18,7 @@ from apps.receipts import callbacks
 from apps.receipts.callbacks import callbacks_deliver, callbacks_enqueue
 from apps.receipts.hooks import messages_reached
 from apps.receipts.models import CallbackAttempt, StatusCallback
+from messaging_center.broker import broker_client
 from tests.receipts.conftest import verify_signature
 
 pytestmark = pytest.mark.django_db
@@ -174,14 +177,13 @@ def test_failed_and_expired_are_reported(subscribed, make_message, published) ->
     assert sorted(StatusCallback.objects.values_list("status", flat=True)) == ["expired", "failed"]
 
 
-def test_callbacks_are_published_in_chunks(monkeypatch) -> None:
-    from apps.receipts import tasks
-
-    sent: list[tuple[list[str], str]] = []
-    monkeypatch.setattr(tasks.deliver_callbacks, "apply_async", lambda args, queue, **_: sent.append((args[0], queue)))
+def test_callbacks_are_published_in_chunks() -> None:
+    """Published by name onto the real broker: three tasks of the callback task on the receipts queue."""
     callbacks.publish([uuid.uuid4() for _ in range(250)])
-    assert [len(chunk) for chunk, _ in sent] == [100, 100, 50]
-    assert {queue for _, queue in sent} == {"mc.receipts"}
+    queued = [json.loads(raw) for raw in broker_client().lrange("mc.receipts", 0, -1)]
+    assert {message["headers"]["task"] for message in queued} == {"receipts.deliver_callbacks"}
+    bodies = [json.loads(base64.b64decode(message["body"])) for message in queued]
+    assert sorted(len(args[0]) for args, _, _ in bodies) == [50, 100, 100]
 
 
 def test_the_workers_sent_finish_owes_the_callback_and_applies_a_receipt_that_came_first(

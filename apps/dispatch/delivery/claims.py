@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from apps.dispatch import status_hooks
+from apps.dispatch import status_hooks, transitions
 from apps.dispatch.events import record_events, record_lost_attempts
 from apps.dispatch.leases import lease_start, sending_lease
 from apps.dispatch.models import Status
@@ -41,25 +41,6 @@ class Claimed:
     claimed_at: dt.datetime | None = None
 
 
-# Messages of the chunk whose TTL ran out before a provider took them → `expired`, keeping the last error.
-_EXPIRE = """
-    UPDATE dispatch_message SET status = 'expired', code = 'ttl_expired', lease_until = NULL,
-           detail = 'The TTL passed before a provider accepted the message'
-                    || CASE WHEN code <> '' THEN ' (last error: ' || code || ')' ELSE '' END || '.'
-    WHERE id = ANY(%(ids)s) AND status IN ('scheduled', 'queued', 'retry_wait', 'sending') AND expires_at <= now()
-    RETURNING id, detail
-"""
-
-
-# The expired rows as they were (the statement's one snapshot does not see its own UPDATE), and the
-# lease of the attempt that was under way in those that were `sending`: the expiry ends it.
-_EXPIRED_ROWS = "FROM expired e JOIN dispatch_message d ON d.id = e.id"
-_UNDER_WAY = "CASE WHEN d.status = 'sending' THEN d.lease_until END"
-
-# Claimable: waiting, or `sending` with its lease run out (the worker died mid-send), and still in time.
-_CLAIMABLE = "(status IN ('queued', 'retry_wait') OR (status = 'sending' AND lease_until < now())) AND expires_at > now()"
-
-
 def claim(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
     """Claims what is claimable of these messages, choosing no providers (see claim_read)."""
     return claim_read(read_claimable(message_ids))
@@ -69,20 +50,7 @@ def read_claimable(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
     """Expires what has run out of time and reads what is claimable (the two are disjoint: `now()`
     is one moment in a statement), each as it will be once claimed (its attempt counted)."""
     with bound_cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH expired AS ({_EXPIRE})
-            SELECT FALSE, id, channel, address, attempts + 1, template_id, content, title, params, provider, priority,
-                   expires_at, needs_reconcile OR (status = 'sending' AND provider <> ''), user_id, account_id,
-                   provider_message_id, CASE WHEN status = 'sending' THEN lease_until END
-            FROM dispatch_message WHERE id = ANY(%(ids)s) AND {_CLAIMABLE}
-            UNION ALL
-            SELECT TRUE, e.id, NULL, NULL, d.attempts, NULL, e.detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                   {_UNDER_WAY}
-            {_EXPIRED_ROWS}
-            """,  # noqa: S608 - _EXPIRE, _CLAIMABLE and the rest are constants
-            {"ids": list(message_ids)},
-        )
+        cursor.execute(transitions.READ_CLAIMABLE, {"ids": list(message_ids)})
         rows = cursor.fetchall()
     _expired([(row[1], row[6], row[4], row[16]) for row in rows if row[0]])
     return [Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]]
@@ -103,19 +71,7 @@ def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple
         claims.append({"id": c.id, "seen": c.attempt - 1, "provider": provider, "ref": reference})
     with bound_cursor() as cursor:
         cursor.execute(
-            f"""
-            WITH claimed AS (
-                UPDATE dispatch_message AS m SET status = 'sending', attempts = m.attempts + 1, lease_until = now() + %(lease)s,
-                       -- re-claiming a `sending` row: its worker died mid-send, the provider may have it
-                       needs_reconcile = m.needs_reconcile OR (m.status = 'sending' AND m.provider <> ''),
-                       provider = CASE WHEN c.provider <> '' THEN c.provider ELSE m.provider END,
-                       provider_message_id = CASE WHEN c.ref <> '' THEN c.ref ELSE m.provider_message_id END
-                FROM json_to_recordset(%(claims)s::json) AS c(id uuid, seen int, provider text, ref text)
-                WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.attempts = c.seen AND {_CLAIMABLE}
-                RETURNING m.id, now()
-            )
-            SELECT id, now FROM claimed
-            """,  # noqa: S608 - _CLAIMABLE is a constant
+            transitions.CLAIM,
             {"lease": sending_lease(), "ids": [c.id for c in candidates], "claims": json_rows(claims)},
         )
         won = dict(cursor.fetchall())
@@ -128,10 +84,7 @@ def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple
 def expire(message_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
     """Messages whose TTL ran out before a provider took them → `expired`, keeping the last error."""
     with bound_cursor() as cursor:
-        cursor.execute(
-            f"WITH expired AS ({_EXPIRE}) SELECT e.id, e.detail, d.attempts, {_UNDER_WAY} {_EXPIRED_ROWS}",
-            {"ids": list(message_ids)},
-        )
+        cursor.execute(transitions.EXPIRE, {"ids": list(message_ids)})
         expired = cursor.fetchall()
     _expired(expired)
     return [row[0] for row in expired]
@@ -158,14 +111,8 @@ def finish_delivered_inbox(claimed: Sequence[Claimed]) -> list[uuid.UUID]:
         return []
     with bound_cursor() as cursor:
         cursor.execute(
-            """
-            UPDATE dispatch_message AS m SET status = 'delivered', provider = 'inbox', sent_at = now(), delivered_at = now(),
-                   lease_until = NULL
-            FROM unnest(%s::uuid[], %s::int[]) AS c(id, attempt)
-            WHERE m.id = c.id AND m.id = ANY(%s) AND m.status = 'sending' AND m.attempts = c.attempt
-            RETURNING m.id
-            """,
-            [[c.id for c in claimed], [c.attempt for c in claimed], [c.id for c in claimed]],
+            transitions.INBOX_DELIVERED,
+            {"ids": [c.id for c in claimed], "rows": json_rows({"id": c.id, "attempt": c.attempt} for c in claimed)},
         )
         done = [row[0] for row in cursor.fetchall()]
     attempts = {c.id: c.attempt for c in claimed}

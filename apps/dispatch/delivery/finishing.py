@@ -13,7 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from apps.dispatch import outbox, routing, status_hooks
+from apps.dispatch import outbox, routing, status_hooks, transitions
 from apps.dispatch.delivery.choice import Attempt
 from apps.dispatch.events import record_events
 from apps.dispatch.models import Status
@@ -121,25 +121,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     # arrived before the finish are looked for after its commit: one that lands while this
     # statement runs would be invisible to it (and its own match found the message still sending).
     with bound_cursor() as cursor:
-        cursor.execute(
-            """
-        WITH sent AS (
-            UPDATE dispatch_message AS m SET status = 'sent', provider = c.provider, provider_message_id = c.pid,
-                   sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
-            FROM json_to_recordset(%(rows)s::json)
-                 AS c(id uuid, attempt int, provider text, pid text, detail text, event_id uuid, started timestamptz)
-            WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
-            RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id, c.started
-        ), events AS (
-            INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at)
-            SELECT event_id, id, 'sent', now(), '', detail, provider, attempt, started FROM sent
-        )
-        SELECT 's', id, NULL FROM sent
-        UNION ALL SELECT 'c', s.id, s.account_id FROM sent s JOIN accounts_account a ON a.id = s.account_id
-                  WHERE a.callback_url <> ''
-        """,
-            params,
-        )
+        cursor.execute(transitions.SENT, params)
         found = cursor.fetchall()
     done = {row[1] for row in found if row[0] == "s"}
     metrics.count(
@@ -165,18 +147,7 @@ def _mark_final(attempts: list[Attempt], status: str) -> None:
         code=[a.outcome.code for a in attempts],  # type: ignore[union-attr]
         detail=[_detail(a, status) for a in attempts],
     )
-    done = set(
-        update_ids(
-            """
-        UPDATE dispatch_message AS m SET status = %(status)s, provider = c.provider, code = c.code, detail = c.detail,
-               lease_until = NULL, needs_reconcile = FALSE
-        FROM json_to_recordset(%(rows)s::json) AS c(id uuid, attempt int, provider text, code text, detail text)
-        WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
-        RETURNING m.id
-        """,
-            params | {"status": status},
-        )
-    )
+    done = set(update_ids(transitions.FINAL, params | {"status": status}))
     record_events(
         [
             (a.message.id, status, a.outcome.code, _detail(a, status), a.route.name if a.route else "", a.message.attempt)  # type: ignore[union-attr]
@@ -217,19 +188,7 @@ def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
         lease_seconds=[countdown + RETRY_LEASE_GRACE.total_seconds() for _, countdown in retries],
         ambiguous=[bool(a.outcome.ambiguous) for a in attempts],  # type: ignore[union-attr]
     )
-    done = set(
-        update_ids(
-            """
-        UPDATE dispatch_message AS m SET status = 'retry_wait', provider = c.provider, code = c.code, detail = c.detail,
-               lease_until = now() + make_interval(secs => c.lease_seconds), needs_reconcile = c.ambiguous
-        FROM json_to_recordset(%(rows)s::json)
-             AS c(id uuid, attempt int, provider text, code text, detail text, lease_seconds float8, ambiguous bool)
-        WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
-        RETURNING m.id
-        """,
-            params,
-        )
-    )
+    done = set(update_ids(transitions.RETRY, params))
     record_events(
         [
             (

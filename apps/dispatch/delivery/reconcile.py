@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from django.utils import timezone
 
-from apps.dispatch import routing
+from apps.dispatch import routing, transitions
 from apps.dispatch.delivery.choice import BATCH_REFERENCE, Attempt, Choice
 from apps.dispatch.delivery.claims import Claimed
 from apps.dispatch.delivery.finishing import attempt_rows, update_ids
@@ -59,12 +59,6 @@ def record_chosen_providers(choice: Choice) -> None:
     if recorded:
         attempts = [a for a in choice.attempts if a.message.id in recorded]
         update_ids(
-            """
-            UPDATE dispatch_message AS m SET provider = c.provider,
-                   provider_message_id = CASE WHEN c.reference <> '' THEN c.reference ELSE m.provider_message_id END
-            FROM json_to_recordset(%(rows)s::json) AS c(id uuid, attempt int, provider text, reference text)
-            WHERE m.id = c.id AND m.id = ANY(%(ids)s) AND m.status = 'sending' AND m.attempts = c.attempt
-            RETURNING m.id
-            """,
+            transitions.RECORD_PROVIDER,
             attempt_rows(attempts, reference=[recorded[a.message.id][1] for a in attempts]),
         )
