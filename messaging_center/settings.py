@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "apps.templates.apps.TemplatesConfig",
     "apps.dispatch",
     "apps.receipts",
+    "apps.verifications",
     "devstack",  # its management commands only (configure_simulator_*)
 ]
 

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("apps.dispatch.urls")),
     path("", include("apps.templates.urls")),
     path("", include("apps.receipts.urls")),
+    path("", include("apps.verifications.urls")),
 ]
 
 urlpatterns = [

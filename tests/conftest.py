@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -7,9 +8,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from apps.accounts.models import Account
 from apps.accounts.services import account_create
+from apps.dispatch.models import Message
+from messaging_center import ids
 from messaging_center.broker import redis_client
 
 
@@ -124,3 +128,37 @@ def operator(db: None) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def sms_template(api: Any, make_template: Callable[..., Any]) -> Any:
+    return make_template(
+        api, code="notice", content="Your code {{n}} is ready.", provider_template_ids={"aliyun": "SMS_100", "tencent": "1001"}
+    )
+
+
+@pytest.fixture
+def make_message(api: Any, sms_template: Any) -> Callable[..., Message]:
+    """A message accepted through the API, then put in the given state as a worker would leave it."""
+    counter = iter(range(10_000_000))
+
+    def make(status: str = "sent", provider: str = "test-aliyun", provider_message_id: str | None = None) -> Message:
+        number = next(counter)
+        response = api.post(
+            "/api/v1/messages", {"template": "notice", "to": {"phone": f"+86139{number:08d}"}, "params": {"n": "1"}}
+        )
+        assert response.status_code == 202, response.content
+        message = Message.objects.get(id=_uuid(response.json()["messages"][0]["id"]))
+        message.status = status
+        message.provider = provider
+        message.provider_message_id = provider_message_id if provider_message_id is not None else f"biz-{number}"
+        message.attempts = 1
+        message.sent_at = timezone.now() - dt.timedelta(seconds=2) if status == "sent" else None
+        message.save()
+        return message
+
+    return make
+
+
+def _uuid(public_id: str) -> Any:
+    return ids.decode("msg", public_id)

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.dispatch import selectors, services
+from apps.dispatch import selectors, services, stats
 from apps.dispatch.models import Message
 from messaging_center.errors import ServiceError, ValidationFailed
 
@@ -158,3 +158,8 @@ class InboxReadView(APIView):
 class InboxReadAllView(APIView):
     def post(self, request: Request, user_id: str) -> Response:
         return Response({"updated": services.inbox_mark_all_read(account=request.user, user_id=user_id)})
+
+
+class StatsView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"groups": stats.stats_get(account=request.user, params=request.query_params.dict())})

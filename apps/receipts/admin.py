@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from apps.receipts.models import CallbackAttempt, Failover, ProviderReceipt, StatusCallback, Verification
+from apps.receipts.models import CallbackAttempt, Failover, ProviderReceipt, StatusCallback
 
 
 @admin.register(ProviderReceipt)
@@ -45,16 +45,6 @@ class StatusCallbackAdmin(admin.ModelAdmin):
 class CallbackAttemptAdmin(admin.ModelAdmin):
     list_display = ("at", "callback", "url", "status_code", "error", "duration_ms")
     raw_id_fields = ("callback",)
-    show_full_result_count = False
-
-
-@admin.register(Verification)
-class VerificationAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "account", "address", "template_code", "state", "failed_checks", "expires_at", "verified_at")
-    list_filter = ("state",)
-    search_fields = ("address",)
-    raw_id_fields = ("account", "message")
-    exclude = ("code_hash",)
     show_full_result_count = False
 
 

@@ -3,21 +3,19 @@ and (for the end-to-end tests) a simulator whose pushes reach our app on a live 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
-from apps.dispatch.models import Message, Provider
+from apps.dispatch.models import Provider
 from apps.dispatch.providers_config import provider_save
 from tests.dispatch.conftest import SIM_SETTINGS, Receiver, Simulator, SimulatorProcess, simulator_process
 from tests.helpers import celery_worker
@@ -28,42 +26,6 @@ RECEIPT_TOKEN = "test-receipt-token-1234567890"
 def make_provider(kind: str, *, name: str | None = None, endpoint: str = "http://127.0.0.1:9", **settings: str) -> Provider:
     provider = Provider(name=name or f"test-{kind}", kind=kind, channel="sms")
     return provider_save(provider=provider, settings={**SIM_SETTINGS[kind], "endpoint": endpoint, **settings})
-
-
-@pytest.fixture
-def sms_template(api: Any, make_template: Callable[..., Any]) -> Any:
-    return make_template(
-        api, code="notice", content="Your code {{n}} is ready.", provider_template_ids={"aliyun": "SMS_100", "tencent": "1001"}
-    )
-
-
-@pytest.fixture
-def make_message(api: Any, sms_template: Any) -> Callable[..., Message]:
-    """A message accepted through the API, then put in the given state as a worker would leave it."""
-    counter = iter(range(10_000_000))
-
-    def make(status: str = "sent", provider: str = "test-aliyun", provider_message_id: str | None = None) -> Message:
-        number = next(counter)
-        response = api.post(
-            "/api/v1/messages", {"template": "notice", "to": {"phone": f"+86139{number:08d}"}, "params": {"n": "1"}}
-        )
-        assert response.status_code == 202, response.content
-        message = Message.objects.get(id=_uuid(response.json()["messages"][0]["id"]))
-        message.status = status
-        message.provider = provider
-        message.provider_message_id = provider_message_id if provider_message_id is not None else f"biz-{number}"
-        message.attempts = 1
-        message.sent_at = timezone.now() - dt.timedelta(seconds=2) if status == "sent" else None
-        message.save()
-        return message
-
-    return make
-
-
-def _uuid(public_id: str) -> Any:
-    from messaging_center import ids
-
-    return ids.decode("msg", public_id)
 
 
 def verify_signature(header: str, body: bytes, secret: str, *, tolerance: int = 300) -> bool:

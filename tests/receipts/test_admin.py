@@ -19,7 +19,8 @@ def test_admin_pages(operator, api, make_message) -> None:
     CallbackAttempt.objects.create(
         callback=callback, at=callback.created_at, url="https://hooks.example.com/mc", error="HTTP 500"
     )
-    for page in ("providerreceipt", "statuscallback", "callbackattempt", "verification", "failover"):
-        assert operator.get(f"/admin/receipts/{page}/").status_code == 200, page
+    for page in ("receipts/providerreceipt", "receipts/statuscallback", "receipts/callbackattempt", "receipts/failover"):
+        assert operator.get(f"/admin/{page}/").status_code == 200, page
+    assert operator.get("/admin/verifications/verification/").status_code == 200
     detail = operator.get(f"/admin/receipts/statuscallback/{callback.id}/change/")
     assert detail.status_code == 200 and b"HTTP 500" in detail.content

@@ -22,8 +22,8 @@ from apps.accounts.models import Account
 from apps.dispatch.accept.send import message_send
 from apps.dispatch.contacts import CHANNEL_ADDRESS_KEY, normalize_address
 from apps.dispatch.models import Message
-from apps.receipts.models import Verification
 from apps.templates.selectors import template_get
+from apps.verifications.models import Verification
 from messaging_center import ids
 from messaging_center.errors import ServiceError, ValidationFailed
 

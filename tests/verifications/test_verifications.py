@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.dispatch.models import Message
 from apps.dispatch.sealing import unseal
-from apps.receipts.models import Verification
+from apps.verifications.models import Verification
 from messaging_center import ids
 
 pytestmark = pytest.mark.django_db
@@ -136,7 +136,7 @@ def test_concurrent_checks_accept_the_right_code_once(api, login_code) -> None:
     results: list[bool] = []
 
     def check() -> None:
-        from apps.receipts.verifications import verification_check
+        from apps.verifications.services import verification_check
 
         try:
             results.append(verification_check(account=api.account, data={"to": {"phone": PHONE}, "code": code}).valid)

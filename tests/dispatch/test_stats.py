@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from apps.dispatch.models import Message
-from apps.receipts.models import Verification
+from apps.verifications.models import Verification
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Verification codes and stats: thin DRF views over the services."""
+"""`POST /api/v1/verifications` and `/verifications/check`: thin DRF views over the services."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.receipts import stats, verifications
+from apps.verifications import services
 
 
 class VerificationSendView(APIView):
     def post(self, request: Request) -> Response:
-        sent = verifications.verification_send(account=request.user, data=request.data)
+        sent = services.verification_send(account=request.user, data=request.data)
         body = {
             "id": sent.verification.public_id,
             "message_id": sent.message_public_id,
@@ -22,10 +22,5 @@ class VerificationSendView(APIView):
 
 class VerificationCheckView(APIView):
     def post(self, request: Request) -> Response:
-        result = verifications.verification_check(account=request.user, data=request.data)
+        result = services.verification_check(account=request.user, data=request.data)
         return Response({"valid": True} if result.valid else {"valid": False, "reason": result.reason})
-
-
-class StatsView(APIView):
-    def get(self, request: Request) -> Response:
-        return Response({"groups": stats.stats_get(account=request.user, params=request.query_params.dict())})
