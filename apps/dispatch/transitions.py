@@ -79,13 +79,16 @@ _EXPIRED_ROWS = "FROM expired e JOIN dispatch_message d ON d.id = e.id"
 _UNDER_WAY = _build("CASE WHEN {sending} THEN d.lease_until END", sending=_is(S.SENDING, "d.status"))
 
 # Expires what has run out of time and reads what is claimable (disjoint: `now()` is one moment in a
-# statement), each as it will be once claimed. Columns: expired?, then Claimed's fields in order.
+# statement), each as it will be once claimed: named as apps.dispatch.delivery.claims.Claimed's fields,
+# beside `expired`. An expired row carries only its id, attempts, the expiry's detail (as `content`)
+# and the lease of the attempt it ended (as `lost_lease`).
 READ_CLAIMABLE = _build(
     """
     WITH expired AS ({expire})
-    SELECT FALSE, id, channel, address, attempts + 1, template_id, content, title, params, provider, priority,
-           expires_at, needs_reconcile OR ({sending} AND provider <> ''), user_id, account_id,
-           provider_message_id, CASE WHEN {sending} THEN lease_until END
+    SELECT FALSE AS expired, id, channel, address, attempts + 1 AS attempt, template_id, content, title, params,
+           provider AS previous_provider, priority, expires_at,
+           needs_reconcile OR ({sending} AND provider <> '') AS needs_reconcile, user_id, account_id,
+           provider_message_id AS previous_reference, CASE WHEN {sending} THEN lease_until END AS lost_lease
     FROM dispatch_message WHERE id = ANY(%(ids)s) AND {claimable}
     UNION ALL
     SELECT TRUE, e.id, NULL, NULL, d.attempts, NULL, e.detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,

@@ -32,6 +32,7 @@ from apps.accounts.models import Account
 from apps.accounts.services import account_callback_secret
 from apps.receipts.models import CallbackAttempt, StatusCallback
 from messaging_center import celery_app, ids, metrics
+from messaging_center.backoff import backoff_seconds
 from messaging_center.db import bound_cursor, json_rows
 
 logger = logging.getLogger(__name__)
@@ -176,11 +177,6 @@ def _post(callback_id: uuid.UUID, url: str, body: bytes, secret: str) -> Outcome
     return outcome
 
 
-def backoff_seconds(attempt: int) -> int:
-    """5 s, 10 s, 20 s … capped at an hour: about 30 tries over the 24 h."""
-    return int(min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1)))
-
-
 def callbacks_deliver(*, callback_ids: Sequence[uuid.UUID]) -> list[Outcome]:
     """Claims due callbacks (a conditional UPDATE: a duplicate task finds nothing), POSTs them
     concurrently, records each attempt, then finishes or reschedules each."""
@@ -240,7 +236,9 @@ def _finish(claimed: list[tuple], outcomes: list[Outcome], canceled: list[uuid.U
             pending.update(state=StatusCallback.State.DELIVERED, last_error="")
             continue
         _, _, _, attempts, created_at = by_id[outcome.callback_id]
-        wait = backoff_seconds(attempts)
+        # 5 s, 10 s, 20 s … capped at an hour: about 30 tries over the 24 h; whole seconds, so that
+        # the callbacks of one run that wait alike share a task.
+        wait = int(backoff_seconds(attempts, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS, jitter=False))
         if now + dt.timedelta(seconds=wait) > created_at + GIVE_UP_AFTER:
             pending.update(state=StatusCallback.State.FAILED, last_error=outcome.error)
             continue

@@ -8,7 +8,10 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from psycopg.rows import dict_row
 
 from apps.dispatch import status_hooks, transitions
 from apps.dispatch.events import record_events, record_lost_attempts
@@ -50,10 +53,21 @@ def read_claimable(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
     """Expires what has run out of time and reads what is claimable (the two are disjoint: `now()`
     is one moment in a statement), each as it will be once claimed (its attempt counted)."""
     with bound_cursor() as cursor:
+        cursor.row_factory = dict_row
         cursor.execute(transitions.READ_CLAIMABLE, {"ids": list(message_ids)})
         rows = cursor.fetchall()
-    _expired([(row[1], row[6], row[4], row[16]) for row in rows if row[0]])
-    return [Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]]
+    _expired([(row["id"], row["content"], row["attempt"], row["lost_lease"]) for row in rows if row["expired"]])
+    return [_claimed(row) for row in rows if not row["expired"]]
+
+
+_CLAIMED_FIELDS = tuple(f.name for f in fields(Claimed) if f.name != "claimed_at")
+
+
+def _claimed(row: Mapping[str, Any]) -> Claimed:
+    values = {name: row[name] for name in _CLAIMED_FIELDS}
+    if isinstance(values["params"], str):
+        values["params"] = json.loads(values["params"])
+    return Claimed(**values)
 
 
 def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple[str, str]] | None = None) -> list[Claimed]:

@@ -19,6 +19,7 @@ from apps.dispatch.events import record_events
 from apps.dispatch.models import Status
 from apps.dispatch.providers.base import ProviderError, SendResult
 from messaging_center import ids, metrics
+from messaging_center.backoff import backoff_seconds
 from messaging_center.db import bound_cursor, json_rows
 
 BACKOFF_BASE_SECONDS = 1.0
@@ -29,12 +30,6 @@ MAX_ATTEMPTS = 10
 RECONCILE_SECONDS = 10.0
 RETRY_LEASE_GRACE = dt.timedelta(seconds=30)
 LOCAL_THROTTLE = "provider_rate_limited"
-
-
-def backoff_seconds(attempt: int) -> float:
-    """Exponential with full jitter around the step: 1, 2, 4 … s, capped, never below half a step."""
-    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
-    return step * random.uniform(0.5, 1.0)
 
 
 def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:
@@ -65,7 +60,11 @@ def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:
         if outcome.permanent and outcome.provider_fault and not _has_alternative(attempt):
             failed.append(attempt)
             continue
-        countdown = RECONCILE_SECONDS if outcome.ambiguous else backoff_seconds(attempt.message.attempt)
+        countdown = (
+            RECONCILE_SECONDS
+            if outcome.ambiguous
+            else backoff_seconds(attempt.message.attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS, jitter=True)
+        )
         if outcome.code == LOCAL_THROTTLE:
             countdown = random.uniform(0.2, 1.0)
         if attempt.message.attempt >= MAX_ATTEMPTS:
