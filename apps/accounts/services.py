@@ -7,13 +7,14 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.contacts import email_normalized, phone_e164, timezone_valid
 from apps.accounts.models import Account, ApiKey, Preference, PushPlatform, PushToken, Recipient
 from apps.templates.choices import Category, Channel
-from messaging_center import crypto
+from messaging_center import crypto, outbound
 from messaging_center.errors import ValidationFailed
 
 KEY_PREFIX_BYTES = 6  # 12 hex characters
@@ -76,6 +77,16 @@ def account_callback_secret(*, account: Account) -> str | None:
 def account_set_callback(*, account: Account, callback_url: str | None, rotate_secret: bool = False) -> str | None:
     """Sets or clears the callback URL; returns a newly generated secret, the only time it is shown."""
     new_secret: str | None = None
+    if callback_url:
+        try:  # outside the development run resolved now too: a private address is refused here, not only at delivery
+            if settings.CALLBACK_ALLOW_PRIVATE:
+                outbound.parse(callback_url)
+            else:
+                outbound.check(callback_url, allow_private=False)
+        except outbound.Refused as refused:
+            raise ValidationFailed(
+                f"The callback URL cannot be used: {refused}.", errors={"callback_url": [f"{str(refused).capitalize()}."]}
+            ) from refused
     account.callback_url = callback_url or ""
     if (account.callback_url and not account.callback_secret_encrypted) or rotate_secret:
         new_secret = "whsec_" + secrets.token_urlsafe(32)

@@ -12,16 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import urllib3
 from django.conf import settings
@@ -31,7 +28,7 @@ from django.utils import timezone
 from apps.accounts.models import Account
 from apps.accounts.services import account_callback_secret
 from apps.receipts.models import CallbackAttempt, StatusCallback
-from messaging_center import celery_app, ids, metrics
+from messaging_center import celery_app, ids, metrics, outbound
 from messaging_center.backoff import backoff_seconds
 from messaging_center.db import bound_cursor, json_rows
 
@@ -46,8 +43,6 @@ CHUNK_SIZE = 100
 DELIVER_TASK = "receipts.deliver_callbacks"  # apps.receipts.tasks.deliver_callbacks, published by name
 POST_THREADS = 8
 TIMEOUT = urllib3.Timeout(connect=2.0, read=5.0)
-
-_http = urllib3.PoolManager(num_pools=50, maxsize=4, retries=False, timeout=TIMEOUT)
 
 
 def signature_header(*, secret: str, body: bytes, timestamp: int) -> str:
@@ -132,30 +127,10 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-def refused_address(url: str) -> str | None:
-    """Why we will not POST to this URL (private, loopback, link-local… address), or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "not an http(s) URL"
-    if settings.CALLBACK_ALLOW_PRIVATE:
-        return None
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError as error:
-        return f"cannot resolve {parts.hostname}: {error}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            return f"{parts.hostname} resolves to a non-public address ({address})"
-    return None
-
-
 def _post(callback_id: uuid.UUID, url: str, body: bytes, secret: str) -> Outcome:
+    """One POST through the guarded road out (messaging_center.outbound): a refused URL is an
+    attempt that failed before any connection, retried like any other until the account mends it."""
     outcome = Outcome(callback_id, url)
-    refused = refused_address(url)
-    if refused:
-        outcome.error = f"refused: {refused}"
-        return outcome
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "MessagingCenter-Callbacks/1",
@@ -163,12 +138,14 @@ def _post(callback_id: uuid.UUID, url: str, body: bytes, secret: str) -> Outcome
     }
     started = time.monotonic()
     try:
-        response = _http.request("POST", url, body=body, headers=headers, redirect=False, preload_content=True)
+        response = outbound.post(url, body=body, headers=headers, timeout=TIMEOUT, allow_private=settings.CALLBACK_ALLOW_PRIVATE)
         outcome.status_code = response.status
         if 300 <= response.status < 400:
             outcome.error = f"redirect to {response.headers.get('Location', '?')} not followed"
         elif not outcome.ok:
             outcome.error = f"HTTP {response.status}"
+    except outbound.Refused as refused:
+        outcome.error = f"refused: {refused}"
     except urllib3.exceptions.TimeoutError as error:
         outcome.error = f"timeout: {error}"
     except urllib3.exceptions.HTTPError as error:
