@@ -407,13 +407,19 @@ def _templates(stack: Stack, key: str) -> None:
             "bench_notice",
             {"category": "transactional", "dedup_window": 3600, "frequency_limits": [{"limit": 100, "window": 86400}]},
         ),
-        ("bench_delivery", {"category": "transactional", "provider_template_ids": {"aliyun": "SMS_100", "tencent": "1001"}}),
+        (
+            "bench_delivery",
+            {
+                "category": "transactional",
+                "provider_template_ids": {"aliyun": "SMS_100", "tencent": "1001", "volcengine": "ST_00000100"},
+            },
+        ),
         (
             "bench_login",
             {
                 "category": "verification",
                 "content": "Your code is {{code}}.",
-                "provider_template_ids": {"aliyun": "SMS_101", "tencent": "1002"},
+                "provider_template_ids": {"aliyun": "SMS_101", "tencent": "1002", "volcengine": "ST_00000101"},
             },
         ),
     ):

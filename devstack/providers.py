@@ -14,11 +14,11 @@ def simulator_providers(
     base_url: str, *, apns_port: int | None = None, smtp_port: int | None = None
 ) -> dict[str, dict[str, object]]:
     """The simulator's providers for a fresh checkout, one or more per channel. SMS as a deployment
-    in mainland China routes it: mainland numbers (+86) split between the domestic APIs, Aliyun and
-    Tencent (registered signature and templates, batch calls); every other number, and a template
-    without ids for them, through Twilio (free text), which is also the failover when both domestic
-    providers are down (priority group 2). APNs (HTTP/2) and SMTP listen on the simulator's port + 1
-    and + 2."""
+    in mainland China routes it: mainland numbers (+86) split between the domestic APIs, Aliyun,
+    Tencent and Volcengine (registered signature and templates, batch calls; each takes a template
+    that has an id for it); every other number, and a template without ids for them, through Twilio
+    (free text), which is also the failover when the domestic providers are down (priority group 2).
+    APNs (HTTP/2) and SMTP listen on the simulator's port + 1 and + 2."""
     parts = urlsplit(base_url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     apns_port = apns_port or port + 1
@@ -35,6 +35,12 @@ def simulator_providers(
             "channel": "sms",
             "destinations": "+86",
             "settings": {**DEFAULT_CREDENTIALS["tencent"], "sdk_app_id": "1400000001", "sign_name": "MC"},
+        },
+        "sim-volcengine": {
+            "kind": "volcengine",
+            "channel": "sms",
+            "destinations": "+86",
+            "settings": {**DEFAULT_CREDENTIALS["volcengine"], "sms_account": "7a2b0c1d", "sign_name": "MC"},
         },
         "sim-twilio": {
             "kind": "twilio",

@@ -1,7 +1,7 @@
 """`POST /api/v1/receipts/{provider}`: providers' own status reports. No API key: the provider's
 signature (Twilio, WeChat) or the secret URL token (`?token=` or `/receipts/t/<token>/<provider>`,
-for Aliyun and Tencent, whose pushes are unsigned) proves the sender. Unknown messages answer 200
-so that the provider stops retrying; the report is kept and matched later."""
+for Aliyun, Tencent and Volcengine, whose pushes are unsigned) proves the sender. Unknown messages
+answer 200 so that the provider stops retrying; the report is kept and matched later."""
 
 from __future__ import annotations
 

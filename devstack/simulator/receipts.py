@@ -11,7 +11,7 @@ from itertools import groupby
 import aiohttp
 from aiohttp import web
 
-from devstack.simulator import aliyun, tencent, twilio, wechat
+from devstack.simulator import aliyun, tencent, twilio, volcengine, wechat
 from devstack.simulator.common import STATE_KEY, Push
 from devstack.simulator.state import PendingReceipt, SentMessage, SimulatorState
 
@@ -25,6 +25,7 @@ PUSHERS: dict[str, Callable[[SimulatorState, list[SentMessage]], list[Push]]] = 
     "aliyun": aliyun.pushes,
     "tencent": tencent.pushes,
     "twilio": twilio.pushes,
+    "volcengine": volcengine.pushes,
     "wechat": wechat.pushes,
 }
 

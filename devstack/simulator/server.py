@@ -1,13 +1,15 @@
 """The simulator's HTTP server (aiohttp): control endpoints under `/_sim/`, provider APIs beside them.
 
-One process serves every provider on its real path: Aliyun's RPC API and Tencent's API 3.0 share
-`/` (Tencent's requests carry an `X-TC-Action` header, Aliyun's an `Action` parameter), Twilio's
-Messages resource lives under `/2010-04-01/`. WeChat and WeCom both live under `/cgi-bin/` on
-different real hosts, but on distinct paths (`token` vs `gettoken`, `message/template/send` vs
-`message/send`), so both are served here as they are. FCM's `/v1/projects/…` and its OAuth `/token`
-(the simulated service account's token_uri), JPush's `/v3/push`. Point each adapter's `endpoint`
-setting at the simulator's base URL. APNs (HTTP/2 only) and SMTP listen on ports of their own
-(`--apns-port`, `--smtp-port`; default the HTTP port + 1 and + 2) in the same event loop.
+One process serves every provider on its real path: Aliyun's RPC API, Tencent's API 3.0 and
+Volcengine's OpenAPI share `/` (Tencent's requests carry an `X-TC-Action` header, Volcengine's an
+`Authorization: HMAC-SHA256 …` header or one of its API versions in the query, Aliyun's an `Action`
+parameter and neither of the others), Twilio's Messages resource lives under `/2010-04-01/`.
+WeChat and WeCom both live under `/cgi-bin/` on different real hosts, but on distinct paths
+(`token` vs `gettoken`, `message/template/send` vs `message/send`), so both are served here as they
+are. FCM's `/v1/projects/…` and its OAuth `/token` (the simulated service account's token_uri),
+JPush's `/v3/push`. Point each adapter's `endpoint` setting at the simulator's base URL. APNs
+(HTTP/2 only) and SMTP listen on ports of their own (`--apns-port`, `--smtp-port`; default the HTTP
+port + 1 and + 2) in the same event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devstack.simulator import aliyun, apns, fcm, jpush, smtp, tencent, twilio, wechat, wecom
+from devstack.simulator import aliyun, apns, fcm, jpush, smtp, tencent, twilio, volcengine, wechat, wecom
 from devstack.simulator.common import APNS_PORT_KEY, HOST_KEY, SMTP_PORT_KEY, STATE_KEY
 from devstack.simulator.receipts import receipt_pump
 from devstack.simulator.state import (
@@ -96,6 +98,8 @@ async def expire_tokens(request: web.Request) -> web.Response:
 async def root(request: web.Request) -> web.Response:
     if "X-TC-Action" in request.headers:
         return await tencent.handle(request)
+    if volcengine.claims(request):
+        return await volcengine.handle(request)
     return await aliyun.handle(request)
 
 

@@ -71,6 +71,7 @@ def parse_behavior_changes(body: Any) -> tuple[str, dict[str, Any]]:
 DEFAULT_CREDENTIALS: dict[str, dict[str, str]] = {
     "aliyun": {"access_key_id": "sim-aliyun-key", "access_key_secret": "sim-aliyun-secret"},
     "tencent": {"secret_id": "sim-tencent-id", "secret_key": "sim-tencent-key"},
+    "volcengine": {"access_key_id": "AKLT-sim-volcengine", "secret_access_key": "sim-volcengine-secret"},
     "twilio": {"account_sid": "AC00000000000000000000000000000001", "auth_token": "sim-twilio-token"},
     # `token`/`encoding_aes_key` sign (and in safe mode encrypt) the receipts; `receipt_mode` plain|safe.
     "wechat": {

@@ -26,6 +26,7 @@ from tests.helpers import BASE_DIR, free_port, stop_process_group, wait_until
 SIM_SETTINGS = {
     "aliyun": {**DEFAULT_CREDENTIALS["aliyun"], "sign_name": "ACME"},
     "tencent": {**DEFAULT_CREDENTIALS["tencent"], "sdk_app_id": "1400000001"},
+    "volcengine": {**DEFAULT_CREDENTIALS["volcengine"], "sms_account": "7a2b0c1d", "sign_name": "ACME"},
     "twilio": {**DEFAULT_CREDENTIALS["twilio"], "from_number": "+15005550006"},
     "wechat": {name: DEFAULT_CREDENTIALS["wechat"][name] for name in ("appid", "secret", "token", "encoding_aes_key")},
     "wecom": {**DEFAULT_CREDENTIALS["wecom"], "agentid": "1000002"},

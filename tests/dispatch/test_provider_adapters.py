@@ -18,6 +18,7 @@ AUTH_ERRORS = {
     "aliyun": ("access_key_secret", "SignatureDoesNotMatch"),
     "tencent": ("secret_key", "AuthFailure.SignatureFailure"),
     "twilio": ("auth_token", "20003"),
+    "volcengine": ("secret_access_key", "SignatureDoesNotMatch"),
 }
 
 
@@ -110,11 +111,12 @@ def test_injected_errors_are_classified(sim: Simulator, provider: str, error: st
     with pytest.raises(ProviderError) as caught:
         adapter(sim, provider).send(message(7, provider_template_id="1"))
     provider_codes = {
-        "server_error": {"aliyun": "InternalError", "tencent": "InternalError", "twilio": "20500"},
+        "server_error": {"aliyun": "InternalError", "tencent": "InternalError", "twilio": "20500", "volcengine": "InternalError"},
         "bad_number": {
             "aliyun": "isv.MOBILE_NUMBER_ILLEGAL",
             "tencent": "InvalidParameterValue.IncorrectPhoneNumber",
             "twilio": "21211",
+            "volcengine": "RE:0006",
         },
     }
     assert caught.value.code == provider_codes.get(code, {}).get(provider, code)
@@ -141,6 +143,8 @@ def test_nothing_listening_is_a_transient_unambiguous_connect_error(provider: st
     settings = {
         "access_key_id": "k",
         "access_key_secret": "s",
+        "secret_access_key": "s",
+        "sms_account": "a",
         "secret_id": "i",
         "secret_key": "k",
         "sdk_app_id": "1",
@@ -162,7 +166,7 @@ def test_latency_is_applied(sim: Simulator) -> None:
     assert time.monotonic() - started >= 0.3
 
 
-@pytest.mark.parametrize("provider", ["aliyun", "tencent"])
+@pytest.mark.parametrize("provider", ["aliyun", "tencent", "volcengine"])
 def test_template_providers_refuse_a_template_without_their_id(sim: Simulator, provider: str) -> None:
     with pytest.raises(ProviderError) as caught:
         adapter(sim, provider).send(message(11, provider_template_id=None))
@@ -224,11 +228,12 @@ def test_validate_settings_names_what_is_missing_or_invalid(provider: str, setti
 def test_adapters_declare_their_kind_and_nature() -> None:
     classes = {kind: adapter_class(kind) for kind in ADAPTERS}
     assert {kind: cls.kind for kind, cls in classes.items()} == {kind: kind for kind in ADAPTERS}
-    assert {kind for kind, cls in classes.items() if cls.template_based} == {"aliyun", "tencent", "wechat"}
+    assert {kind for kind, cls in classes.items() if cls.template_based} == {"aliyun", "tencent", "volcengine", "wechat"}
     assert {kind: cls.channel for kind, cls in classes.items()} == {
         "aliyun": "sms",
         "tencent": "sms",
         "twilio": "sms",
+        "volcengine": "sms",
         "wechat": "wechat",
         "wecom": "wecom",
         "fcm": "push",

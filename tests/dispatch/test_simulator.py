@@ -16,6 +16,7 @@ def test_control_endpoints(sim: Simulator) -> None:
     assert sim.control("GET", "/_sim/providers") == [
         "aliyun",
         "tencent",
+        "volcengine",
         "twilio",
         "wechat",
         "wecom",

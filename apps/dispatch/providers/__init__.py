@@ -10,6 +10,7 @@ from apps.dispatch.providers.base import ProviderAdapter
 ADAPTERS = {
     "aliyun": "apps.dispatch.providers.aliyun.AliyunSms",
     "tencent": "apps.dispatch.providers.tencent.TencentSms",
+    "volcengine": "apps.dispatch.providers.volcengine.VolcengineSms",
     "twilio": "apps.dispatch.providers.twilio.TwilioSms",
     "wechat": "apps.dispatch.providers.wechat.WechatTemplate",
     "wecom": "apps.dispatch.providers.wecom.WecomMessage",

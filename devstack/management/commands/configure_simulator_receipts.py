@@ -1,5 +1,5 @@
-"""Gives the default run's unsigned simulator providers (Aliyun, Tencent) one shared secret receipt
-token and prints it; the launcher builds the simulator's push URL from it
+"""Gives the default run's simulator providers whose pushes are unsigned (Aliyun, Tencent, Volcengine)
+one shared secret receipt token and prints it; the launcher builds the simulator's push URL from it
 (`<PUBLIC_BASE_URL>/api/v1/receipts/t/<token>/<provider>`)."""
 
 from __future__ import annotations
