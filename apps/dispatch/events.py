@@ -65,3 +65,16 @@ def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]
         started={mid: lease_start(lease_until) for mid, _, _, lease_until in lost},
         once=True,
     )
+
+
+def failed_providers(message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
+    """The providers whose attempts at these messages ended waiting for a retry (their events)."""
+    if not message_ids:
+        return {}
+    with bound_cursor() as cursor:
+        cursor.execute(
+            "SELECT message_id, array_agg(DISTINCT provider) FROM dispatch_messageevent "
+            "WHERE message_id = ANY(%s) AND status = %s AND provider <> '' GROUP BY message_id",
+            [list(message_ids), Status.RETRY_WAIT],
+        )
+        return {message_id: set(providers) for message_id, providers in cursor.fetchall()}

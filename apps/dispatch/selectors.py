@@ -118,7 +118,7 @@ REFUSED_AT_ACCEPT = frozenset({Status.REJECTED, Status.SUPPRESSED})  # only the 
 
 def accepted_event(message: Message) -> MessageEvent:
     """The first event of a message the send API made, from the message row (it is not stored, see
-    apps/dispatch/send.py): its refusal, "scheduled for …" or "accepted", at `created_at`. Its id is
+    apps/dispatch/accept/): its refusal, "scheduled for …" or "accepted", at `created_at`. Its id is
     the message's own UUIDv7, earlier than any stored event's."""
     if message.status in REFUSED_AT_ACCEPT:
         status, code, detail = message.status, message.code, message.detail

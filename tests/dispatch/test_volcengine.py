@@ -21,9 +21,9 @@ from apps.dispatch.providers import volcengine
 from apps.dispatch.providers.base import ProviderError, ReceiptFormatError, SendResult
 from apps.dispatch.providers_config import provider_save
 from apps.dispatch.routing import providers_changed
-from apps.receipts import services
+from apps.receipts import matching
+from apps.receipts.intake import TOKEN_SETTING
 from apps.receipts.models import ProviderReceipt
-from apps.receipts.services import TOKEN_SETTING
 from devstack.providers import simulator_providers, simulator_providers_configure
 from messaging_center import ids
 from tests.dispatch.conftest import Receiver, Simulator, simulator_process
@@ -369,7 +369,7 @@ def test_the_pushed_report_is_verified_and_applied_through_the_receipts_endpoint
     refused = Client().post("/api/v1/receipts/volcengine?token=wrong", pushed.body, content_type="application/json")
     assert refused.status_code == 401
     response = Client().post(f"/api/v1/receipts/volcengine?token={RECEIPT_TOKEN}", pushed.body, content_type="application/json")
-    services.receipts_match_pending()
+    matching.receipts_match_pending()
     assert response.status_code == 200, response.content
     row.refresh_from_db()
     assert row.status == "delivered" and row.delivered_at is not None
@@ -407,9 +407,10 @@ def test_a_mainland_sms_goes_through_volcengine_when_the_others_fail_and_is_deli
     call_command("configure_simulator_receipts", stdout=printed)
     assert printed.getvalue().strip() == RECEIPT_TOKEN
     assert Provider.objects.get(name="sim-volcengine").settings[TOKEN_SETTING] == RECEIPT_TOKEN
-    # Aliyun first, then (as the retry avoids it) Volcengine: the message meets a failing provider
-    # first, and cannot bounce between the two failing ones until its retries run out.
-    for name, weight in (("sim-aliyun", 1_000_000), ("sim-volcengine", 1_000), ("sim-tencent", 1)):
+    # The worst order: Aliyun first, then Tencent (the retry avoids Aliyun), then Volcengine, which
+    # the weights make the least likely: a retry fails over through every provider that has not
+    # failed the message yet instead of bouncing between the two failing ones.
+    for name, weight in (("sim-aliyun", 1_000_000), ("sim-tencent", 1_000), ("sim-volcengine", 1)):
         Provider.objects.filter(name=name).update(weight=weight)
     providers_changed()
     for kind in ("aliyun", "tencent", "twilio"):

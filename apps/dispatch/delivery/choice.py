@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from apps.dispatch import routing
 from apps.dispatch.delivery.claims import Claimed
+from apps.dispatch.events import failed_providers
 from apps.dispatch.providers.base import ProviderError, SendResult
 from apps.templates.models import MessageTemplate
 from messaging_center import ids
@@ -102,6 +103,9 @@ def parts_of(parts: Sequence[tuple[list[Attempt], str]], kept: Container[uuid.UU
 def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]:
     allowed: dict[str, set[str]] = {}
     attempts = []
+    # Retries fail over through every provider that has not failed the message yet (one query, for
+    # third attempts and later only: a second attempt avoids the provider of the first).
+    failed = failed_providers([m.id for m in messages if m.attempt > 2])
     for message in messages:
         template = choice.templates.get(message.template_id) if message.template_id else None
         routes = routing.usable(
@@ -124,9 +128,9 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
             continue
         if message.channel not in allowed:
             allowed[message.channel] = choice.health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
-        route = routing.choose(
-            routes, allowed=allowed[message.channel], avoid=message.previous_provider if message.attempt > 1 else ""
-        )
+        avoid = [message.previous_provider] if message.attempt > 1 and message.previous_provider else []
+        avoid += sorted(failed.get(message.id, set()) - set(avoid))
+        route = routing.choose(routes, allowed=allowed[message.channel], avoid=avoid)
         if route is None:
             attempts.append(
                 Attempt(message, None, ProviderError("providers_unhealthy", "Every provider's circuit is open.", permanent=False))

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,11 +139,12 @@ def usable(routes: Iterable[Route], provider_template_ids: Mapping[str, Any], ad
     return [r for r in routes if (not r.template_based or provider_template_ids.get(r.kind)) and r.serves(address)]
 
 
-def choose(candidates: list[Route], *, allowed: set[str], avoid: str = "") -> Route | None:
-    """Weighted pick from the best priority group with an allowed provider; `avoid` (the provider
-    that just failed this message) is used only when nothing else is left."""
-    for exclude_avoided in (True, False):
-        pool = [r for r in candidates if r.name in allowed and not (exclude_avoided and r.name == avoid)]
+def choose(candidates: list[Route], *, allowed: set[str], avoid: Sequence[str] = ()) -> Route | None:
+    """Weighted pick from the best priority group with an allowed provider. `avoid`: the providers
+    that failed this message, the latest first: a provider not tried yet is preferred, then any but
+    the latest, then any (a retry fails over through every provider before it comes back)."""
+    for excluded in (set(avoid), set(avoid[:1]), set()):
+        pool = [r for r in candidates if r.name in allowed and r.name not in excluded]
         if not pool:
             continue
         best = min(r.priority_group for r in pool)
