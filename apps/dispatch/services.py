@@ -1,4 +1,4 @@
-"""Message operations other than the accept path (apps/dispatch/send.py) and delivery (delivery.py)."""
+"""Message operations other than the accept path (apps/dispatch/accept/) and delivery (apps/dispatch/delivery/)."""
 
 from __future__ import annotations
 

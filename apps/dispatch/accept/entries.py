@@ -105,7 +105,7 @@ def render_entries(entries: list[Entry], template: Any, shared: Mapping[str, str
 
 def seal_entries(entries: list[Entry], template: Any, secret_params: frozenset[str]) -> None:
     """Secret params (a verification code) are stored encrypted and shown masked in the stored
-    content; the worker decrypts and renders them again at send time (apps/dispatch/engine.py)."""
+    content; the worker decrypts and renders them again at send time (apps/dispatch/delivery/sending.py)."""
     for entry in entries:
         secrets_here = secret_params & entry.params.keys()
         if not secrets_here:
