@@ -13,12 +13,8 @@ app = Celery("messaging_center")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Celery's Django fixup closes every database connection before and after each task unless
-# DB_REUSE_MAX is set: a new PostgreSQL backend per task (measured: 8 per second during delivery,
-# about a fifth of the box's CPU in backend start-up and re-planning, and prepared statements never
-# reused). Connections are kept instead; they are closed when broken or older than CONN_MAX_AGE
-# (Django's own rule, applied after each task below), and the fixup still recycles them every
-# 10,000 tasks.
+# Database connections are kept across tasks (docs/performance.md, Celery settings): Celery's Django fixup would
+# close them around each task without DB_REUSE_MAX; they close when broken or older than CONN_MAX_AGE (below).
 app.conf.CELERY_DB_REUSE_MAX = 10_000
 
 

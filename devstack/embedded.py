@@ -191,9 +191,8 @@ class EmbeddedPostgres(_Server):
         if stale.exists():
             stale.unlink()
         port = self._choose_port()
-        # random_page_cost for SSD/cached data (the default 4 is for spinning disks): with it, joins
-        # of a few hundred ids against a table of tens of thousands of rows were planned as
-        # sequential scans (measured on the receipts match update, 10 ms instead of 0.5 ms).
+        # random_page_cost for SSD/cached data: with the spinning-disk default of 4, joins of a few hundred ids
+        # were planned as sequential scans (docs/performance.md, Database settings).
         options = (
             f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=300 -c shared_buffers=256MB "
             "-c random_page_cost=1.1 -c effective_cache_size=1GB"

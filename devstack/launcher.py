@@ -49,9 +49,8 @@ def _die_with_parent() -> None:
 def _web_server(
     port: str, workers: str, threads: str, *, app: str = "messaging_center.wsgi:application", access_log: bool
 ) -> list[str]:
-    # Granian: HTTP parsing and keep-alive in Rust, Django in a few blocking threads per worker
-    # process. On this 2-core box it serves a bare Django endpoint ~2.4x faster than gunicorn's
-    # gthread worker did (measured with `make bench`).
+    # Granian: HTTP parsing and keep-alive in Rust, Django in a few blocking threads per worker process
+    # (faster than gunicorn's gthread worker: docs/performance.md, Accept path).
     return [
         str(BIN / "granian"),
         "--interface",
@@ -81,8 +80,8 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
     celery = [str(BIN / "celery"), "-A", "celery_app"]
     worker = [*celery, "worker", "--loglevel", "INFO", "--without-gossip"]
     return [
-        # Access log off unless asked for: a line per request through Python logging took ~4 % of a
-        # single send's CPU; /metrics has every route's request counts and latencies.
+        # Access log off unless asked for: a line per request costs CPU (docs/performance.md, Accept path);
+        # /metrics has every route's request counts and latencies.
         Child(
             "web", _web_server(port, web_workers, settings_env["WEB_THREADS"], access_log=settings_env["WEB_ACCESS_LOG"] == "1")
         ),
@@ -186,7 +185,7 @@ class Launcher:
         env["WEB_THREADS"] = str(env_int("WEB_THREADS", 8, minimum=1, maximum=64))
         env["WEB_ACCESS_LOG"] = "1" if env.get("WEB_ACCESS_LOG", "0").strip().lower() in ("1", "true", "yes") else "0"
         # Few threads: a report is a short request, and more threads only fight over the GIL
-        # (50,000 SMS: 8 threads 557-580 delivered/s, 2 threads 649-764/s, the box saturated either way).
+        # (docs/performance.md, Receipts).
         env["RECEIPTS_THREADS"] = str(env_int("RECEIPTS_THREADS", 2, minimum=1, maximum=64))
         # Prefork children per dispatch worker: chunks in flight at once (each sends on its own threads).
         env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 4, minimum=1, maximum=64))

@@ -40,9 +40,8 @@ def queue_depths() -> dict[str, int]:
 
 
 def task_message(task: str, args: list[object], queue: str) -> bytes:
-    """One Celery task message (protocol 2) exactly as kombu's Redis transport stores it, built
-    without Celery's publish machinery: `apply_async` costs ~1 ms of CPU per call, which is most of
-    a single-recipient send request. Only for immediate tasks without ETA; see `push_task`."""
+    """One Celery task message (protocol 2) exactly as kombu's Redis transport stores it, built without
+    `apply_async` (docs/performance.md, Accept path). Only for immediate tasks without ETA; see `push_task`."""
     task_id = str(uuid.uuid4())
     body = json.dumps([args, {}, _EMBED], separators=(",", ":")).encode()
     return json.dumps(

@@ -1,11 +1,8 @@
 """Server-side-bound statements for the hot paths.
 
-Django's psycopg backend binds parameters on the client (it formats every value into the SQL text),
-so PostgreSQL parses and plans each statement anew and the web process spends more time building
-literals (a 1,000-element array, say) than the database spends running the statement. A plain
-psycopg cursor on the same connection binds on the server and, after a few executions, prepares the
-statement once per connection (psycopg's `prepare_threshold`). It takes part in Django's transaction
-(same connection), its errors become Django's, and it shows in Django's query log like any other."""
+Django binds parameters on the client, so each statement is parsed and planned anew (docs/performance.md,
+Database settings). This cursor binds on the server and is prepared after a few runs (`prepare_threshold`);
+on Django's connection, it takes part in Django's transaction, error mapping and query log."""
 
 from __future__ import annotations
 
@@ -42,11 +39,8 @@ def bound_cursor() -> Iterator[psycopg.Cursor[Any]]:
 
 
 def json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
-    """Rows as one JSON text for `json_to_recordset(%s::json) AS r(<column> <type>, …)`. Arrays
-    (`unnest(%s::uuid[], %s::text[], …)`) are dumped element by element in Python: for a receipts
-    batch that was a third of the worker's CPU. orjson writes UUIDs and datetimes itself (with
-    json.dumps and `default=str` they were a tenth of a delivery worker's CPU); anything it refuses
-    (an integer past 64 bits) goes through json.dumps."""
+    """Rows as one JSON text for `json_to_recordset(%s::json) AS r(<column> <type>, …)`, by orjson rather than
+    arrays or json.dumps (docs/performance.md, Delivery); json.dumps takes what orjson refuses (ints past 64 bits)."""
     rows = list(rows)
     try:
         return orjson.dumps(rows, default=str).decode()

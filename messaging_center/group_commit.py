@@ -1,13 +1,12 @@
 """Group commit: concurrent callers in one process share one statement and one commit.
 
 A small write per request (a pushed delivery report) is cheap to run and expensive to commit: each
-commit waits for its own WAL flush, and a few hundred flushes a second make every other writer of
-the database queue behind the WAL lock. Here the first caller to arrive becomes the leader and
-writes its item; callers arriving meanwhile wait, and the oldest of them leads the next group,
-which holds all of them. Nobody waits for a timer: an idle process writes at once, a busy one in
-groups as large as its concurrency. A caller returns only after the commit that holds its item, so
-durability is what it was; if a group's write fails, its items are written one by one, so one bad
-item fails only its own caller.
+commit waits for its own WAL flush (docs/performance.md, Group commit). Here the first caller to
+arrive becomes the leader and writes its item; callers arriving meanwhile wait, and the oldest of
+them leads the next group, which holds all of them. Nobody waits for a timer: an idle process writes
+at once, a busy one in groups as large as its concurrency. A caller returns only after the commit
+that holds its item, so durability is what it was; if a group's write fails, its items are written
+one by one, so one bad item fails only its own caller.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 
 class JsonContentNegotiation(DefaultContentNegotiation):
     """A view with a single renderer (every API view: JSON) answers with it whatever the Accept
-    header says, without parsing the header (~3 % of a single send's CPU). Views with several
+    header says, without parsing the header (docs/performance.md, Accept path). Views with several
     renderers (the schema) still negotiate."""
 
     def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> tuple[Any, str]:

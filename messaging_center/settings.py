@@ -103,9 +103,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "messaging_center.urls"
-# The API (/api/v1/…, messaging_center/wsgi.py): business systems authenticate with API keys, so
-# sessions, CSRF, the auth middleware, flash messages, frame options and static files have nothing to
-# do there (~10 % of a single send's CPU in the web process, measured with py-spy).
+# The API (/api/v1/…, messaging_center/wsgi.py) authenticates with API keys: sessions, CSRF, the auth middleware,
+# flash messages, frame options and static files have nothing to do there (docs/performance.md, Accept path).
 API_MIDDLEWARE = [
     "messaging_center.middleware.RequestMetricsMiddleware",
     "messaging_center.middleware.BodySizeLimitMiddleware",

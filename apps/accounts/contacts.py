@@ -42,8 +42,8 @@ def _matches(national: str, description: _Desc) -> bool:
 
 def _fast_e164(raw: str) -> str | None:
     """An already-E.164 number of a single-region country that is a valid mobile or fixed-line number
-    by the library's own patterns: the send path validates 1,000 of these per request, and this is
-    ~20x cheaper than a full parse. None means "ask the full parser", never "invalid"."""
+    by the library's own patterns: the send path validates 1,000 per request, and a full parse costs far more
+    (docs/performance.md, Accept path). None means "ask the full parser", never "invalid"."""
     match = _E164.match(raw)
     if not match:
         return None

@@ -10,11 +10,9 @@ from redis.exceptions import RedisError
 
 from messaging_center.broker import broker_client
 
-# Verification codes first: a normal or bulk chunk does not start while codes wait in the critical
-# queue or are being sent. On a small box both lanes share the CPUs, the database and the providers'
-# connections; a bulk chunk started beside a code makes the code wait (measured: a 100k bulk backlog
-# took the critical lane's p99 from ~40 ms to over 500 ms). The wait is bounded, so a stream of codes
-# slows bulk down but cannot stop it.
+# A normal or bulk chunk does not start while verification codes are queued or being sent: the lanes share
+# CPUs, database and connections (docs/performance.md, Delivery). The wait is bounded: codes slow bulk down,
+# never stop it.
 YIELDING_LANES = frozenset({"normal", "bulk"})
 CRITICAL_IN_FLIGHT_KEY = "mc:critical:in-flight"
 YIELD_MAX_SECONDS = 1.0

@@ -40,11 +40,8 @@ ACTIVE_STATUSES = (Status.QUEUED, Status.SENDING, Status.RETRY_WAIT)
 
 class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
-    # No foreign-key constraints in the database on the message and event tables (db_constraint=False):
-    # checking them cost the accept path one deferred trigger per row and key at COMMIT (~20 % of the
-    # database's time for a batch of 1,000). Rows are written only by our code with ids it just read,
-    # accounts and templates are never deleted under their messages (PROTECT, enforced by Django), and
-    # messages are never deleted one by one.
+    # No foreign-key constraints in the database (db_constraint=False): per-row checks at COMMIT slowed the
+    # accept path (docs/performance.md, Accept path). Only our code writes these ids; Django enforces PROTECT.
     account = models.ForeignKey(
         "accounts.Account", on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
@@ -100,9 +97,8 @@ class Message(models.Model):
                 condition=~Q(provider_message_id=""),
             ),
             models.Index(fields=["scheduled_at"], name="msg_due", condition=Q(status="scheduled")),
-            # Only rows holding a lease (queued, sending, retry_wait). Not `status IN (…)`: a predicate the
-            # by-id finishes (`… AND status = 'sending'`) imply lets the planner scan this whole index
-            # for them when its statistics say few rows are in flight — 40 ms a chunk under a backlog.
+            # Only rows holding a lease. Not `status IN (…)`: the by-id finishes imply that predicate, and the
+            # planner then scanned this whole index for them (docs/performance.md, Delivery).
             models.Index(fields=["lease_until"], name="msg_lease", condition=Q(lease_until__isnull=False)),
             models.Index(
                 fields=["account", "user_id", "-id"],

@@ -118,7 +118,7 @@ REFUSED_AT_ACCEPT = frozenset({Status.REJECTED, Status.SUPPRESSED})  # only the 
 
 def accepted_event(message: Message) -> MessageEvent:
     """The first event of a message the send API made, from the message row (it is not stored, see
-    apps/dispatch/accept/): its refusal, "scheduled for …" or "accepted", at `created_at`. Its id is
+    apps/dispatch/accept/rows.py): its refusal, "scheduled for …" or "accepted", at `created_at`. Its id is
     the message's own UUIDv7, earlier than any stored event's."""
     if message.status in REFUSED_AT_ACCEPT:
         status, code, detail = message.status, message.code, message.detail
@@ -131,7 +131,7 @@ def accepted_event(message: Message) -> MessageEvent:
 
 
 def _sending(message: Message, attempt: int | None, at: dt.datetime) -> MessageEvent:
-    """An attempt's claim, which is not stored (see delivery.claim_read): made from the event that
+    """An attempt's claim, which is not stored (see delivery.claims.claim_read): made from the event that
     ended the attempt, or, for the attempt under way, from the message row."""
     return MessageEvent(message=message, status=Status.SENDING, at=at, detail=f"attempt {attempt}", attempt=attempt)
 

@@ -30,17 +30,8 @@ NOT_YET_SENT = transitions.NOT_YET_SENT
 REMATCH_WINDOW = dt.timedelta(days=1)
 
 
-# A report names the number it is about; one provider id may cover several numbers (an Aliyun
-# SendBatchSms call has one BizId for up to 100 of them), and then the number decides which message
-# it is: the message of that provider id with the report's number (one probe of msg_provider_id_address,
-# which holds the address for this), every message of it when the report names no number, and the
-# provider id's only message when the number is written differently. Not one OR in the join: that
-# read all the batch's messages per report and probed the index once more for each (measured: the
-# receipts of Aliyun batches kept one database core busy while 1,400 SMS/s were delivered). Each
-# probe is a LATERAL: a plain join let the planner, with statistics from before a storm of sends
-# (hardly a message with a provider id yet), hash-join a full scan of that partial index instead.
-# `OFFSET 0` keeps each LATERAL one: a simple one is pulled up into a plain join, and the planner
-# then chose those hash joins all the same (seen in EXPLAIN and in pg_stat_user_indexes).
+# Report → message by (provider id, number) (one id may cover an Aliyun batch), else by the id alone (no number in
+# the report, or one message for the id), else by our id; LATERAL probes, OFFSET 0 (docs/performance.md, Receipts).
 PAIRS = """
     exact AS (
         SELECT r.id AS rid, m.id AS mid FROM r CROSS JOIN LATERAL (

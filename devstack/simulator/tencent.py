@@ -132,8 +132,7 @@ async def _send_sms(request: web.Request, params: dict[str, Any]) -> web.Respons
 
 def _split(e164: str) -> tuple[str, str]:
     """(country code, national number), as Tencent's reports give them. Country codes are prefix-free:
-    the first 1-3 digits that are one are it (a report per message: a full parse was a fifth of the
-    simulator's time while it pushed receipts)."""
+    the first 1-3 digits that are one are it, not a full parse per report (docs/performance.md, Simulator)."""
     digits = e164[1:]
     if e164.startswith("+") and digits.isdigit():
         for size in (1, 2, 3):

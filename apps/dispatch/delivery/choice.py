@@ -35,7 +35,7 @@ TEMPLATES_BY_ID: TtlCache[MessageTemplate] = TtlCache(seconds=5)
 
 @dataclass
 class Choice:
-    """Providers chosen for messages before their claim, which records them (see delivery.claim):
+    """Providers chosen for messages before their claim, which records them (see claims.claim_read):
     each message's attempt (a route, or the error that routing found) and the calls that carry them."""
 
     templates: dict[uuid.UUID, MessageTemplate]

@@ -87,9 +87,8 @@ def _has_alternative(attempt: Attempt) -> bool:
 
 
 def attempt_rows(attempts: Sequence[Attempt], **columns: Sequence[Any]) -> dict[str, Any]:
-    """Parameters of a statement about these attempts: `ids` (for the primary key index) and `rows`,
-    each attempt's id, attempt and provider plus the given columns, as one JSON document for
-    json_to_recordset (psycopg's dumping of text arrays cost about three times the client CPU)."""
+    """Parameters of a statement about these attempts: `ids` (for the primary key index) and `rows` (each
+    attempt's id, attempt, provider and the given columns) as one JSON text (docs/performance.md, Delivery)."""
     rows: list[dict[str, Any]] = [
         {"id": a.message.id, "attempt": a.message.attempt, "provider": a.route.name if a.route else ""} for a in attempts
     ]

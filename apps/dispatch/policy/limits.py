@@ -48,9 +48,8 @@ return {allowed, wait_us}
 """
 )
 
-# Dedup and frequency history live in time-bucketed hashes, so that a whole batch is a handful of
-# Redis commands (HMGET/HSET of up to 1,000 fields each) instead of several commands per entry: the
-# per-command overhead of redis.call, not the commands' work, was 3/4 of the script's time.
+# Dedup and frequency history live in time-bucketed hashes, so that a whole batch is a handful of Redis
+# commands (HMGET/HSET of up to 1,000 fields each), not several per entry (docs/performance.md, Accept path).
 #   dedup:     hash per (account, template, window W, bucket ⌊now / W⌋): field = digest of address +
 #              content, value = send time (ms). A digest is a duplicate when the current or the
 #              previous bucket holds it with a time within W. A bucket expires after two windows.

@@ -99,7 +99,7 @@ class TwilioSms(ProviderAdapter):
         return invalid + invalid_connection_settings(settings)
 
     # No batch call in the Messages API: a chunk's messages go as concurrent requests, all handed to
-    # the event loop at once (sending them one by one from the engine's threads cost twice the CPU).
+    # the event loop at once (docs/performance.md, Providers' HTTP seam).
     sends_batches = True
 
     def send(self, message: OutboundMessage) -> SendResult:
