@@ -62,6 +62,7 @@ CLAIMABLE = _build(
 )
 
 # Messages of a chunk whose TTL ran out before a provider took them → `expired`, keeping the last error.
+# A `sending` one only once its lease ran out (its worker died): a send still under way finishes itself.
 _EXPIRE = _build(
     """
     UPDATE dispatch_message SET status = {expired}, code = 'ttl_expired', lease_until = NULL,
@@ -71,7 +72,9 @@ _EXPIRE = _build(
     RETURNING id, detail
 """,
     expired=sql.Literal(S.EXPIRED),
-    expirable=_in(moving_to(S.EXPIRED)),
+    expirable=sql.SQL("({waiting} OR ({sending} AND lease_until < now()))").format(
+        waiting=_in(set(moving_to(S.EXPIRED)) - {S.SENDING}), sending=_is(S.SENDING)
+    ),
 )
 # The expired rows as they were (the statement's one snapshot does not see its own UPDATE), and the
 # lease of the attempt that was under way in those that were `sending`: the expiry ends it.
