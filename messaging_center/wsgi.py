@@ -7,7 +7,10 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
+
+from messaging_center.request_body import read_chunked_bodies
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "messaging_center.settings")
 _full = get_wsgi_application()
@@ -32,6 +35,9 @@ def _api_handler() -> Any:
 _api = _api_handler()
 
 
-def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+def _route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     handler = _api if environ.get("PATH_INFO", "").startswith(API_PREFIX) else _full
     return handler(environ, start_response)
+
+
+application = read_chunked_bodies(_route, limit=settings.MAX_REQUEST_BODY_BYTES)

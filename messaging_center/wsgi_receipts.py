@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
+
+from messaging_center.request_body import read_chunked_bodies
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "messaging_center.settings")
 os.environ["MC_SURFACE"] = "receipts"
-application = get_wsgi_application()
+application = read_chunked_bodies(get_wsgi_application(), limit=settings.MAX_REQUEST_BODY_BYTES)

@@ -47,7 +47,7 @@ def _call(
     try:
         response = application(environ_, start_response)
         content = b"".join(response)
-        response.close()  # type: ignore[attr-defined]
+        getattr(response, "close", lambda: None)()
     finally:
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
@@ -99,3 +99,38 @@ def test_admin_keeps_the_full_chain() -> None:
     assert status == 200, content[:300]
     assert "csrftoken" in headers.get("Set-Cookie", "")  # CSRF middleware
     assert headers["X-Frame-Options"] == "DENY"  # clickjacking middleware
+
+
+def test_a_chunked_body_is_read_as_any_other(api, make_template) -> None:
+    """The server hands a chunked body over dechunked and without Content-Length (granian does)."""
+    make_template(api)
+    body = json.dumps({"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "8"}}).encode()
+    chunked = {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": io.BytesIO(body)}
+    status, _, content = _call("POST", "/api/v1/messages", environ=chunked, Authorization=f"Bearer {api.key}")
+    assert status == 202, content
+    assert json.loads(content)["accepted"] == 1
+
+
+def test_a_chunked_body_over_the_limit_is_413_after_reading_only_the_limit(api) -> None:
+    class Endless(io.RawIOBase):
+        asked: list[int] = []
+
+        def read(self, size: int = -1) -> bytes:
+            assert size > 0, "an unbounded read"
+            self.asked.append(size)
+            return b"[" * size
+
+    endless = Endless()
+    chunked = {"CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input": endless}
+    status, _, content = _call("POST", "/api/v1/messages", environ=chunked, Authorization=f"Bearer {api.key}")
+    assert status == 413 and json.loads(content)["code"] == "payload_too_large"
+    assert endless.asked == [5 * 1024 * 1024 + 1]
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"template": "t", "to": {"phone": "1"}, "params": {"a": ' + b"[" * 40 + b"]" * 40 + b"}}"]
+)
+def test_deeply_nested_json_is_400(api, body: bytes) -> None:
+    status, _, content = _call("POST", "/api/v1/messages", body, Authorization=f"Bearer {api.key}")
+    assert status == 400, content
+    assert json.loads(content)["code"] == "validation_error" and "nested" in json.loads(content)["detail"]

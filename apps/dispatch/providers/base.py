@@ -80,7 +80,7 @@ def json_reports(body: bytes, what: str) -> list[Any]:
     """A pushed report that must be a JSON array (Aliyun's SmsReport, Tencent's status push)."""
     try:
         reports = json.loads(body)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise ReceiptFormatError(f"not JSON: {error}") from error
     if not isinstance(reports, list):
         raise ReceiptFormatError(f"{what} is a JSON array")
