@@ -197,6 +197,7 @@ class Launcher:
             env.setdefault("DATABASE_URL", urls["DATABASE_URL"])
             if not env.get("REDIS_URL"):
                 env["REDIS_URL"] = urls["REDIS_URL"]
+        env.setdefault("MC_DEV_RUN", "1")  # the children get the embedded servers' URLs: still the development run
         env.setdefault("SIMULATOR_URL", f"http://127.0.0.1:{env['SIM_PORT']}")
         env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
         env.setdefault("RECEIPTS_BASE_URL", f"http://127.0.0.1:{env['RECEIPTS_PORT']}")

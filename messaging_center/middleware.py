@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -47,3 +48,40 @@ class RequestMetricsMiddleware:
             route = "unmatched"
         metrics.REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
         return response
+
+
+class AdminLoginGuardMiddleware:
+    """At most LOGIN_CHECKS_PER_PROCESS sign-ins per web process are checked at once (their password
+    hashing is slow on purpose): a flood of them is answered 429 at once instead of holding the web
+    threads that serve the API. Guessing is stopped by django-axes (settings, AXES_*)."""
+
+    LOGIN_CHECKS_PER_PROCESS = 2
+    WAIT_SECONDS = 1.0
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.checks = threading.BoundedSemaphore(self.LOGIN_CHECKS_PER_PROCESS)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST" or request.path_info != settings.ADMIN_LOGIN_PATH:
+            return self.get_response(request)
+        if not self.checks.acquire(timeout=self.WAIT_SECONDS):
+            response = HttpResponse(
+                "Too many sign-ins are being checked right now; try again in a few seconds.",
+                status=429,
+                content_type="text/plain",
+            )
+            response["Retry-After"] = "5"
+            return response
+        try:
+            return self.get_response(request)
+        finally:
+            self.checks.release()
+
+
+def client_address(request: HttpRequest) -> str | None:
+    """The sign-in's client address for axes: REMOTE_ADDR, or the address the proxy in front reports
+    (settings.ADMIN_CLIENT_ADDRESS_HEADER, e.g. HTTP_X_REAL_IP; only when that proxy sets it itself)."""
+    header = settings.ADMIN_CLIENT_ADDRESS_HEADER
+    forwarded = request.META.get(header, "") if header else ""
+    return forwarded.split(",")[0].strip() or request.META.get("REMOTE_ADDR")

@@ -47,6 +47,10 @@ ENCRYPTION_KEY = env_str("ENCRYPTION_KEY", "")
 _database_url = env_url("DATABASE_URL", ("postgres", "postgresql"))
 _redis_url = env_url("REDIS_URL", ("redis", "rediss"))
 USING_EMBEDDED_SERVICES = _database_url is None or _redis_url is None
+# The development run: DEBUG, the embedded servers, or the launcher's default run (which hands its
+# children the embedded servers' URLs and MC_DEV_RUN=1). Outside it: TLS-ready defaults, callbacks
+# only to public addresses.
+DEV_RUN = env_bool("MC_DEV_RUN", DEBUG or USING_EMBEDDED_SERVICES)
 if _database_url is None:
     _database_url = embedded.EmbeddedPostgres(DATA_DIR / "postgres").ensure_running()
 if _redis_url is None:
@@ -87,6 +91,7 @@ INSTALLED_APPS = [
     "apps.receipts",
     "apps.verifications",
     "devstack",  # its management commands only (configure_simulator_*)
+    "axes",  # admin sign-ins: lockout after repeated failures
 ]
 
 MIDDLEWARE = [
@@ -100,6 +105,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "messaging_center.middleware.AdminLoginGuardMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "messaging_center.urls"
@@ -154,6 +161,42 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+
+# --- Operators' sign-in (/admin/) ------------------------------------------------------------------
+ADMIN_LOGIN_PATH = "/admin/login/"
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Wrong passwords lock the name (whatever the address) and the address (whatever the name) for the
+# cool-off; an operator unlocks at once in admin (Axes → Access attempts) or with `manage.py axes_reset_username`.
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = env_int("ADMIN_LOGIN_LOCKOUT_MINUTES", 30, minimum=1) / 60  # hours
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = (
+    "Sign-in locked: too many wrong passwords for this name or from this address. "
+    "Try again later, or ask an operator to unlock it."
+)
+# The client address axes counts: REMOTE_ADDR, or behind a proxy the header it sets (e.g. HTTP_X_REAL_IP).
+AXES_CLIENT_IP_CALLABLE = "messaging_center.middleware.client_address"
+ADMIN_CLIENT_ADDRESS_HEADER = env_str("ADMIN_CLIENT_ADDRESS_HEADER", "")
+# Password hashing on one low-priority thread per process (messaging_center/passwords.py); same hashes as Django's.
+PASSWORD_HASHERS = [
+    "messaging_center.passwords.LowPriorityPBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+
+# --- TLS: secure defaults outside the development run (README, Production) ---------------------------
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients): TRUST_X_FORWARDED_PROTO=1.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEV_RUN)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes from inside the network
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEV_RUN)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEV_RUN)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEV_RUN else 31_536_000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEV_RUN)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEV_RUN)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 # The contract caps bodies at 5 MiB; the middleware answers 413 before reading a larger body.
 MAX_REQUEST_BODY_BYTES = 5 * 1024 * 1024
@@ -244,7 +287,7 @@ RECEIPT_POLL_WINDOW_SECONDS = env_int("RECEIPT_POLL_WINDOW_SECONDS", 6 * 3600, m
 # A verification code without a receipt this long after sending is resent once through another provider.
 VERIFICATION_FAILOVER_SECONDS = env_int("VERIFICATION_FAILOVER_SECONDS", 30, minimum=1)
 # Status callbacks to private/loopback addresses are refused unless this allows them (local runs).
-CALLBACK_ALLOW_PRIVATE = env_bool("CALLBACK_ALLOW_PRIVATE", DEBUG or USING_EMBEDDED_SERVICES)
+CALLBACK_ALLOW_PRIVATE = env_bool("CALLBACK_ALLOW_PRIVATE", DEV_RUN)
 
 # --- Ports of the default run -----------------------------------------------------------------
 PORT = env_int("PORT", 8000, minimum=1, maximum=65535)
