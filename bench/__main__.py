@@ -44,11 +44,11 @@ class Stack:
         ).stdout
 
 
-def start_stack() -> Stack:
+def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
     ports = {"PORT": _free_port(), "RECEIPTS_PORT": _free_port(), "FLOWER_PORT": _free_port(), "SIM_PORT": _free_port()}
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= {"MC_DATA_DIR": str(DATA_DIR), "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in ports.items()}}
+    env |= {"MC_DATA_DIR": str(DATA_DIR), "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in ports.items()}, **(extra_env or {})}
     DATA_DIR.mkdir(parents=True)
     log = open(DATA_DIR / "launcher.log", "wb")  # noqa: SIM115 - the launcher owns it
     process = subprocess.Popen(

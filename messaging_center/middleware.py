@@ -56,7 +56,6 @@ class AdminLoginGuardMiddleware:
     threads that serve the API. Guessing is stopped by django-axes (settings, AXES_*)."""
 
     LOGIN_CHECKS_PER_PROCESS = 2
-    WAIT_SECONDS = 1.0
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -65,7 +64,8 @@ class AdminLoginGuardMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST" or request.path_info != settings.ADMIN_LOGIN_PATH:
             return self.get_response(request)
-        if not self.checks.acquire(timeout=self.WAIT_SECONDS):
+        # Never waiting: a sign-in queued here would hold one of the web threads that serve the API.
+        if not self.checks.acquire(blocking=False):
             response = HttpResponse(
                 "Too many sign-ins are being checked right now; try again in a few seconds.",
                 status=429,

@@ -97,6 +97,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "messaging_center.middleware.RequestMetricsMiddleware",
     "messaging_center.middleware.BodySizeLimitMiddleware",
+    # Before sessions and CSRF: a sign-in refused for the flood costs next to nothing.
+    "messaging_center.middleware.AdminLoginGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -105,7 +107,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "messaging_center.middleware.AdminLoginGuardMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
