@@ -46,6 +46,15 @@ RECEIPT_TIMEOUTS = Counter("mc_receipt_timeouts_total", "Sent messages with no r
 RECEIPTS_RECEIVED = Counter("mc_receipts_received_total", "Provider receipts stored (replays excluded).", ["provider", "source"])
 CALLBACK_ATTEMPTS = Counter("mc_status_callback_attempts_total", "Status callback POSTs by outcome.", ["outcome"])
 MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
+PLATFORM_CAP_REFUSALS = Counter(
+    "mc_platform_cap_refusals_total",
+    "Entries refused by the platform-wide cap per address (across all accounts): SMS-bombing attempts.",
+    ["category"],
+)
+# Every category the cap covers has its series from start (at 0), so that a rate or alert on it works
+# before the first refusal. Literal: the core imports no app.
+for _category in ("verification", "marketing"):
+    PLATFORM_CAP_REFUSALS.labels(_category)
 
 
 def count(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:

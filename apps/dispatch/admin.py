@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.dispatch import selectors, services
 from apps.dispatch.contacts import mask_address
-from apps.dispatch.models import Message, Outbox, Provider, destination_prefixes
+from apps.dispatch.models import PLATFORM_CAP_CATEGORIES, Message, Outbox, PlatformCap, Provider, destination_prefixes
 from apps.dispatch.providers_config import provider_settings_errors
 from apps.dispatch.routing import health
 from messaging_center import ids
@@ -182,3 +182,18 @@ class ProviderAdmin(admin.ModelAdmin):
     def close_circuits(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
         for provider in queryset:
             health().reset(provider.name)
+
+
+@admin.register(PlatformCap)
+class PlatformCapAdmin(admin.ModelAdmin):
+    list_display = ("category", "per_hour", "per_day", "enabled", "updated_at")
+    list_editable = ("per_hour", "per_day", "enabled")
+    readonly_fields = ("updated_at",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """One row per category; the data migration makes them, this only replaces a missing one."""
+        return PlatformCap.objects.count() < len(PLATFORM_CAP_CATEGORIES)
+
+    def has_delete_permission(self, request: HttpRequest, obj: PlatformCap | None = None) -> bool:
+        # A missing row means the shipped defaults, not "no cap": `enabled` is how a cap is turned off.
+        return False

@@ -14,7 +14,8 @@ class DispatchConfig(AppConfig):
         from apps.dispatch import checks  # noqa: F401 - registers the system checks
         from apps.dispatch.accept.templates import TEMPLATES
         from apps.dispatch.delivery.choice import TEMPLATES_BY_ID
-        from apps.dispatch.models import Provider
+        from apps.dispatch.models import PlatformCap, Provider
+        from apps.dispatch.policy.platform_caps import CAPS
         from apps.dispatch.providers import template_id_format
         from apps.dispatch.routing.routes import providers_changed
         from apps.templates.models import MessageTemplate
@@ -28,6 +29,12 @@ class DispatchConfig(AppConfig):
 
         post_save.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates")
         post_delete.connect(forget_templates, sender=MessageTemplate, weak=False, dispatch_uid="send-templates-del")
+
+        def forget_caps(**kwargs: object) -> None:
+            CAPS.clear()
+
+        post_save.connect(forget_caps, sender=PlatformCap, weak=False, dispatch_uid="platform-caps")
+        post_delete.connect(forget_caps, sender=PlatformCap, weak=False, dispatch_uid="platform-caps-del")
 
         def provider_saved(**kwargs: object) -> None:
             providers_changed()

@@ -7,6 +7,7 @@ lead with the account, and partial indexes for the few hot states the background
 
 from __future__ import annotations
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -223,6 +224,59 @@ class Provider(models.Model):
         import json
 
         self.settings_encrypted = crypto.encrypt(json.dumps(value, sort_keys=True))
+
+
+HOUR, DAY = 3600, 86400
+PLATFORM_CAP_CATEGORIES = ("verification", "marketing")
+# The shipped platform-wide caps per address, across all accounts: (per hour, per day), None = no cap
+# in that window. A category without a row gets these (the data migration writes the same values).
+# They sit above the per-account defaults (apps/templates/choices.py: verification 5 per hour and
+# 10 per day, marketing 3 per day), so that one account alone always meets its own limit first:
+# - verification 10 per hour, 20 per day: two accounts' whole allowance. A person signing in to two
+#   services and retrying at both limits is never stopped; a third sender hammering the number is.
+# - marketing 5 per day: more promotions than that reaching one person in a day is spam whoever
+#   sends it. No hourly cap: the day's is already small, and quiet hours spread them.
+PLATFORM_CAP_DEFAULTS: dict[str, tuple[int | None, int | None]] = {"verification": (10, 20), "marketing": (None, 5)}
+
+
+class PlatformCap(models.Model):
+    """The platform-wide cap of one category: at most `per_hour` / `per_day` messages to one address
+    in any hour / 24 hours, counted over every account, on top of each account's own frequency
+    limits — so that many accounts cannot bomb one phone. The send path reads the rows through a
+    cache of a few seconds (apps/dispatch/policy/platform_caps.py): no restart after a change."""
+
+    category = models.CharField(max_length=16, unique=True, choices=[(c, c) for c in PLATFORM_CAP_CATEGORIES])
+    per_hour = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Messages to one address in any hour, all accounts together; empty = no hourly cap. "
+        "Keep it above the per-account limits, or one account alone meets it before its own.",
+    )
+    per_day = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Messages to one address in any 24 hours, all accounts together; empty = no daily cap. "
+        "Keep it above the per-account limits, or one account alone meets it before its own.",
+    )
+    enabled = models.BooleanField(default=True, help_text="Off: only each account's own frequency limits apply.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["category"]
+
+    def __str__(self) -> str:
+        return f"platform cap on {self.category}"
+
+    @property
+    def limits(self) -> tuple[tuple[int, int], ...]:
+        """((window seconds, max), …) as the limits script takes them; empty when off."""
+        return cap_limits(self.per_hour, self.per_day) if self.enabled else ()
+
+
+def cap_limits(per_hour: int | None, per_day: int | None) -> tuple[tuple[int, int], ...]:
+    return tuple((window, maximum) for window, maximum in ((HOUR, per_hour), (DAY, per_day)) if maximum)
 
 
 def destination_prefixes(text: str) -> tuple[str, ...]:

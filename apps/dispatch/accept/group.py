@@ -25,6 +25,7 @@ from apps.dispatch.accept.prepare import PreparedSend, apply_opt_outs, send_pref
 from apps.dispatch.accept.rows import INLINE_MAX_MESSAGES, MESSAGE_COLUMNS, copy_lines, inline_rows, response_body, write_finish
 from apps.dispatch.models import Status
 from apps.dispatch.policy import limits, throttling
+from apps.dispatch.policy.platform_caps import platform_cap_detail, platform_limits
 from apps.dispatch.policy.throttling import limiter
 from messaging_center import ids, metrics
 from messaging_center.db import bound_cursor
@@ -126,8 +127,9 @@ def _claim_keys(sends: list[PreparedSend], results: list[SendResult | None]) -> 
 
 
 def _apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -> None:
-    """Dedup, frequency and quota of every send still going whose limits are not yet decided: one
-    atomic script call each, all in one Redis round trip. A refused quota refuses that send whole."""
+    """Dedup, frequency (the account's, then the platform-wide cap) and quota of every send still
+    going whose limits are not yet decided: one atomic script call each, all in one Redis round trip.
+    A refused quota refuses that send whole."""
     calls: list[tuple[int, list[Entry], limits.Decide]] = []
     for i, send in enumerate(sends):
         if results[i] is not None or send.limited:
@@ -139,7 +141,8 @@ def _apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -
         template = send.template
         dedup_window = template.effective_dedup_window
         frequency = limits.parse_frequency_limits(template.effective_frequency_limits)
-        checked = live if dedup_window or frequency else []
+        platform = platform_limits(category=template.category, channel=template.channel)
+        checked = live if dedup_window or frequency or platform else []
         checks = (
             limits.BatchChecks(
                 account_id=str(send.account.id),
@@ -149,6 +152,7 @@ def _apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -
                 frequency_limits=frequency,
                 addresses=[e.address for e in checked],
                 contents=[e.content for e in checked],
+                platform_limits=platform,
             )
             if checked
             else None
@@ -168,7 +172,7 @@ def _apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -
         decisions: list[limits.BatchDecision | Exception] = limiter().decide_many([call for _, _, call in calls])
     except (RedisConnectionError, RedisTimeoutError) as error:
         decisions = [error] * len(calls)
-    for (i, checked, _), decision in zip(calls, decisions, strict=True):
+    for (i, checked, call), decision in zip(calls, decisions, strict=True):
         send, template = sends[i], sends[i].template
         if isinstance(decision, Exception):
             if not isinstance(decision, (RedisConnectionError, RedisTimeoutError)):
@@ -189,11 +193,19 @@ def _apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -
                 headers={"Retry-After": str(seconds_to_midnight(send.now, account.timezone))},
             )
             continue
+        capped = 0
         for entry, outcome in zip(checked, decision.outcomes, strict=True):
             if outcome == limits.DUPLICATE:
                 entry.refuse(Status.SUPPRESSED, "duplicate", "The same content went to this address within the dedup window.")
             elif outcome == limits.FREQUENCY_LIMITED:
                 entry.refuse(Status.REJECTED, "frequency_limited", f"Too many {template.category} messages to this address.")
+            elif outcome >= limits.PLATFORM_CAPPED and call.checks is not None:
+                window, maximum = call.checks.platform_limit(outcome)
+                detail = platform_cap_detail(category=template.category, window=window, maximum=maximum)
+                entry.refuse(Status.REJECTED, "frequency_limited", detail)
+                capped += 1
+        if capped:  # one increment per request: each writes a memory-mapped file in multi-process mode
+            metrics.PLATFORM_CAP_REFUSALS.labels(template.category).inc(capped)
 
 
 def write_group(sends: list[PreparedSend]) -> list[SendResult | object]:
