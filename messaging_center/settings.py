@@ -172,6 +172,7 @@ AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 10, minimum=1)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_COOLOFF_TIME = env_int("ADMIN_LOGIN_LOCKOUT_MINUTES", 30, minimum=1) / 60  # hours
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no start-up banner in every manage.py command; lockouts are still logged
 AXES_COOLOFF_MESSAGE = (
     "Sign-in locked: too many wrong passwords for this name or from this address. "
     "Try again later, or ask an operator to unlock it."
