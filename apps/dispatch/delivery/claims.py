@@ -85,7 +85,10 @@ def read_claimable(message_ids: Sequence[uuid.UUID]) -> list[Claimed]:
         )
         rows = cursor.fetchall()
     _expired([(row[1], row[6], row[4], row[16]) for row in rows if row[0]])
-    return [Claimed(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:]) for row in rows if not row[0]]
+    # One starred tuple: mypy cannot map two starred slices around a positional argument.
+    return [
+        Claimed(*(*row[1:8], json.loads(row[8]) if isinstance(row[8], str) else row[8], *row[9:])) for row in rows if not row[0]
+    ]
 
 
 def claim_read(candidates: Sequence[Claimed], recorded: Mapping[uuid.UUID, tuple[str, str]] | None = None) -> list[Claimed]:

@@ -33,7 +33,7 @@ LOCAL_THROTTLE = "provider_rate_limited"
 
 def backoff_seconds(attempt: int) -> float:
     """Exponential with full jitter around the step: 1, 2, 4 … s, capped, never below half a step."""
-    step = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    step: float = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
     return step * random.uniform(0.5, 1.0)
 
 

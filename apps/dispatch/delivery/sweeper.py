@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django.db import connection, transaction
 from redis.exceptions import RedisError
 
@@ -29,7 +31,7 @@ def enqueue_due(*, batch: int = 1000) -> int:
                 FROM due WHERE m.id = due.id
                 RETURNING m.id, m.priority
                 """,
-                [batch, queued_lease()],
+                [batch, cast(Any, queued_lease())],  # a timedelta: psycopg binds it, django-stubs leave it out
             )
             due = cursor.fetchall()
             record_events([(mid, Status.QUEUED, "", "due", "", None) for mid, _ in due])
@@ -75,7 +77,7 @@ def sweep(*, batch: int = 1000) -> int:
             FROM lost WHERE m.id = lost.id
             RETURNING m.id, m.priority, lost.status, lost.lease_until, lost.attempts, lost.provider
             """,
-            [idle_lanes, queued_lease() * 10, batch, queued_lease()],
+            [idle_lanes, cast(Any, queued_lease() * 10), batch, cast(Any, queued_lease())],  # timedeltas (see above)
         )
         lost = cursor.fetchall()
         record_lost_attempts([(row[0], row[4], row[5], row[3]) for row in lost if row[2] == Status.SENDING])

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import NoScriptError
+from redis.typing import EncodableT
 
 # The account's request rate: a token bucket (burst = one second's worth), shared by the plain
 # throttle script and the send requests' batch script.
@@ -296,7 +297,7 @@ class Limiter:
             for reply in replies
         ]
 
-    def _evalsha_all(self, calls: list[tuple[list[str], list[object]]]) -> list[Any]:
+    def _evalsha_all(self, calls: list[tuple[list[str], list[EncodableT]]]) -> list[Any]:
         with self.client.pipeline(transaction=False) as pipe:
             for keys, args in calls:
                 pipe.evalsha(self._decide.sha, len(keys), *keys, *args)
@@ -316,7 +317,7 @@ class Decide:
     rate: tuple[object, int] | None = None
 
 
-def _decide_call(request: Decide, now: int) -> tuple[list[str], list[object]]:
+def _decide_call(request: Decide, now: int) -> tuple[list[str], list[EncodableT]]:
     checks = request.checks
     keys = [request.quota_key, "", "", rate_key(request.rate[0]) if request.rate else ""]
     digests: list[str] = []
@@ -337,7 +338,7 @@ def _decide_call(request: Decide, now: int) -> tuple[list[str], list[object]]:
         keys += [f"mc:fq:{checks.account_id}:{checks.category}:{day}" for day in range(newest, oldest - 1, -1)]
         freq_expire_at = (newest + 1) * FREQUENCY_BUCKET_MS + longest + 1000
         addresses = checks.addresses
-    args: list[object] = [
+    args: list[EncodableT] = [
         now,
         request.quota_limit,
         request.quota_ttl,
