@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +64,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -131,14 +131,15 @@ class EmbeddedPostgres(_Server):
     def pgdata(self) -> Path:
         return self.directory / "pgdata"
 
-    def _run_as(self) -> dict[str, object]:
+    def _run_as(self) -> str | None:
+        """The user PostgreSQL runs as (it refuses to run as root); None: this process's user."""
         if os.geteuid() != 0:
-            return {}
+            return None
         try:
             pwd.getpwnam(_PG_SYSTEM_USER)
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", _PG_SYSTEM_USER], check=True, capture_output=True)
-        return {"user": _PG_SYSTEM_USER}
+        return _PG_SYSTEM_USER
 
     def _prepare_permissions(self) -> None:
         if os.geteuid() != 0:
@@ -185,7 +186,7 @@ class EmbeddedPostgres(_Server):
                 [self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"],
                 check=True,
                 capture_output=True,
-                **run_as,  # type: ignore[arg-type]
+                user=run_as,
             )
         stale = self.pgdata / "postmaster.pid"
         if stale.exists():
@@ -213,7 +214,7 @@ class EmbeddedPostgres(_Server):
             ],
             capture_output=True,
             text=True,
-            **run_as,  # type: ignore[arg-type]
+            user=run_as,
         )
         if result.returncode != 0:
             log = (self.pgdata / "server.log").read_text(errors="replace")[-2000:]
@@ -237,7 +238,7 @@ class EmbeddedPostgres(_Server):
             subprocess.run(
                 [self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop"],
                 capture_output=True,
-                **self._run_as(),  # type: ignore[arg-type]
+                user=self._run_as(),
             )
             for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGKILL):
                 if not _pid_alive(pid):

@@ -271,18 +271,17 @@ class Launcher:
 
     def _stop_all(self) -> None:
         print("\nStopping…", flush=True)
-        running = [c for c in self.children if c.process is not None and c.process.poll() is None]
-        for child in running:
+        running = [c.process for c in self.children if c.process is not None and c.process.poll() is None]
+        for process in running:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGTERM)  # type: ignore[union-attr]
+                os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in running:
-            assert child.process is not None
+        for process in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-        for child in running:
+                process.wait(max(0.1, deadline - time.monotonic()))
+        for process in running:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+                os.killpg(process.pid, signal.SIGKILL)
         if self.services is not None:
             self.services.stop()
         print("Stopped.", flush=True)

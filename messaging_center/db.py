@@ -18,7 +18,7 @@ from django.db import connection
 
 
 class _LoggedCursor(psycopg.Cursor[Any]):
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> _LoggedCursor:  # type: ignore[override]
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> _LoggedCursor:
         if not connection.queries_logged:
             super().execute(query, params, **kwargs)
             return self

@@ -149,8 +149,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         headers: dict[str, str] = {}
         if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
             headers["WWW-Authenticate"] = 'Bearer realm="api"'
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        # Throttled.__init__ sets `wait`; DRF's stubs leave the attribute out.
+        wait: float | None = getattr(exc, "wait", None) if isinstance(exc, exceptions.Throttled) else None
+        if wait is not None:
+            headers["Retry-After"] = str(max(1, int(wait + 0.999)))
         return Response(error_body(code, str(detail)), status=exc.status_code, headers=headers)
 
     set_rollback()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.conf import settings
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -67,7 +67,7 @@ def count(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:
 class QueueDepthCollector(Collector):
     """Reads each lane's queue length from the broker at scrape time."""
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("mc_queue_depth", "Tasks waiting in a lane's queue.", labels=["queue"])
         try:
             depths = queue_depths()

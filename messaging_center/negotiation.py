@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
 
 
 class JsonContentNegotiation(DefaultContentNegotiation):
@@ -12,7 +14,10 @@ class JsonContentNegotiation(DefaultContentNegotiation):
     header says, without parsing the header (docs/performance.md, Accept path). Views with several
     renderers (the schema) still negotiate."""
 
-    def select_renderer(self, request: Any, renderers: list[Any], format_suffix: str | None = None) -> tuple[Any, str]:
-        if len(renderers) == 1 and format_suffix is None:
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        # DRF passes the view's renderers as a list.
+        if format_suffix is None and isinstance(renderers, list) and len(renderers) == 1:
             return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)

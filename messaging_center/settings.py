@@ -15,6 +15,7 @@ from kombu import Exchange, Queue
 
 from devstack import embedded
 from messaging_center.env import env_bool, env_int, env_list, env_str, env_url
+from messaging_center.vocabulary import Priority
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = embedded.default_data_dir()
@@ -226,7 +227,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery -------------------------------------------------------------------------------------
-LANES = ("critical", "high", "normal", "bulk")
+# One lane (queue) per priority, highest first.
+LANES = tuple(Priority.values)
 QUEUES = (*(f"mc.{lane}" for lane in LANES), "mc.receipts", "mc.maintenance")
 # Countdown retries stay below this cap; the visibility timeout sits well above it so that a task
 # waiting on its countdown is never handed out twice (DESIGN.md, reliability rules).

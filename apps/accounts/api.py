@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authentication import request_account
 from apps.accounts.models import Account, PushPlatform, Recipient
 from apps.accounts.selectors import account_used_today, recipient_get, recipient_preferences
 from apps.accounts.services import PushTokenInput, account_set_callback, preferences_update, recipient_put
@@ -43,12 +44,12 @@ class AccountView(APIView):
             return value or None
 
     def get(self, request: Request) -> Response:
-        return Response(_account_body(request.user))
+        return Response(_account_body(request_account(request)))
 
     def patch(self, request: Request) -> Response:
         data = self.PatchInput(data=request.data)
         data.is_valid(raise_exception=True)
-        account: Account = request.user
+        account = request_account(request)
         url = data.validated_data.get("callback_url", account.callback_url or None)
         secret = account_set_callback(
             account=account, callback_url=url, rotate_secret=data.validated_data["rotate_callback_secret"]
@@ -97,7 +98,7 @@ class RecipientView(APIView):
 
     @extend_schema(responses=RecipientOutput)
     def get(self, request: Request, user_id: str) -> Response:
-        return Response(RecipientOutput(recipient_get(account_id=request.user.id, user_id=user_id)).data)
+        return Response(RecipientOutput(recipient_get(account_id=request_account(request).id, user_id=user_id)).data)
 
     @extend_schema(request=PutInput, responses=RecipientOutput)
     def put(self, request: Request, user_id: str) -> Response:
@@ -105,7 +106,7 @@ class RecipientView(APIView):
         data.is_valid(raise_exception=True)
         fields = data.validated_data
         recipient = recipient_put(
-            account=request.user,
+            account=request_account(request),
             user_id=user_id,
             phone=fields.get("phone") or "",
             email=fields.get("email") or "",
@@ -120,11 +121,11 @@ class RecipientView(APIView):
 class PreferencesView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, description="{category: {channel: subscribed}}")
     def get(self, request: Request, user_id: str) -> Response:
-        recipient = recipient_get(account_id=request.user.id, user_id=user_id)
+        recipient = recipient_get(account_id=request_account(request).id, user_id=user_id)
         return Response(recipient_preferences(recipient=recipient))
 
     @extend_schema(request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT})
     def patch(self, request: Request, user_id: str) -> Response:
-        recipient = recipient_get(account_id=request.user.id, user_id=user_id)
+        recipient = recipient_get(account_id=request_account(request).id, user_id=user_id)
         preferences_update(recipient=recipient, changes=request.data)
         return Response(recipient_preferences(recipient=recipient))

@@ -4,6 +4,7 @@ import hmac
 
 from django.http import HttpRequest
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from apps.accounts.models import Account, ApiKey
 from apps.accounts.services import hash_key, split_key
@@ -41,3 +42,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: HttpRequest) -> str:
         return f'{self.keyword} realm="api"'
+
+
+def request_account(request: Request) -> Account:
+    """The account whose API key authenticated the request (`request.user`, typed as Django's user)."""
+    principal: object = request.user
+    if not isinstance(principal, Account):
+        raise exceptions.NotAuthenticated()
+    return principal

@@ -28,11 +28,15 @@ def _type_patterns(country_code: str) -> tuple[_Desc, tuple[_Desc, ...]] | None:
         return None
     general_lengths = frozenset(metadata.general_desc.possible_length or ())
 
-    def desc(d: phonenumbers.PhoneNumberDesc) -> _Desc:
-        return re.compile(d.national_number_pattern), frozenset(d.possible_length or ()) or general_lengths
+    def desc(d: phonenumbers.PhoneNumberDesc, pattern: str) -> _Desc:
+        return re.compile(pattern), frozenset(d.possible_length or ()) or general_lengths
 
-    types = tuple(desc(d) for d in (metadata.mobile, metadata.fixed_line) if d is not None and d.national_number_pattern)
-    return desc(metadata.general_desc), types
+    types = tuple(
+        desc(d, d.national_number_pattern)
+        for d in (metadata.mobile, metadata.fixed_line)
+        if d is not None and d.national_number_pattern
+    )
+    return desc(metadata.general_desc, metadata.general_desc.national_number_pattern), types
 
 
 def _matches(national: str, description: _Desc) -> bool:

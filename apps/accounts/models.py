@@ -5,8 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from apps.templates.choices import Category, Channel
 from messaging_center import ids
+from messaging_center.vocabulary import Category, Channel
 
 
 def _default_timezone() -> str:

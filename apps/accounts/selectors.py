@@ -10,10 +10,10 @@ from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
 from apps.accounts.models import Account, PushToken, Recipient
-from apps.templates.choices import Category, Channel
 from messaging_center.broker import redis_client
 from messaging_center.db import bound_cursor
 from messaging_center.errors import NotFound
+from messaging_center.vocabulary import Category, Channel
 
 
 def quota_key(account: Account, at: dt.datetime) -> str:

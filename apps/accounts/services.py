@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from apps.accounts.contacts import email_normalized, phone_e164, timezone_valid
 from apps.accounts.models import Account, ApiKey, Preference, PushPlatform, PushToken, Recipient
-from apps.templates.choices import Category, Channel
 from messaging_center import crypto, outbound
 from messaging_center.errors import ValidationFailed
+from messaging_center.vocabulary import Category, Channel
 
 KEY_PREFIX_BYTES = 6  # 12 hex characters
 

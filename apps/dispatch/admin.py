@@ -63,7 +63,9 @@ class MessageAdmin(admin.ModelAdmin):
             rows,
         )
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Message], search_term: str):  # type: ignore[no-untyped-def]
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
+    ) -> tuple[QuerySet[Message], bool]:
         """Search also by public message or batch id (`msg_…`, `bat_…`)."""
         term = search_term.strip()
         for prefix, column in (("msg", "id"), ("bat", "batch_id")):

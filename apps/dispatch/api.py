@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.authentication import request_account
 from apps.dispatch import selectors, services, stats
 from apps.dispatch.models import Message
 from messaging_center.errors import ServiceError, ValidationFailed
@@ -103,25 +104,25 @@ class MessageListCreateView(APIView):
             key = _idempotency_key(request)
             data = request.data
         except (ServiceError, exceptions.APIException):
-            services.take_request_token(request.user)  # an unreadable request is throttled too
+            services.take_request_token(request_account(request))  # an unreadable request is throttled too
             raise
-        result = services.message_send(account=request.user, data=data, idempotency_key=key, throttle=True)
+        result = services.message_send(account=request_account(request), data=data, idempotency_key=key, throttle=True)
         return HttpResponse(result.body, status=result.status_code, content_type="application/json")
 
     def get(self, request: Request) -> Response:
-        page = selectors.message_search(account=request.user, params=request.query_params.dict())
+        page = selectors.message_search(account=request_account(request), params=request.query_params.dict())
         return Response({"results": [message_body(m, with_events=False) for m in page.results], "next": page.next})
 
 
 class MessageDetailView(APIView):
     def get(self, request: Request, message_id: str) -> Response:
-        message = selectors.message_get(account=request.user, public_id=message_id)
+        message = selectors.message_get(account=request_account(request), public_id=message_id)
         return Response(message_body(message, with_events=True))
 
 
 class MessageCancelView(APIView):
     def post(self, request: Request, message_id: str) -> Response:
-        message = selectors.message_get(account=request.user, public_id=message_id)
+        message = selectors.message_get(account=request_account(request), public_id=message_id)
         return Response(message_body(services.message_cancel(message=message), with_events=True))
 
 
@@ -141,7 +142,7 @@ class InboxView(APIView):
         if unread not in ("", "true", "false", "1", "0"):
             raise ValidationFailed("unread must be true or false.", errors={"unread": ["Must be true or false."]})
         page, unread_count = selectors.inbox_page(
-            account=request.user,
+            account=request_account(request),
             user_id=user_id,
             unread_only=unread in ("true", "1"),
             params=request.query_params,
@@ -151,15 +152,15 @@ class InboxView(APIView):
 
 class InboxReadView(APIView):
     def post(self, request: Request, user_id: str, message_id: str) -> Response:
-        message = selectors.inbox_item(account=request.user, user_id=user_id, public_id=message_id)
-        return Response(_inbox_item(services.inbox_mark_read(account=request.user, user_id=user_id, message=message)))
+        message = selectors.inbox_item(account=request_account(request), user_id=user_id, public_id=message_id)
+        return Response(_inbox_item(services.inbox_mark_read(account=request_account(request), user_id=user_id, message=message)))
 
 
 class InboxReadAllView(APIView):
     def post(self, request: Request, user_id: str) -> Response:
-        return Response({"updated": services.inbox_mark_all_read(account=request.user, user_id=user_id)})
+        return Response({"updated": services.inbox_mark_all_read(account=request_account(request), user_id=user_id)})
 
 
 class StatsView(APIView):
     def get(self, request: Request) -> Response:
-        return Response({"groups": stats.stats_get(account=request.user, params=request.query_params.dict())})
+        return Response({"groups": stats.stats_get(account=request_account(request), params=request.query_params.dict())})

@@ -12,10 +12,7 @@ from django.db import models
 from django.db.models import Q
 
 from messaging_center import crypto, ids
-
-CHANNELS = ("sms", "wechat", "wecom", "push", "inbox", "email")
-CATEGORIES = ("verification", "transactional", "marketing")
-PRIORITIES = ("critical", "high", "normal", "bulk")
+from messaging_center.vocabulary import Channel
 
 
 class Status(models.TextChoices):
@@ -182,7 +179,8 @@ class Provider(models.Model):
     (routing re-reads enabled providers every few seconds)."""
 
     name = models.SlugField(max_length=64, unique=True)
-    channel = models.CharField(max_length=16, choices=[(c, c) for c in CHANNELS])
+    # Labels are the values (as in migration 0001), not Channel's display labels.
+    channel = models.CharField(max_length=16, choices=[(c, c) for c in Channel.values])
     kind = models.CharField(max_length=32, help_text="The adapter: aliyun, tencent, twilio, …")
     weight = models.PositiveIntegerField(default=100, help_text="Share of traffic within its priority group.")
     priority_group = models.PositiveSmallIntegerField(

@@ -77,7 +77,8 @@ def message_search(*, account: Account, params: dict[str, Any]) -> Page:
         batch_id = ids.decode("bat", batch)
         if batch_id is None:
             errors["batch_id"] = ["Not a batch id."]
-        queryset = queryset.filter(batch_id=batch_id)
+        else:
+            queryset = queryset.filter(batch_id=batch_id)
     if to := params.get("to"):
         queryset = queryset.filter(address=to.strip())
     if after := params.get("created_after"):

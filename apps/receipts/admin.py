@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from apps.receipts.models import CallbackAttempt, Failover, ProviderReceipt, StatusCallback
 
@@ -13,10 +14,10 @@ class ProviderReceiptAdmin(admin.ModelAdmin):
     raw_id_fields = ("message",)
     show_full_result_count = False
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: ProviderReceipt | None = None) -> bool:
         return False
 
 
@@ -27,7 +28,7 @@ class CallbackAttemptInline(admin.TabularInline):
     readonly_fields = ("at", "url", "status_code", "error", "duration_ms")
     ordering = ("at",)
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: StatusCallback | None = None) -> bool:
         return False
 
 

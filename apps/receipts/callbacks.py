@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, cast
 
 import urllib3
 from django.conf import settings
@@ -164,7 +165,7 @@ def callbacks_deliver(*, callback_ids: Sequence[uuid.UUID]) -> list[Outcome]:
             WHERE id = ANY(%s) AND state = 'pending' AND next_attempt_at <= now()
             RETURNING id, account_id, body, attempts, created_at
             """,
-            [CLAIM_LEASE, list(callback_ids)],
+            [cast(Any, CLAIM_LEASE), list(callback_ids)],  # a timedelta: psycopg binds it, django-stubs leave it out
         )
         claimed = cursor.fetchall()
     if not claimed:
@@ -185,7 +186,7 @@ def callbacks_deliver(*, callback_ids: Sequence[uuid.UUID]) -> list[Outcome]:
     return outcomes
 
 
-def _finish(claimed: list[tuple], outcomes: list[Outcome], canceled: list[uuid.UUID]) -> None:  # type: ignore[type-arg]
+def _finish(claimed: list[tuple[Any, ...]], outcomes: list[Outcome], canceled: list[uuid.UUID]) -> None:
     now = timezone.now()
     by_id = {row[0]: row for row in claimed}
     CallbackAttempt.objects.bulk_create(

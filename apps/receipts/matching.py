@@ -7,9 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, transaction
 from redis.exceptions import RedisError
@@ -236,7 +236,7 @@ def receipts_match_pending() -> int:
     while True:
         # Applying reports is background work: like a bulk chunk, a batch waits for codes in flight.
         yield_to_critical()
-        batch = client.spop(PENDING_KEY, MATCH_BATCH)
+        batch = cast("Iterable[bytes | str] | None", client.spop(PENDING_KEY, MATCH_BATCH))  # SPOP with a count: members
         if not batch:
             # A push that adds ids after this point finds no schedule mark and queues a new task;
             # one that added them just before is caught by the second look.
@@ -323,7 +323,7 @@ def receipts_rematch(*, batch: int = 1000) -> int:
             SELECT id FROM receipts_providerreceipt
             WHERE matched_at IS NULL AND received_at > now() - %s ORDER BY received_at DESC LIMIT %s
             """,
-            [REMATCH_WINDOW, batch],
+            [cast(Any, REMATCH_WINDOW), batch],  # a timedelta: psycopg binds it, django-stubs leave it out
         )
         receipt_ids = [row[0] for row in cursor.fetchall()]
     return len(receipts_match(receipt_ids=receipt_ids))

@@ -11,11 +11,11 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from apps.templates.choices import Channel
 from apps.templates.models import MessageTemplate
 from apps.templates.services import template_check, template_delete, template_render
 from apps.templates.sms import sms_length
 from messaging_center.errors import ValidationFailed
+from messaging_center.vocabulary import Channel
 
 PREVIEW_FIELDS = ("channel", "category", "title", "content", "sms_signature", "sample_params")
 
@@ -57,7 +57,8 @@ class MessageTemplateForm(forms.ModelForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         candidate = copy.copy(self.instance)
         for name, value in cleaned.items():
             setattr(candidate, name, value)

@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.templates.choices import Category, Channel, Priority, Status
-from apps.templates.models import MessageTemplate
+from apps.accounts.authentication import request_account
+from apps.templates.models import MessageTemplate, Status
 from apps.templates.selectors import template_detail, template_list
 from apps.templates.services import (
     CODE_PATTERN,
@@ -23,6 +23,7 @@ from apps.templates.sms import sms_length
 from messaging_center import ids
 from messaging_center.errors import ServiceError
 from messaging_center.pagination import PageInput, keyset_page
+from messaging_center.vocabulary import Category, Channel, Priority
 
 MAX_WINDOW_SECONDS = 30 * 86400
 
@@ -107,7 +108,7 @@ class TemplateListView(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterInput(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        queryset = template_list(account_id=request.user.id, **filters.validated_data)
+        queryset = template_list(account_id=request_account(request).id, **filters.validated_data)
         rows, next_cursor = keyset_page(queryset, request.query_params)
         return Response({"results": TemplateOutput(rows, many=True).data, "next": next_cursor})
 
@@ -115,7 +116,7 @@ class TemplateListView(APIView):
     def post(self, request: Request) -> Response:
         data = self.CreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        template = template_create(account=request.user, **_changes(data.validated_data))
+        template = template_create(account=request_account(request), **_changes(data.validated_data))
         return Response(TemplateOutput(template).data, status=status.HTTP_201_CREATED)
 
 
@@ -130,11 +131,11 @@ class TemplateDetailView(APIView):
 
     @extend_schema(responses=TemplateOutput)
     def get(self, request: Request, code: str) -> Response:
-        return Response(TemplateOutput(template_detail(account_id=request.user.id, code=code)).data)
+        return Response(TemplateOutput(template_detail(account_id=request_account(request).id, code=code)).data)
 
     @extend_schema(request=PatchInput, responses=TemplateOutput)
     def patch(self, request: Request, code: str) -> Response:
-        template = template_detail(account_id=request.user.id, code=code)
+        template = template_detail(account_id=request_account(request).id, code=code)
         data = self.PatchInput(data=request.data, partial=True, context={"code": code})
         data.is_valid(raise_exception=True)
         changes = _changes(data.validated_data)
@@ -144,7 +145,7 @@ class TemplateDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, code: str) -> Response:
-        template_delete(template=template_detail(account_id=request.user.id, code=code))
+        template_delete(template=template_detail(account_id=request_account(request).id, code=code))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -172,7 +173,7 @@ class TemplatePreviewView(APIView):
         ),
     )
     def post(self, request: Request, code: str) -> Response:
-        template = template_detail(account_id=request.user.id, code=code)
+        template = template_detail(account_id=request_account(request).id, code=code)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         rendered = template_render(template=template, params=data.validated_data["params"])

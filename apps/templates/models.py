@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.db import models
 
 from apps.accounts.models import Account
-from apps.templates.choices import (
+from messaging_center import ids
+from messaging_center.vocabulary import (
     DEFAULT_DEDUP_WINDOW,
     DEFAULT_FREQUENCY_LIMITS,
     DEFAULT_PRIORITY,
@@ -11,9 +12,12 @@ from apps.templates.choices import (
     Category,
     Channel,
     Priority,
-    Status,
 )
-from messaging_center import ids
+
+
+class Status(models.TextChoices):
+    ACTIVE = "active"
+    DISABLED = "disabled"
 
 
 class MessageTemplate(models.Model):

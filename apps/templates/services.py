@@ -11,10 +11,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.templates.choices import Category, Channel, Status
-from apps.templates.models import MessageTemplate
+from apps.templates.models import MessageTemplate, Status
 from apps.templates.rendering import PlaceholderError, compile_text, stringify
 from messaging_center.errors import ValidationFailed
+from messaging_center.vocabulary import Category, Channel
 
 CODE_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
 PROVIDER_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")

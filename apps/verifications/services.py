@@ -91,7 +91,9 @@ def verification_send(*, account: Account, data: Any) -> SentCode:
                 code=outcome.get("code") or "verification_not_sent",
                 status_code=REFUSALS.get(outcome.get("code", ""), 422),
             )
-        message = Message.objects.only("id", "expires_at").get(id=ids.decode("msg", outcome["id"]))
+        message_id = ids.decode("msg", outcome["id"])
+        assert message_id is not None  # the id of our own send's response
+        message = Message.objects.only("id", "expires_at").get(id=message_id)
         verification = Verification.objects.create(
             account=account,
             address=address,

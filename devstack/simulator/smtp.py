@@ -52,7 +52,7 @@ class Handler:
         self.state = state
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        parsed = message_from_bytes(envelope.content or b"", policy=email.policy.default)
+        parsed = message_from_bytes(envelope.original_content or b"", policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         message_id = str(parsed.get("Message-ID") or "")
         request = {

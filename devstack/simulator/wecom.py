@@ -44,8 +44,11 @@ def _content(body: dict[str, Any]) -> str | None:
     if body.get("msgtype") == "text" and isinstance(body.get("text"), dict):
         return body["text"].get("content") if isinstance(body["text"].get("content"), str) else None
     card = body.get("textcard")
-    is_card = isinstance(card, dict) and all(isinstance(card.get(k), str) for k in ("title", "url"))
-    if body.get("msgtype") == "textcard" and is_card:
+    if (
+        body.get("msgtype") == "textcard"
+        and isinstance(card, dict)
+        and all(isinstance(card.get(k), str) for k in ("title", "url"))
+    ):
         return str(card.get("description") or "")
     return None
 

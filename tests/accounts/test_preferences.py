@@ -5,7 +5,7 @@ from django.db import IntegrityError
 
 from apps.accounts.models import Account, Preference, PushToken, Recipient
 from apps.accounts.selectors import preferences_opted_out, recipients_by_user_id
-from apps.templates.choices import Category, Channel
+from messaging_center.vocabulary import Category, Channel
 
 pytestmark = pytest.mark.django_db
 

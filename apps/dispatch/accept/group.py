@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -208,7 +209,7 @@ def _apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -
             metrics.PLATFORM_CAP_REFUSALS.labels(template.category).inc(capped)
 
 
-def write_group(sends: list[PreparedSend]) -> list[SendResult | object]:
+def write_group(sends: Sequence[PreparedSend]) -> list[SendResult | object]:
     """Writes a group of sends in one transaction; returns each one's response or error. It never
     raises: a group is not written a second time (its limits are already counted)."""
     results: list[SendResult | object | None] = [None] * len(sends)
@@ -239,7 +240,7 @@ def write_group(sends: list[PreparedSend]) -> list[SendResult | object]:
         result = results[came_first]
         same = isinstance(result, SendResponse) and sends[came_first].fingerprint == sends[i].fingerprint
         results[i] = result if same else AGAIN
-    return results  # type: ignore[return-value]
+    return results
 
 
 def _write_in_transaction(

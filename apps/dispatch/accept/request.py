@@ -8,11 +8,11 @@ from typing import Any
 
 from apps.dispatch.contacts import ADDRESS_KEYS
 from messaging_center.errors import ServiceError, ValidationFailed
+from messaging_center.vocabulary import Priority
 
 MAX_RECIPIENTS = 1000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 SEND_AT_PAST_TOLERANCE = dt.timedelta(minutes=5)
-PRIORITIES = ("critical", "high", "normal", "bulk")
 ENTRY_KEYS = frozenset({*ADDRESS_KEYS, "user_id", "params"})
 IDENTITY_KEYS = frozenset({*ADDRESS_KEYS, "user_id"})
 TOP_LEVEL_KEYS = frozenset({"template", "to", "params", "priority", "send_at", "ttl"})
@@ -89,6 +89,7 @@ def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
     template = data.get("template")
     if not isinstance(template, str) or not template:
         errors["template"] = ["A template code is required."]
+        template = ""
     elif _NUL in template:
         errors["template"] = ["Must not contain NUL characters."]
     to = data.get("to")
@@ -124,8 +125,8 @@ def parse_request(data: Any, *, now: dt.datetime) -> SendRequest:
         entries.append({**entry, "params": _params(entry.get("params"), f"to[{index}].params", errors)})
     shared = _params(data.get("params"), "params", errors)
     priority = data.get("priority")
-    if priority is not None and priority not in PRIORITIES:
-        errors["priority"] = [f"Must be one of {', '.join(PRIORITIES)}."]
+    if priority is not None and priority not in Priority.values:
+        errors["priority"] = [f"Must be one of {', '.join(Priority.values)}."]
     ttl = data.get("ttl")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL_SECONDS):
         errors["ttl"] = [f"Must be an integer number of seconds from 1 to {MAX_TTL_SECONDS}."]

@@ -58,7 +58,8 @@ def message_send(
         _publish(send)
     if isinstance(result, Exception):
         raise result
+    assert isinstance(result, SendResponse)  # neither an error nor AGAIN (the loop above)
     accepted = sum(1 for e in send.entries if e.status in (Status.QUEUED, Status.SCHEDULED)) if send.written else 0
     if accepted:
         metrics.MESSAGES_ACCEPTED.labels(send.template.channel, send.lane).inc(accepted)
-    return result  # type: ignore[return-value]
+    return result

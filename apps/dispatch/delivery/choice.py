@@ -143,21 +143,21 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
 def group_into_calls(choice: Choice, attempts: list[Attempt]) -> None:
     """Adds the attempts to the choice: routed ones to a provider's batch call or a single send."""
     choice.attempts.extend(attempts)
-    batches: dict[str, list[Attempt]] = {}
+    batches: dict[str, tuple[routing.Route, list[Attempt]]] = {}
     for attempt in attempts:
         route = attempt.route
         if attempt.outcome is not None or route is None:
             continue
         # A provider-side rate limit is taken per message, so those go one by one.
         if route.adapter.sends_batches and not route.rate_limit:
-            batches.setdefault(route.name, []).append(attempt)
+            batches.setdefault(route.name, (route, []))[1].append(attempt)
         else:
             choice.singles.append(attempt)
-    for group in batches.values():
-        size = group[0].route.adapter.max_batch  # type: ignore[union-attr]
+    for route, group in batches.values():
+        size = route.adapter.max_batch
         for start in range(0, len(group), size):
             part = group[start : start + size]
-            askable = len(part) > 1 and part[0].route.adapter.can_be_asked  # type: ignore[union-attr]
+            askable = len(part) > 1 and route.adapter.can_be_asked
             choice.parts.append((part, f"{BATCH_REFERENCE}{ids.uuid7().hex}" if askable else ""))
 
 

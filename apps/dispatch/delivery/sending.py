@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from django.conf import settings
 
@@ -113,6 +113,10 @@ def push_targets(messages: Sequence[Claimed]) -> dict[uuid.UUID, list[tuple[str,
     return {m.id: tokens.get((m.account_id, m.user_id), []) for m in by_user}
 
 
+def _template_of(message: Claimed, templates: Mapping[uuid.UUID, MessageTemplate]) -> MessageTemplate | None:
+    return templates.get(message.template_id) if message.template_id else None
+
+
 def _send_to_devices(
     attempt: Attempt, devices: list[tuple[str, str]], templates: dict[uuid.UUID, MessageTemplate]
 ) -> SendResult | ProviderError:
@@ -128,7 +132,7 @@ def _send_to_devices(
         if route is None:
             errors.append(ProviderError("no_provider", f"No enabled push provider for {platform} tokens.", permanent=True))
             continue
-        outcome = _send_one(route, _outbound(attempt.message, templates.get(attempt.message.template_id), route, to=token))  # type: ignore[arg-type]
+        outcome = _send_one(route, _outbound(attempt.message, _template_of(attempt.message, templates), route, to=token))
         if isinstance(outcome, SendResult):
             if not accepted:
                 attempt.route = route  # the message is recorded as sent through its first accepting provider
@@ -178,15 +182,18 @@ def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = N
         for a in attempts
         if a.outcome is None and a.message.id in fanout
     ]
-    futures = [
-        executor().submit(_send_one, a.route, _outbound(a.message, templates.get(a.message.template_id), a.route))  # type: ignore[arg-type]
-        for a in singles
-    ]
+    futures = []
+    for single in singles:
+        route = single.route
+        assert route is not None  # group_into_calls leaves out attempts without a route
+        futures.append(
+            executor().submit(_send_one, route, _outbound(single.message, _template_of(single.message, templates), route))
+        )
     batch_futures = []
     for part, reference in parts:
         route = part[0].route
         assert route is not None
-        outbound = [_outbound(a.message, templates.get(a.message.template_id), route, batch_reference=reference) for a in part]
+        outbound = [_outbound(a.message, _template_of(a.message, templates), route, batch_reference=reference) for a in part]
         batch_futures.append((part, executor().submit(_send_batch, route, outbound)))
     for attempt, future in zip(singles, futures, strict=True):
         attempt.outcome = future.result()

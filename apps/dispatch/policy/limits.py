@@ -18,6 +18,7 @@ from typing import Any
 
 from redis import Redis
 from redis.exceptions import NoScriptError
+from redis.typing import EncodableT
 
 from apps.dispatch.policy.limits_script import BATCH_DECIDE_SCRIPT, RATE_BUCKET_SCRIPT
 
@@ -119,7 +120,7 @@ class Limiter:
             for reply in replies
         ]
 
-    def _evalsha_all(self, calls: list[tuple[list[str], list[object]]]) -> list[Any]:
+    def _evalsha_all(self, calls: list[tuple[list[str], list[EncodableT]]]) -> list[Any]:
         with self.client.pipeline(transaction=False) as pipe:
             for keys, args in calls:
                 pipe.evalsha(self._decide.sha, len(keys), *keys, *args)
@@ -148,7 +149,7 @@ def _day_buckets(limits: tuple[tuple[int, int], ...], now: int) -> tuple[list[li
     return in_ms, range(newest, oldest - 1, -1), (newest + 1) * FREQUENCY_BUCKET_MS + longest + 1000
 
 
-def _decide_call(request: Decide, now: int) -> tuple[list[str], list[object]]:
+def _decide_call(request: Decide, now: int) -> tuple[list[str], list[EncodableT]]:
     checks = request.checks
     keys = [request.quota_key, "", "", rate_key(request.rate[0]) if request.rate else ""]
     digests: list[str] = []
@@ -172,7 +173,7 @@ def _decide_call(request: Decide, now: int) -> tuple[list[str], list[object]]:
         keys += [platform_key(checks.category, day) for day in days]
     if checks is not None and (freq_limits or cap_limits):
         addresses = checks.addresses
-    args: list[object] = [
+    args: list[EncodableT] = [
         now,
         request.quota_limit,
         request.quota_ttl,

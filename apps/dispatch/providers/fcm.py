@@ -73,7 +73,9 @@ def _error_reply(response: HttpResponse) -> ProviderError | None:
     if not isinstance(error, dict):
         return None
     status = str(error.get("status") or "")
-    details = error.get("details") if isinstance(error.get("details"), list) else []
+    details = error.get("details")
+    if not isinstance(details, list):
+        details = []
     fcm_code = next(
         (str(d.get("errorCode")) for d in details if isinstance(d, dict) and d.get("@type") == FCM_ERROR_TYPE), status
     )

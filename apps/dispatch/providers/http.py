@@ -70,8 +70,10 @@ def timeouts_from(settings: Mapping[str, str]) -> tuple[float, float]:
 
 
 def _positive_float(value: str | None, default: float) -> float:
+    if not value:
+        return default
     try:
-        number = float(value) if value not in (None, "") else default
+        number = float(value)
     except ValueError:
         return default
     return number if number > 0 else default
@@ -82,7 +84,7 @@ def invalid_timeouts(settings: Mapping[str, str]) -> list[str]:
     invalid = []
     for name in ("connect_timeout", "read_timeout"):
         value = settings.get(name)
-        if value in (None, ""):
+        if not value:
             continue
         try:
             if float(value) <= 0:

@@ -168,9 +168,10 @@ class TencentSms(ProviderAdapter):
         response = self.http.request("POST", self.endpoint + "/", headers=headers, body=payload)
         raise_for_response(response, _error_reply)
         answer = response.json()
-        if not isinstance(answer, dict) or not isinstance(answer.get("Response"), dict):
+        body = answer.get("Response") if isinstance(answer, dict) else None
+        if not isinstance(body, dict):
             raise ProviderError("bad_response", f"HTTP {response.status}: no Response object", permanent=False, ambiguous=True)
-        return answer["Response"]
+        return body
 
     def _send_sms(self, messages: Sequence[OutboundMessage], session_context: str) -> list[SendResult | ProviderError]:
         """One SendSms for messages of one signature, template and parameters → their outcomes in order."""

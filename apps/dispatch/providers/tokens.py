@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 import redis
 
@@ -90,9 +90,7 @@ class SharedToken:
 
     def refresh(self, *, stale: str) -> str:
         """A new token after the provider rejected `stale`, fetched once however many workers ask."""
-        token = self._refresh(stale=stale)
-        assert token is not None  # a blocking refresh returns a token or raises
-        return token
+        return self._refresh(stale=stale)
 
     def _read(self) -> tuple[str, float] | None:
         try:
@@ -107,7 +105,14 @@ class SharedToken:
         except (ValueError, KeyError, TypeError):
             return None
 
+    @overload
+    def _refresh(self, *, stale: str | None, blocking: Literal[True] = True) -> str: ...
+    @overload
+    def _refresh(self, *, stale: str | None, blocking: Literal[False]) -> str | None: ...
+
     def _refresh(self, *, stale: str | None, blocking: bool = True) -> str | None:
+        """A blocking refresh returns a token or raises; a non-blocking one returns None when another
+        worker holds the lock."""
         lock = self.client.lock(f"{self.key}:lock", timeout=LOCK_TTL_S, blocking_timeout=self.wait_s)
         try:
             acquired = lock.acquire(blocking=blocking)

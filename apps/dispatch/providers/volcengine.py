@@ -238,9 +238,10 @@ class VolcengineSms(ProviderAdapter):
         response = self.http.request("POST", f"{self.endpoint}/?{canonical_query(query)}", headers=headers, body=payload)
         raise_for_response(response, _error_reply)
         answer = response.json()
-        if not isinstance(answer, dict) or not isinstance(answer.get("Result"), dict):
+        result = answer.get("Result") if isinstance(answer, dict) else None
+        if not isinstance(result, dict):
             raise ProviderError("bad_response", f"HTTP {response.status}: no Result object", permanent=False, ambiguous=True)
-        return answer["Result"]
+        return result
 
     def _sign(self, message: OutboundMessage) -> str:
         return message.sms_signature or self.settings.get("sign_name", "")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Health:
             with self.client.pipeline(transaction=False) as pipe:
                 for provider, (successes, failures) in tally.items():
                     buckets = self._bucket_keys(provider, now)
-                    args = [
+                    args: list[EncodableT] = [
                         successes,
                         now,
                         BUCKET_SECONDS * (WINDOW_BUCKETS + 1),

@@ -58,7 +58,7 @@ class _Routes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded_at = 0.0
-        self._version: bytes | None = None
+        self._version: bytes | str | None = None
         self._by_channel: dict[str, list[Route]] = {}
         self._by_name: dict[str, Route] = {}
         self._adapters: dict[tuple[str, str], ProviderAdapter] = {}

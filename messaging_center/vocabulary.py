@@ -1,5 +1,8 @@
-"""Channels, categories, priorities and the category defaults (API.md); no model imports here, so
-that apps.accounts can use them too."""
+"""The words every app shares: channels, categories, priorities and the category defaults (API.md).
+
+Below apps.accounts and apps.templates, which both use them; no model imports here. `Priority` is also
+the list of lanes, highest first: one broker queue each (settings.LANES) and one accepted value of a
+send request's `priority`."""
 
 from __future__ import annotations
 
@@ -26,11 +29,6 @@ class Priority(models.TextChoices):
     HIGH = "high"
     NORMAL = "normal"
     BULK = "bulk"
-
-
-class Status(models.TextChoices):
-    ACTIVE = "active"
-    DISABLED = "disabled"
 
 
 MINUTE, HOUR, DAY = 60, 3600, 86400

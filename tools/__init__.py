@@ -1,0 +1,1 @@
+"""Project tooling run by `make lint` (not part of the product)."""
