@@ -85,7 +85,8 @@ def account_set_callback(*, account: Account, callback_url: str | None, rotate_s
                 outbound.check(callback_url, allow_private=False)
         except outbound.Refused as refused:
             raise ValidationFailed(
-                f"The callback URL cannot be used: {refused}.", errors={"callback_url": [f"{str(refused).capitalize()}."]}
+                f"The callback URL cannot be used: {refused}.",
+                errors={"callback_url": [f"{str(refused)[:1].upper()}{str(refused)[1:]}."]},
             ) from refused
     account.callback_url = callback_url or ""
     if (account.callback_url and not account.callback_secret_encrypted) or rotate_secret:
