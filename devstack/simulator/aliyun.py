@@ -12,7 +12,8 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from apps.dispatch.providers.aliyun import CHINA, e164, national_number, signature
+from apps.dispatch.providers.aliyun import CHINA, national_number, signature
+from apps.dispatch.providers.numbers import reported_e164
 from devstack.simulator.common import STATE_KEY, Push, json_array_pushes, json_response, simulate
 from devstack.simulator.state import Record, SentMessage, SimulatorState
 
@@ -157,7 +158,7 @@ async def _send_batch_sms(request: web.Request, params: dict[str, str]) -> web.R
 def _accept(state: SimulatorState, params: dict[str, str], entries: list[tuple[str, str, Any]]) -> str:
     biz_id = f"{900000000000000000 + state.next_id()}^0"
     for phone, sign_name, template_params in entries:
-        to = e164(phone)
+        to = reported_e164(phone)
         message_id = params.get("OutId") or None
         state.record(Record(PROVIDER, to, message_id, params, provider_message_id=biz_id))
         content = f"【{sign_name}】{params['TemplateCode']} {json.dumps(template_params, ensure_ascii=False)}"
@@ -176,7 +177,7 @@ def _query_send_details(state: SimulatorState, params: dict[str, str]) -> web.Re
         return _error(400, "InvalidParameter", "SendDate is yyyyMMdd; PageSize and CurrentPage are integers.")
     if not 1 <= page_size <= 50 or page < 1:
         return _error(400, "InvalidParameter", "PageSize is 1-50 and CurrentPage starts at 1.")
-    phone = national_number(e164(params["PhoneNumber"]))
+    phone = national_number(reported_e164(params["PhoneNumber"]))
     if params.get("BizId"):
         candidates = state.sent_messages(PROVIDER, params["BizId"])
     else:

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from apps.dispatch.providers.numbers import reported_e164
 from apps.dispatch.providers.volcengine import (
     ALGORITHM,
     BATCH_VERSION,
@@ -28,7 +29,6 @@ from apps.dispatch.providers.volcengine import (
     MAX_NUMBERS_PER_CALL,
     SEND_VERSION,
     SERVICE,
-    e164,
     phone_number,
     signature,
 )
@@ -175,7 +175,7 @@ async def _send(request: web.Request, params: dict[str, Any], entries: list[tupl
     def accept() -> web.Response:
         message_ids = []
         for phone, values in decoded:
-            to, message_id = e164(phone), str(uuid.uuid4())
+            to, message_id = reported_e164(phone), str(uuid.uuid4())
             state.record(Record(PROVIDER, to, tag, params, provider_message_id=message_id))
             content = f"【{params['Sign']}】{params['TemplateID']} {json.dumps(values, ensure_ascii=False)}"
             state.accept(
@@ -219,7 +219,7 @@ def _send_details(request: web.Request, params: dict[str, Any]) -> web.Response:
         m
         for m in candidates
         if m.sender == params["subAccount"]
-        and (not phone or m.to == e164(str(phone)))
+        and (not phone or m.to == reported_e164(str(phone)))
         and m.sent_at.astimezone(CHINA).date() == day
     ]
     rows = [

@@ -33,6 +33,7 @@ from apps.dispatch.providers.http import (
     invalid_connection_settings,
     raise_for_response,
 )
+from apps.dispatch.providers.numbers import reported_e164
 
 API_VERSION = "2017-05-25"
 DEFAULT_ENDPOINT = "https://dysmsapi.aliyuncs.com"
@@ -125,11 +126,6 @@ def national_number(e164: str) -> str:
     """Aliyun takes mainland numbers bare and others with their country code, never with '+'."""
     digits = e164.lstrip("+")
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
-
-
-def e164(number: str) -> str:
-    digits = number.lstrip("+")
-    return f"+86{digits}" if len(digits) == 11 and digits.startswith("1") else f"+{digits}"
 
 
 def china_time(value: Any) -> dt.datetime:
@@ -258,7 +254,7 @@ class AliyunSms(ProviderAdapter):
                     provider=self.kind,
                     provider_message_id=str(report["biz_id"]),
                     message_id=report.get("out_id") or None,
-                    to=e164(str(report["phone_number"])) if report.get("phone_number") else None,
+                    to=reported_e164(str(report["phone_number"])) if report.get("phone_number") else None,
                     status="delivered" if report["success"] else "undelivered",
                     code=str(report.get("err_code") or ""),
                     detail=str(report.get("err_msg") or ""),
@@ -331,7 +327,7 @@ class AliyunSms(ProviderAdapter):
                     provider=self.kind,
                     provider_message_id=biz_id or None,
                     message_id=detail.get("OutId") or None,
-                    to=e164(str(detail.get("PhoneNum") or phone)),
+                    to=reported_e164(str(detail.get("PhoneNum") or phone)),
                     status="delivered" if detail["SendStatus"] == 3 else "undelivered",
                     code=str(detail.get("ErrCode") or ""),
                     detail="",

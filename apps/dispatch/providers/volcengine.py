@@ -32,6 +32,7 @@ from apps.dispatch.providers.base import (
     send_grouped,
 )
 from apps.dispatch.providers.http import HttpResponse, invalid_connection_settings, raise_for_response
+from apps.dispatch.providers.numbers import reported_e164
 
 ALGORITHM = "HMAC-SHA256"
 SERVICE = "volcSMS"
@@ -165,12 +166,6 @@ def phone_number(e164_number: str) -> str:
     """Mainland numbers as their 11 digits (the form the documents' examples and reports use),
     others in E.164, which Volcengine requires for them."""
     return e164_number[3:] if e164_number.startswith("+86") and len(e164_number) == 14 else e164_number
-
-
-def e164(number: str) -> str:
-    if number.startswith("+"):
-        return number
-    return f"+86{number}" if len(number) == 11 and number.startswith("1") else f"+{number}"
 
 
 def reported_at(value: Any) -> dt.datetime | None:
@@ -312,7 +307,7 @@ class VolcengineSms(ProviderAdapter):
                     provider=self.kind,
                     provider_message_id=str(report["message_id"]),
                     message_id=str(report.get("ext") or "") or None,
-                    to=e164(mobile) if mobile else None,
+                    to=reported_e164(mobile) if mobile else None,
                     status="delivered" if status_code == "0" else "undelivered",
                     code=status_code,
                     detail=str(report.get("description") or ""),
