@@ -41,6 +41,7 @@ lint: $(STAMP)
 	$(TYPECHECK_ENV) $(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-logo
 	$(PY) tools/check_structure.py
+	$(TYPECHECK_ENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

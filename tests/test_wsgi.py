@@ -94,6 +94,12 @@ def test_an_oversized_body_is_refused_before_it_is_read(api) -> None:
     assert status == 413 and json.loads(content)["code"] == "payload_too_large"
 
 
+def test_the_api_address_make_run_prints_answers_without_a_key() -> None:
+    status, _, content = _call("GET", "/api/v1/")
+    assert status == 200, content
+    assert json.loads(content)["docs"] == "/api/docs/"
+
+
 def test_admin_keeps_the_full_chain() -> None:
     status, headers, content = _call("GET", "/admin/login/")
     assert status == 200, content[:300]

@@ -11,6 +11,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
+        import apps.accounts.schema  # noqa: F401 - registers the API key's OpenAPI security scheme
         from apps.accounts.authentication import API_KEYS
         from apps.accounts.models import Account, ApiKey
 

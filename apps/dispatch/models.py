@@ -228,7 +228,7 @@ HOUR, DAY = 3600, 86400
 PLATFORM_CAP_CATEGORIES = ("verification", "marketing")
 # The shipped platform-wide caps per address, across all accounts: (per hour, per day), None = no cap
 # in that window. A category without a row gets these (the data migration writes the same values).
-# They sit above the per-account defaults (apps/templates/choices.py: verification 5 per hour and
+# They sit above the per-account defaults (messaging_center/vocabulary.py: verification 5 per hour and
 # 10 per day, marketing 3 per day), so that one account alone always meets its own limit first:
 # - verification 10 per hour, 20 per day: two accounts' whole allowance. A person signing in to two
 #   services and retrying at both limits is never stopped; a third sender hammering the number is.

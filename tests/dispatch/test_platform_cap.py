@@ -27,9 +27,9 @@ from apps.dispatch.policy.limits import (
     platform_key,
 )
 from apps.dispatch.policy.platform_caps import CAPS, platform_limits
-from apps.templates.choices import DEFAULT_FREQUENCY_LIMITS
 from apps.verifications.models import Verification
 from messaging_center.broker import redis_client
+from messaging_center.vocabulary import DEFAULT_FREQUENCY_LIMITS
 from tests.conftest import ApiClient
 from tests.dispatch.test_send_groups import _held_key
 from tests.helpers import post_send_from_thread, wait_until

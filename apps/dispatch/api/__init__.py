@@ -1,0 +1,1 @@
+"""The dispatch API, a module per resource: messages, inbox, stats."""

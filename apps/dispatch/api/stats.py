@@ -1,0 +1,62 @@
+"""`GET /stats`."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.authentication import request_account
+from apps.dispatch import stats
+from apps.dispatch.api.messages import _TIMESTAMP
+from messaging_center.schema import AUTHENTICATED, error_responses
+
+
+# Documents what stats.stats_get writes.
+@extend_schema_serializer(
+    component_name="StatsGroup", description="One group's figures; a rate is null where it would divide by 0."
+)
+class StatsGroupOutput(serializers.Serializer):
+    key = serializers.CharField(help_text="The provider, channel, template code or day (YYYY-MM-DD, UTC) of the group.")
+    total = serializers.IntegerField()
+    sent = serializers.IntegerField(help_text="Accepted by a provider (sent, delivered or undelivered).")
+    delivered = serializers.IntegerField()
+    undelivered = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    expired = serializers.IntegerField()
+    suppressed = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True, help_text="Accepted by a provider / handed to one.")
+    receipt_rate = serializers.FloatField(allow_null=True, help_text="With a receipt / sent.")
+    delivery_rate = serializers.FloatField(allow_null=True, help_text="Delivered / sent.")
+    latency_p50_ms = serializers.IntegerField(allow_null=True, help_text="Accepted → delivered.")
+    latency_p95_ms = serializers.IntegerField(allow_null=True, help_text="Accepted → delivered.")
+    fill_rate = serializers.FloatField(allow_null=True, help_text="Verification codes checked valid / codes sent.")
+
+
+@extend_schema(tags=["stats"])
+class StatsView(APIView):
+    @extend_schema(
+        operation_id="stats_get",
+        summary="Delivery statistics",
+        description="Delivery figures of the account's own messages, grouped.",
+        parameters=[
+            OpenApiParameter("group_by", enum=list(stats.GROUP_KEYS), default="day"),
+            OpenApiParameter("created_after", OpenApiTypes.DATETIME, description=f"Inclusive. {_TIMESTAMP}"),
+            OpenApiParameter("created_before", OpenApiTypes.DATETIME, description=f"Exclusive. {_TIMESTAMP}"),
+        ],
+        responses={
+            200: inline_serializer("Stats", {"groups": StatsGroupOutput(many=True)}),
+            **error_responses(*AUTHENTICATED, "validation_error"),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"groups": stats.stats_get(account=request_account(request), params=request.query_params.dict())})
