@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
+from django.utils import timezone
 
 from messaging_center import metrics
 from messaging_center.errors import json_error
@@ -85,3 +87,17 @@ def client_address(request: HttpRequest) -> str | None:
     header = settings.ADMIN_CLIENT_ADDRESS_HEADER
     forwarded = request.META.get(header, "") if header else ""
     return forwarded.split(",")[0].strip() or request.META.get("REMOTE_ADDR")
+
+
+class ApiUtcMiddleware:
+    """The API answers in UTC (messaging_center/times.py): DRF renders its timestamps in the current
+    time zone, which is UTC for /api/ and settings.TIME_ZONE elsewhere (the admin)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        with timezone.override(dt.UTC):
+            return self.get_response(request)

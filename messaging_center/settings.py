@@ -101,6 +101,7 @@ MIDDLEWARE = [
     "messaging_center.middleware.BodySizeLimitMiddleware",
     # Before sessions and CSRF: a sign-in refused for the flood costs next to nothing.
     "messaging_center.middleware.AdminLoginGuardMiddleware",
+    "messaging_center.middleware.ApiUtcMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -118,6 +119,7 @@ ROOT_URLCONF = "messaging_center.urls"
 API_MIDDLEWARE = [
     "messaging_center.middleware.RequestMetricsMiddleware",
     "messaging_center.middleware.BodySizeLimitMiddleware",
+    "messaging_center.middleware.ApiUtcMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]

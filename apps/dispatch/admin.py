@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.dispatch import selectors, services
@@ -54,12 +55,22 @@ class MessageAdmin(admin.ModelAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (f"{e.at:%Y-%m-%d %H:%M:%S}", e.status, e.code, e.detail, e.provider, "" if e.attempt is None else e.attempt)
+                (
+                    f"{timezone.localtime(e.at):%Y-%m-%d %H:%M:%S}",
+                    e.status,
+                    e.code,
+                    e.detail,
+                    e.provider,
+                    "" if e.attempt is None else e.attempt,
+                )
                 for e in selectors.message_timeline(message)
             ),
         )
+        # In the operator's zone like every other time in admin, and labelled (the API answers in UTC).
         return format_html(
-            "<table><tr><th>at</th><th>status</th><th>code</th><th>detail</th><th>provider</th><th>attempt</th></tr>{}</table>",
+            "<table><tr><th>at ({})</th><th>status</th><th>code</th><th>detail</th><th>provider</th><th>attempt</th></tr>"
+            "{}</table>",
+            timezone.get_current_timezone_name(),
             rows,
         )
 

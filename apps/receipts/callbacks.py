@@ -32,6 +32,7 @@ from apps.receipts.models import CallbackAttempt, StatusCallback
 from messaging_center import celery_app, ids, metrics, outbound
 from messaging_center.backoff import backoff_seconds
 from messaging_center.db import bound_cursor, json_rows
+from messaging_center.times import api_time
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def callbacks_create(*, owed: Sequence[tuple[uuid.UUID, uuid.UUID, str]], status
     if not owed:
         return []
     now = timezone.now()
-    at = now.isoformat().replace("+00:00", "Z")
+    at = api_time(now)
     bodies = [
         json.dumps(
             {"type": "message.status", "message_id": ids.encode("msg", mid), "status": status, "code": code, "at": at},

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import request_account
 from apps.verifications import services
 from messaging_center.schema import AUTHENTICATED, JSON_BODY, error_responses
+from messaging_center.times import api_time
 
 # check → reason, as services.verification_check answers it
 FAILURE_REASONS = ("invalid", "expired", "too_many_attempts")
@@ -70,7 +71,7 @@ class VerificationSendView(APIView):
         body = {
             "id": sent.verification.public_id,
             "message_id": sent.message_public_id,
-            "expires_at": sent.verification.expires_at.isoformat(),
+            "expires_at": api_time(sent.verification.expires_at),
         }
         return Response(body, status=202)
 

@@ -16,6 +16,7 @@ from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Status
 from messaging_center import ids
 from messaging_center.db import bound_cursor, json_rows
+from messaging_center.times import api_time
 
 # --- storing --------------------------------------------------------------------------------------
 
@@ -204,7 +205,7 @@ def response_body(entries: list[Entry], message_ids: list[uuid.UUID], batch_id: 
         if entry.code:
             item |= {"code": entry.code, "detail": entry.detail}
         if entry.scheduled_at:
-            item["scheduled_at"] = entry.scheduled_at.isoformat()
+            item["scheduled_at"] = api_time(entry.scheduled_at)
         outcomes.append(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
     accepted = sum(1 for e in entries if e.status in (Status.QUEUED, Status.SCHEDULED))
     head = f'{{"batch_id":"{ids.encode("bat", batch_id)}","accepted":{accepted},"rejected":{len(entries) - accepted}'

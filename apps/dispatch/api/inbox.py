@@ -17,11 +17,11 @@ from rest_framework.views import APIView
 
 from apps.accounts.authentication import request_account
 from apps.dispatch import selectors, services
-from apps.dispatch.api.messages import _iso
 from apps.dispatch.models import Message
 from messaging_center.errors import ValidationFailed
 from messaging_center.pagination import PageInput
 from messaging_center.schema import AUTHENTICATED, error_responses, page_of
+from messaging_center.times import api_time
 
 
 @extend_schema_serializer(component_name="InboxItem")
@@ -41,8 +41,8 @@ def _inbox_item(message: Message) -> dict[str, Any]:
         "id": message.public_id,
         "title": message.title,
         "content": message.content,
-        "created_at": _iso(message.created_at),
-        "read_at": _iso(message.read_at),
+        "created_at": api_time(message.created_at),
+        "read_at": api_time(message.read_at),
     }
 
 

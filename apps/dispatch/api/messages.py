@@ -26,6 +26,7 @@ from apps.dispatch.models import Message, Status
 from messaging_center.errors import ServiceError, ValidationFailed
 from messaging_center.pagination import PageInput
 from messaging_center.schema import AUTHENTICATED, JSON_BODY, OneOrMany, error_responses, page_of
+from messaging_center.times import api_time
 from messaging_center.vocabulary import Category, Channel, Priority
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -88,11 +89,11 @@ class MessageOutput(serializers.Serializer):
             "provider_message_id": message.provider_message_id or None,
             "attempts": message.attempts,
             "segments": message.segments,
-            "created_at": _iso(message.created_at),
-            "scheduled_at": _iso(message.scheduled_at),
-            "sent_at": _iso(message.sent_at),
-            "delivered_at": _iso(message.delivered_at),
-            "expires_at": _iso(message.expires_at),
+            "created_at": api_time(message.created_at),
+            "scheduled_at": api_time(message.scheduled_at),
+            "sent_at": api_time(message.sent_at),
+            "delivered_at": api_time(message.delivered_at),
+            "expires_at": api_time(message.expires_at),
         }
 
 
@@ -111,10 +112,6 @@ def _to(message: Message) -> dict[str, str]:
         return {"user_id": message.user_id}
     to = {_ADDRESS_KEY.get(message.channel, "address"): message.address}
     return to | ({"user_id": message.user_id} if message.user_id else {})
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None
 
 
 @extend_schema_serializer(component_name="MessageEvent")
@@ -141,7 +138,7 @@ def message_body(message: Message, *, with_events: bool) -> dict[str, Any]:
         body["events"] = [
             {
                 "status": e.status,
-                "at": _iso(e.at),
+                "at": api_time(e.at),
                 "detail": e.detail or None,
                 "code": e.code or None,
                 "provider": e.provider or None,
