@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from messaging_center_client._version import __version__
-from messaging_center_client.cli import csv_send
+from messaging_center_client.cli import csv_send, listen
 from messaging_center_client.cli.output import cell_text, percent, table
 from messaging_center_client.client import Client
 from messaging_center_client.errors import MessagingCenterError
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--created-before", metavar="TIME")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=cmd_stats)
+
+    listen.add_parser(commands, [connection])
     return parser
 
 
