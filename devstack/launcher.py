@@ -2,7 +2,8 @@
 
 Starts (or reuses) the embedded PostgreSQL and Redis unless `DATABASE_URL`/`REDIS_URL` are set,
 migrates, creates an operator login on the first start, then runs the API (granian), one worker per
-lane group, beat, Flower and the provider simulator. Ctrl-C or SIGTERM stops every child and the
+lane group, beat, Flower and the provider simulator, and supervises them: a child that dies is
+started again after a backoff, the others untouched. Ctrl-C or SIGTERM stops every child and the
 embedded servers; so does the death of the parent (`make`), through PR_SET_PDEATHSIG.
 """
 
@@ -28,6 +29,9 @@ from messaging_center.env import env_int
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 STOP_GRACE_SECONDS = 15
+# A child that dies is started again after a backoff; one that ran this long before dying starts afresh.
+RESTART_MAX_SECONDS = 30
+HEALTHY_RUN_SECONDS = 60
 
 
 @dataclass
@@ -37,6 +41,14 @@ class Child:
     process: subprocess.Popen[bytes] | None = field(default=None)
     # Lower CPU priority (nice): a draining bulk backlog must not take the CPU from verification codes.
     niceness: int = 0
+    # Supervision: when it last started, restarts in a row without a long run, when the next is due.
+    started_at: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None
+
+    def restart_delay(self) -> float:
+        """1 s, 2 s, 4 s … up to RESTART_MAX_SECONDS for a child that keeps dying."""
+        return float(min(RESTART_MAX_SECONDS, 2 ** max(0, self.restarts - 1)))
 
 
 def _die_with_parent() -> None:
@@ -139,6 +151,21 @@ def _create_operator_once(env: dict[str, str], data_dir: Path) -> None:
     print(f"    password: {password}\n", flush=True)
 
 
+def _start(child: Child, env: dict[str, str], log_dir: Path) -> None:
+    with open(log_dir / f"{child.name}.log", "ab") as log:
+        child.process = subprocess.Popen(
+            child.argv,
+            cwd=BASE_DIR,
+            # Each process's database sessions carry its name (pg_stat_activity.application_name).
+            env={"PGAPPNAME": f"mc-{child.name}"} | env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=(lambda n=child.niceness: os.nice(n)) if child.niceness else None,
+        )
+    child.started_at = time.monotonic()
+
+
 def _wait_http(url: str, deadline: float) -> bool:
     while time.monotonic() < deadline:
         try:
@@ -222,18 +249,7 @@ class Launcher:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.children = _children(env)
         for child in self.children:
-            log = open(log_dir / f"{child.name}.log", "ab")  # noqa: SIM115 - owned by the child
-            child.process = subprocess.Popen(
-                child.argv,
-                cwd=BASE_DIR,
-                # Each process's database sessions carry its name (pg_stat_activity.application_name).
-                env={"PGAPPNAME": f"mc-{child.name}"} | env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=(lambda n=child.niceness: os.nice(n)) if child.niceness else None,
-            )
-            log.close()
+            _start(child, env, log_dir)
 
         deadline = time.monotonic() + 120
         checks = {
@@ -260,18 +276,43 @@ class Launcher:
             flush=True,
         )
         while not self.stopping:
-            for child in self.children:
-                assert child.process is not None
-                code = child.process.poll()
-                if code is not None:
-                    print(f"{child.name} exited with {code}; stopping (see {log_dir / (child.name + '.log')})", file=sys.stderr)
-                    return 1
+            self._supervise(env, log_dir)
             time.sleep(0.5)
         return 0
+
+    def _supervise(self, env: dict[str, str], log_dir: Path) -> None:
+        """A child that died is started again, with backoff, the others untouched: a fault costs one
+        process seconds, never the stack (only Ctrl-C or SIGTERM stops everything)."""
+        now = time.monotonic()
+        for child in self.children:
+            assert child.process is not None
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restart_at = None
+                    _start(child, env, log_dir)
+                    print(f"{child.name} started again (restart {child.restarts})", file=sys.stderr, flush=True)
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGKILL)  # what is left of its group (a worker's pool children)
+            child.restarts = 1 if now - child.started_at >= HEALTHY_RUN_SECONDS else child.restarts + 1
+            child.restart_at = now + child.restart_delay()
+            print(
+                f"{child.name} exited with {code}; starting it again in {child.restart_delay():.0f} s "
+                f"(see {log_dir / (child.name + '.log')})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _stop_all(self) -> None:
         print("\nStopping…", flush=True)
         running = [c.process for c in self.children if c.process is not None and c.process.poll() is None]
+        leftovers = [c.process.pid for c in self.children if c.process is not None and c.process.poll() is not None]
+        for pgid in leftovers:  # a dead child's group may still hold its own children
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
         for process in running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
