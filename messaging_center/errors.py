@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -121,6 +122,17 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
+# The database cannot be reached (down, restarting, a connection it dropped): the request was not
+# served and may be retried, which is what 503 says; it is not a bug to log with a traceback.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def database_unavailable(exc: BaseException) -> tuple[dict[str, Any], dict[str, str]]:
+    """The contract's 503 body and headers for a request the database could not serve."""
+    logger.warning("database unavailable: %s", exc)
+    return error_body("unavailable", "The database is unavailable; nothing was done. Retry shortly."), {"Retry-After": "5"}
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     # Imported here: rest_framework.views loads the authentication classes, which import this module.
     from rest_framework.views import set_rollback
@@ -156,6 +168,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return Response(error_body(code, str(detail)), status=exc.status_code, headers=headers)
 
     set_rollback()
+    if isinstance(exc, DATABASE_DOWN):
+        body, headers = database_unavailable(exc)
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
     logger.exception("unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "view")
     return Response(
         error_body("internal_error", "An unexpected error occurred; it has been logged."),

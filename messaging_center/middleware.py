@@ -6,12 +6,12 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 from messaging_center import metrics
-from messaging_center.errors import json_error
+from messaging_center.errors import DATABASE_DOWN, database_unavailable, json_error
 
 
 class BodySizeLimitMiddleware:
@@ -101,3 +101,23 @@ class ApiUtcMiddleware:
             return self.get_response(request)
         with timezone.override(dt.UTC):
             return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """Views outside DRF (providers' status reports) answer a database outage as the API does: 503
+    `unavailable` with Retry-After (a provider retries its push), not a 500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path_info.startswith("/api/") or not isinstance(exception, DATABASE_DOWN):
+            return None
+        body, headers = database_unavailable(exception)
+        response = JsonResponse(body, status=503)
+        for name, value in headers.items():
+            response[name] = value
+        return response

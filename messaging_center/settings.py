@@ -99,6 +99,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "messaging_center.middleware.RequestMetricsMiddleware",
     "messaging_center.middleware.BodySizeLimitMiddleware",
+    "messaging_center.middleware.DatabaseUnavailableMiddleware",
     # Before sessions and CSRF: a sign-in refused for the flood costs next to nothing.
     "messaging_center.middleware.AdminLoginGuardMiddleware",
     "messaging_center.middleware.ApiUtcMiddleware",
@@ -119,6 +120,7 @@ ROOT_URLCONF = "messaging_center.urls"
 API_MIDDLEWARE = [
     "messaging_center.middleware.RequestMetricsMiddleware",
     "messaging_center.middleware.BodySizeLimitMiddleware",
+    "messaging_center.middleware.DatabaseUnavailableMiddleware",
     "messaging_center.middleware.ApiUtcMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -127,6 +129,7 @@ API_MIDDLEWARE = [
 RECEIPTS_MIDDLEWARE = [
     "messaging_center.middleware.RequestMetricsMiddleware",
     "messaging_center.middleware.BodySizeLimitMiddleware",
+    "messaging_center.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
 ]
 if env_str("MC_SURFACE", "") == "receipts":

@@ -1,0 +1,47 @@
+"""A database the service cannot reach (here: its port refusing connections, as while PostgreSQL
+restarts) is answered 503 `unavailable` with Retry-After, by the API and by the providers' report
+receiver alike, not 500; and the next request after it comes back is served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from apps.accounts.authentication import API_KEYS
+from apps.receipts.intake import SOURCES
+from tests.helpers import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextmanager
+def database_unreachable() -> Iterator[None]:
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = str(free_port())  # nothing listens there: connections are refused
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = port
+
+
+def test_the_api_answers_503_while_the_database_is_down(api) -> None:
+    API_KEYS.clear()  # the key lookup itself needs the database
+    with database_unreachable():
+        response = api.get("/api/v1/account")
+    assert response.status_code == 503, response.content
+    assert response.json()["code"] == "unavailable" and response["Retry-After"] == "5"
+    assert api.get("/api/v1/account").status_code == 200  # back
+
+
+def test_a_providers_report_gets_503_so_that_it_pushes_again() -> None:
+    SOURCES.clear()
+    with database_unreachable():
+        response = Client().post("/api/v1/receipts/aliyun?token=x", b"[]", content_type="application/json")
+    assert response.status_code == 503, response.content
+    assert response.json()["code"] == "unavailable" and response["Retry-After"] == "5"
