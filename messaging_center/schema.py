@@ -103,13 +103,15 @@ ERROR_CODES: dict[str, tuple[int, str, str]] = {
     ),
     "unavailable": (
         503,
-        "a dependency is down and the request could not be accepted safely: nothing was stored or sent",
+        "a dependency (the database, Redis) is down and the request could not be served safely: nothing was "
+        "stored or sent; retry after `Retry-After` seconds",
         "Limits cannot be checked right now (Redis is down); nothing was sent.",
     ),
 }
 
-# Answered by every operation that takes an API key (the throttle applies to all of them).
-AUTHENTICATED = ("not_authenticated", "account_disabled", "rate_limited")
+# Answered by every operation that takes an API key (the throttle applies to all of them, and each
+# needs the database).
+AUTHENTICATED = ("not_authenticated", "account_disabled", "rate_limited", "unavailable")
 # Answered by every operation that reads a JSON body.
 JSON_BODY = ("validation_error", "payload_too_large", "unsupported_media_type")
 
@@ -145,13 +147,13 @@ RETRY_AFTER = OpenApiParameter(
     "Retry-After",
     type=int,
     location=OpenApiParameter.HEADER,
-    response=[429],
-    description="Seconds to wait before trying again; set with `rate_limited` and `quota_exceeded`.",
+    response=[429, 503],
+    description="Seconds to wait before trying again; set with `rate_limited`, `quota_exceeded` and `unavailable`.",
 )
 
 
 class ApiSchema(AutoSchema):
-    """The project's AutoSchema: every 429 response documents `Retry-After`."""
+    """The project's AutoSchema: every 429 and 503 response documents `Retry-After`."""
 
     def get_override_parameters(self) -> list[Any]:
         return [*super().get_override_parameters(), RETRY_AFTER]
