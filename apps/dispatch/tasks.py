@@ -5,13 +5,24 @@ from __future__ import annotations
 import uuid
 
 from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError
 
 from apps.dispatch import outbox
 from apps.dispatch.delivery import chunk, sweeper
 from apps.dispatch.services import idempotency_purge
 
 
-@shared_task(name=outbox.DELIVER_TASK, bind=True)
+# The database unreachable (a restart): the chunk is tried again in seconds rather than left to the
+# sweeper after its lease; claims are conditional, so a retry never sends twice.
+@shared_task(
+    name=outbox.DELIVER_TASK,
+    bind=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+    max_retries=8,
+)
 def deliver(self: Task, message_ids: list[str]) -> None:
     queue = (self.request.delivery_info or {}).get("routing_key") or ""
     chunk.deliver_messages([uuid.UUID(mid) for mid in message_ids], lane=queue.removeprefix("mc."))

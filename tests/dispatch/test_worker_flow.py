@@ -126,3 +126,21 @@ def test_relay_publishes_after_redis_was_down(api, inbox_template, worker_env, t
             assert Message.objects.get().attempts == 1
     finally:
         redis.stop()
+
+
+def test_a_worker_whose_database_connections_died_delivers_at_once(api, inbox_template, dispatch_worker) -> None:
+    """As after a PostgreSQL restart: every session of the worker is terminated between tasks; the
+    next messages are delivered in seconds, not after their two-minute lease."""
+    from django.db import connection
+
+    from tests.conftest import DISPATCH_WORKER_APP
+
+    first = _send_inbox(api)
+    wait_until(lambda: _status(api, first) == "delivered", 30, "the first delivery")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [DISPATCH_WORKER_APP]
+        )
+        assert cursor.fetchone()[0] >= 1
+    after = [_send_inbox(api, user_id=f"u{n}") for n in range(4)]  # enough to reach every pool child
+    wait_until(lambda: all(_status(api, m) == "delivered" for m in after), 20, "deliveries after the sessions died")
