@@ -287,9 +287,15 @@ class Launcher:
         for child in self.children:
             assert child.process is not None
             if child.restart_at is not None:
-                if now >= child.restart_at:
+                if now >= child.restart_at and not self.stopping:
                     child.restart_at = None
-                    _start(child, env, log_dir)
+                    try:
+                        _start(child, env, log_dir)
+                    except OSError as error:  # no process could be made (yet): try again later
+                        child.restarts += 1
+                        child.restart_at = now + child.restart_delay()
+                        print(f"{child.name} could not be started ({error}); trying again", file=sys.stderr, flush=True)
+                        continue
                     print(f"{child.name} started again (restart {child.restarts})", file=sys.stderr, flush=True)
                 continue
             code = child.process.poll()
@@ -309,10 +315,12 @@ class Launcher:
     def _stop_all(self) -> None:
         print("\nStopping…", flush=True)
         running = [c.process for c in self.children if c.process is not None and c.process.poll() is None]
-        leftovers = [c.process.pid for c in self.children if c.process is not None and c.process.poll() is not None]
-        for pgid in leftovers:  # a dead child's group may still hold its own children
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+        # A child that died since the last supervision round: what is left of its group (once handled,
+        # its group was killed then, and the number may have been reused since).
+        for child in self.children:
+            if child.process is not None and child.process.poll() is not None and child.restart_at is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.process.pid, signal.SIGKILL)
         for process in running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)

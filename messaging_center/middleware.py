@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -85,8 +86,12 @@ def client_address(request: HttpRequest) -> str | None:
     """The sign-in's client address for axes: REMOTE_ADDR, or the address the proxy in front reports
     (settings.ADMIN_CLIENT_ADDRESS_HEADER, e.g. HTTP_X_REAL_IP; only when that proxy sets it itself)."""
     header = settings.ADMIN_CLIENT_ADDRESS_HEADER
-    forwarded = request.META.get(header, "") if header else ""
-    return forwarded.split(",")[0].strip() or request.META.get("REMOTE_ADDR")
+    # The rightmost entry is the one the trusted proxy added (clients can put anything before it).
+    forwarded = (request.META.get(header, "") if header else "").split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return request.META.get("REMOTE_ADDR")
 
 
 class ApiUtcMiddleware:

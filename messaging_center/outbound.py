@@ -85,23 +85,33 @@ def parse(url: str) -> tuple[str, str, int, str]:
     return scheme, host, parts.port or DEFAULT_PORTS[scheme], parts.request_uri
 
 
-def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address.sixtofour is not None:
-            return address.sixtofour
-        if address.teredo is not None:
-            return address.teredo[1]
+# Only global unicast IPv6 is called; inside it, these prefixes carry an IPv4 address (NAT64, 6to4).
+GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in prefix for prefix in NAT64):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 
 def non_public(address: Address) -> bool:
-    """Private, loopback, link-local, multicast, reserved, unspecified, shared (CGNAT), or an IPv6
-    form of one of those (IPv4-mapped, 6to4, Teredo)."""
-    embedded = _embedded_ipv4(address)
-    if embedded is not None and non_public(embedded):
-        return True
+    """Private, loopback, link-local, multicast, reserved, unspecified, shared (CGNAT); for IPv6
+    anything outside global unicast (IPv4-compatible, site-local …) and the public-looking forms that
+    carry an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo) of a non-public one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return non_public(embedded)
+        if address not in GLOBAL_UNICAST_V6:
+            return True
     return not address.is_global or address.is_multicast or address.is_unspecified
 
 
@@ -134,6 +144,10 @@ def check(url: str, *, allow_private: bool, resolver: Resolver | None = None) ->
 class Response:
     status: int
     headers: Mapping[str, str]
+
+
+# What a tenant's endpoint may send back: read up to this, the rest dropped with the connection.
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 _pools: OrderedDict[tuple[str, str, str, int], urllib3.HTTPConnectionPool] = OrderedDict()
@@ -189,6 +203,15 @@ def post(
         retries=False,
         timeout=timeout,
         assert_same_host=False,
-        preload_content=True,
+        preload_content=False,
     )
+    exhausted = False
+    try:
+        response.read(MAX_RESPONSE_BYTES)
+        exhausted = not response.read(1)
+    finally:
+        if exhausted:
+            response.release_conn()  # the connection stays for the next call
+        else:
+            response.close()  # a larger body (or a failed read): not read further, not kept
     return Response(response.status, dict(response.headers))

@@ -10,11 +10,11 @@ import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 LOWEST_PRIORITY = 19
+THREAD_NAME = "password"
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 _pool_lock = threading.Lock()
 
@@ -31,7 +31,7 @@ def _hashing_thread() -> ThreadPoolExecutor:
     pid = os.getpid()
     with _pool_lock:
         if _pool is None or _pool[0] != pid:
-            _pool = (pid, ThreadPoolExecutor(max_workers=1, thread_name_prefix="password", initializer=_lower_priority))
+            _pool = (pid, ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME, initializer=_lower_priority))
         return _pool[1]
 
 
@@ -40,7 +40,6 @@ class LowPriorityPBKDF2PasswordHasher(PBKDF2PasswordHasher):
 
     def encode(self, password: str, salt: str, iterations: int | None = None) -> str:
         work = super().encode
+        if threading.current_thread().name.startswith(THREAD_NAME):  # already there (never wait on oneself)
+            return work(password, salt, iterations)
         return _hashing_thread().submit(work, password, salt, iterations).result()
-
-    def harden_runtime(self, password: str, encoded: str) -> Any:
-        return _hashing_thread().submit(super().harden_runtime, password, encoded).result()

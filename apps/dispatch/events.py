@@ -45,6 +45,13 @@ def record_events(
 _ONCE = " WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent x WHERE x.message_id = e.m AND x.attempt = e.a AND x.code = e.c)"
 
 
+# Attempts that waited for a retry through no fault of their provider: our own rate limit for it, and
+# a worker that died mid-send.
+LOCAL_THROTTLE = "provider_rate_limited"
+WORKER_LOST = "worker_lost"
+NOT_THE_PROVIDERS_FAULT = (LOCAL_THROTTLE, WORKER_LOST)
+
+
 def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]) -> None:
     """(message id, attempt, provider, its lapsed lease): attempts whose worker died mid-send, found
     by the sweeper or by a claim (both may find the same one: it is recorded once). Each gets an
@@ -54,7 +61,7 @@ def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]
             (
                 mid,
                 Status.RETRY_WAIT,
-                "worker_lost",
+                WORKER_LOST,
                 f"the worker stopped before the outcome of attempt {attempt} was known"
                 + (f"; {provider} is asked before sending again" if provider else ""),
                 provider,
@@ -74,7 +81,7 @@ def failed_providers(message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, set[st
     with bound_cursor() as cursor:
         cursor.execute(
             "SELECT message_id, array_agg(DISTINCT provider) FROM dispatch_messageevent "
-            "WHERE message_id = ANY(%s) AND status = %s AND provider <> '' GROUP BY message_id",
-            [list(message_ids), Status.RETRY_WAIT],
+            "WHERE message_id = ANY(%s) AND status = %s AND provider <> '' AND code <> ALL(%s) GROUP BY message_id",
+            [list(message_ids), Status.RETRY_WAIT, list(NOT_THE_PROVIDERS_FAULT)],
         )
         return {message_id: set(providers) for message_id, providers in cursor.fetchall()}

@@ -44,7 +44,8 @@ CLAIM_LEASE = dt.timedelta(seconds=60)
 CHUNK_SIZE = 100
 DELIVER_TASK = "receipts.deliver_callbacks"  # apps.receipts.tasks.deliver_callbacks, published by name
 POST_THREADS = 8
-TIMEOUT = urllib3.Timeout(connect=2.0, read=5.0)
+# `total` bounds a trickling endpoint too (the read timeout is per read).
+TIMEOUT = urllib3.Timeout(connect=2.0, read=5.0, total=10.0)
 
 
 def signature_header(*, secret: str, body: bytes, timestamp: int) -> str:

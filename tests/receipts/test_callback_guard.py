@@ -42,6 +42,9 @@ def bypasses(port: int) -> list[str]:
         "http://100.64.0.1/hook",  # shared address space (CGNAT)
         "http://[fe80::1]/hook",
         "http://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible
+        "http://[fec0::1]/hook",  # site-local
         "gopher://127.0.0.1/x",
         "file:///etc/passwd",
     ]

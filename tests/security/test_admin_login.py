@@ -99,3 +99,16 @@ def test_a_flood_of_sign_ins_is_answered_429_instead_of_holding_web_threads() ->
     request = HttpRequest()
     request.method, request.path_info = "GET", "/api/v1/account"
     assert guard(request).status_code == 200  # anything else passes untouched
+
+
+@override_settings(PASSWORD_HASHERS=["messaging_center.passwords.LowPriorityPBKDF2PasswordHasher"])
+def test_a_wrong_password_against_an_older_hash_does_not_wait_on_itself() -> None:
+    """Django hardens the runtime of a check against a hash with fewer iterations by encoding again:
+    that encode runs on the hashing thread already, and must not queue behind itself."""
+    older = PBKDF2PasswordHasher().encode("right", "salt1234", iterations=1000)
+    checked: list[bool] = []
+    thread = threading.Thread(target=lambda: checked.append(check_password("wrong", older)), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert checked == [False], "the check never finished"
+    assert check_password("right", older)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.dispatch import outbox, routing, status_hooks, transitions
 from apps.dispatch.delivery.choice import Attempt
-from apps.dispatch.events import record_events
+from apps.dispatch.events import LOCAL_THROTTLE, record_events
 from apps.dispatch.models import Status
 from apps.dispatch.providers.base import ProviderError, SendResult
 from messaging_center import ids, metrics
@@ -29,7 +29,6 @@ MAX_ATTEMPTS = 10
 # (a receipt moves the message out of retry_wait, so the retry finds nothing to do) before resending.
 RECONCILE_SECONDS = 10.0
 RETRY_LEASE_GRACE = dt.timedelta(seconds=30)
-LOCAL_THROTTLE = "provider_rate_limited"
 
 
 def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:

@@ -13,9 +13,10 @@ from apps.accounts.services import push_tokens_deactivate
 from apps.dispatch import routing
 from apps.dispatch.delivery.choice import Attempt, Choice, group_into_calls, parts_of, route_messages
 from apps.dispatch.delivery.claims import Claimed
-from apps.dispatch.delivery.finishing import LOCAL_THROTTLE, finish_attempts
+from apps.dispatch.delivery.finishing import finish_attempts
 from apps.dispatch.delivery.pool import executor
 from apps.dispatch.delivery.reconcile import reconcile, record_chosen_providers
+from apps.dispatch.events import LOCAL_THROTTLE
 from apps.dispatch.policy.throttling import limiter
 from apps.dispatch.providers.base import OutboundMessage, ProviderError, SendResult
 from apps.dispatch.sealing import is_sealed, unseal

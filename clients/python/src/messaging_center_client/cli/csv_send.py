@@ -299,10 +299,12 @@ def run(client: Client, job: Job, out: Path, *, stderr: TextIO, progress: bool =
     """Sends what the journal does not have yet. Ctrl-C and a chunk the API refuses (after the
     client's retries) stop the run with the journal intact (`interrupted`, `error`): a rerun resumes."""
     journal = Journal(job, out)
+    # The journal's age, taken before loading it (loading rewrites it): its last chunk's answer.
+    last_written = out.stat().st_mtime if out.exists() else time.time()
     journal.load()
     if journal.done:
         stderr.write(f"Resuming: {len(journal.done):,} of {job.input.rows:,} rows already done (from {out}).\n")
-        if len(journal.done) < job.input.rows and time.time() - out.stat().st_mtime > KEY_LIFETIME_WARNING:
+        if len(journal.done) < job.input.rows and time.time() - last_written > KEY_LIFETIME_WARNING:
             stderr.write(
                 "Warning: the results file is over 23 h old; the server keeps Idempotency-Keys for 24 h, so a chunk whose "
                 "answer was lost before then could be sent again.\n"
