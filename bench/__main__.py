@@ -17,19 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import LoadResult, run_load
+from devstack.background import DidNotStart, launch
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data" / "bench"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 WARM_UP_SECONDS = 2.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -46,26 +39,13 @@ class Stack:
 
 def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
     shutil.rmtree(DATA_DIR, ignore_errors=True)
-    ports = {"PORT": _free_port(), "RECEIPTS_PORT": _free_port(), "FLOWER_PORT": _free_port(), "SIM_PORT": _free_port()}
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= {"MC_DATA_DIR": str(DATA_DIR), "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in ports.items()}, **(extra_env or {})}
     DATA_DIR.mkdir(parents=True)
-    log = open(DATA_DIR / "launcher.log", "wb")  # noqa: SIM115 - the launcher owns it
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devstack.launcher"],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 180
-    while b"is up" not in (DATA_DIR / "launcher.log").read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the stack did not start:\n" + (DATA_DIR / "launcher.log").read_text()[-3000:])
-        time.sleep(0.5)
-    stack_env = env | dict(line.split("=", 1) for line in _embedded_urls(env))
-    return Stack(process, stack_env, f"http://127.0.0.1:{ports['PORT']}")
+    try:
+        run = launch(DATA_DIR, DATA_DIR / "launcher.log", {"LOG_LEVEL": "WARNING", **(extra_env or {})})
+    except DidNotStart as error:
+        raise SystemExit(str(error)) from None
+    stack_env = run.env | dict(line.split("=", 1) for line in _embedded_urls(run.env))
+    return Stack(run.process, stack_env, f"http://127.0.0.1:{run.ports['PORT']}")
 
 
 def _embedded_urls(env: dict[str, str]) -> list[str]:

@@ -5,23 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.background import Background, DidNotStart, launch
+from devstack.background import free_port as free_port  # the tests take it from here
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> None:
@@ -94,36 +89,15 @@ def post_send_from_thread(api: Any, item: tuple[dict[str, Any], dict[str, str]])
         connection.close()
 
 
-@dataclass
-class Launched:
-    """The default run (`make run`'s launcher) on a scratch data folder: its process, environment
-    (ports, MC_DATA_DIR) and log."""
-
-    process: subprocess.Popen[bytes]
-    env: dict[str, str]
-    ports: dict[str, int]
-    log: Path
-
-
 @contextlib.contextmanager
-def launched(data_dir: Path, **extra_env: str) -> Iterator[Launched]:
-    """Starts the launcher as `make run` does, waits until it says it is up, stops it on exit."""
-    ports = {"PORT": free_port(), "RECEIPTS_PORT": free_port(), "FLOWER_PORT": free_port(), "SIM_PORT": free_port()}
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
-    env |= {"MC_DATA_DIR": str(data_dir), "WEB_WORKERS": "1", **{k: str(v) for k, v in ports.items()}, **extra_env}
-    log = data_dir.parent / f"{data_dir.name}-launcher.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.launcher"],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+def launched(data_dir: Path, **extra_env: str) -> Iterator[Background]:
+    """The default run (`make run`'s launcher) on a scratch data folder, stopped on exit."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        wait_until(lambda: b"is up" in log.read_bytes() or process.poll() is not None, 180, "the launcher")
-        assert process.poll() is None, log.read_text()[-3000:]
-        yield Launched(process, env, ports, log)
+        run = launch(data_dir, data_dir.parent / f"{data_dir.name}-launcher.log", {"WEB_WORKERS": "1", **extra_env})
+    except DidNotStart as error:
+        raise AssertionError(str(error)) from None
+    try:
+        yield run
     finally:
-        stop_process_group(process)
+        stop_process_group(run.process)
