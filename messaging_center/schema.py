@@ -143,6 +143,8 @@ def error_responses(*codes: str) -> dict[int, OpenApiResponse]:
     }
 
 
+USER_ID = OpenApiParameter("user_id", location=OpenApiParameter.PATH, description="The business system's own id of the user.")
+
 RETRY_AFTER = OpenApiParameter(
     "Retry-After",
     type=int,

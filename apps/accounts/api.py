@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,7 +12,7 @@ from apps.accounts.authentication import request_account
 from apps.accounts.models import Account, PushPlatform, Recipient
 from apps.accounts.selectors import account_used_today, recipient_get, recipient_preferences
 from apps.accounts.services import PushTokenInput, account_set_callback, preferences_update, recipient_put
-from messaging_center.schema import AUTHENTICATED, JSON_BODY, error_responses
+from messaging_center.schema import AUTHENTICATED, JSON_BODY, USER_ID, error_responses
 from messaging_center.vocabulary import Category, Channel
 
 
@@ -109,9 +109,6 @@ class RecipientOutput(serializers.Serializer):
         body = super().to_representation(instance)
         # Stored blank, shown as null: "not known" rather than an empty address.
         return {key: (None if value == "" else value) for key, value in body.items()}
-
-
-USER_ID = OpenApiParameter("user_id", location=OpenApiParameter.PATH, description="The business system's own id of the user.")
 
 
 @extend_schema(tags=["recipients"], parameters=[USER_ID])

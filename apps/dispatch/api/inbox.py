@@ -20,7 +20,7 @@ from apps.dispatch import selectors, services
 from apps.dispatch.models import Message
 from messaging_center.errors import ValidationFailed
 from messaging_center.pagination import PageInput
-from messaging_center.schema import AUTHENTICATED, error_responses, page_of
+from messaging_center.schema import AUTHENTICATED, USER_ID, error_responses, page_of
 from messaging_center.times import api_time
 
 
@@ -31,9 +31,6 @@ class InboxItemOutput(serializers.Serializer):  # documents what _inbox_item wri
     content = serializers.CharField()
     created_at = serializers.DateTimeField()
     read_at = serializers.DateTimeField(allow_null=True)
-
-
-USER_ID = OpenApiParameter("user_id", location=OpenApiParameter.PATH, description="The business system's own id of the user.")
 
 
 def _inbox_item(message: Message) -> dict[str, Any]:
