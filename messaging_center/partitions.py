@@ -69,8 +69,8 @@ TABLES = (MESSAGES, EVENTS, CALLBACKS, RECEIPTS, ATTEMPTS)
 # (Table.own_unique stands in), made again by the reverse migration.
 PLAIN_ONLY = {
     RECEIPTS.name: {
-        "receipt_provider_id_status": 'CREATE UNIQUE INDEX receipt_provider_id_status ON receipts_providerreceipt '
-        '(provider, provider_message_id, "to", status) WHERE provider_message_id <> \'\'',
+        "receipt_provider_id_status": "CREATE UNIQUE INDEX receipt_provider_id_status ON receipts_providerreceipt "
+        "(provider, provider_message_id, \"to\", status) WHERE provider_message_id <> ''",
         "receipt_provider_ref_status": "CREATE UNIQUE INDEX receipt_provider_ref_status ON receipts_providerreceipt "
         "(provider, message_ref, status) WHERE provider_message_id = ''",
     }
@@ -138,7 +138,10 @@ def create_partition(cursor: Cursor, table: Table, day: dt.datetime) -> str:
     name = partition_name(table.name, day)
     cursor.execute(
         sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-            sql.Identifier(name), sql.Identifier(table.name), sql.Literal(str(day_bound(day))), sql.Literal(str(day_bound(day + DAY)))
+            sql.Identifier(name),
+            sql.Identifier(table.name),
+            sql.Literal(str(day_bound(day))),
+            sql.Literal(str(day_bound(day + DAY))),
         )
     )
     for statement in table.own_unique:
@@ -194,9 +197,8 @@ def _indexes(cursor: Cursor, table: str) -> list[Index]:
     found = []
     for name, definition, primary, unique, columns, constraint, constraint_definition in cursor.fetchall():
         if constraint and not primary:
-            definition = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(sql.Identifier(table), sql.Identifier(constraint)).as_string(
-                cursor
-            ) + constraint_definition
+            head = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(sql.Identifier(table), sql.Identifier(constraint))
+            definition = head.as_string(cursor) + constraint_definition
         found.append(Index(name, definition, primary, unique, tuple(columns)))
     return found
 

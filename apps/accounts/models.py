@@ -25,7 +25,7 @@ class Account(models.Model):
     retention_days = models.PositiveSmallIntegerField(
         default=30,
         validators=[MinValueValidator(1), MaxValueValidator(400)],
-        help_text="Days messages, their events, receipts and callbacks are kept (1–400).",
+        help_text="Days messages, their events, receipts and callbacks are kept (1 to 400).",
     )
     timezone = models.CharField(
         max_length=64, default=_default_timezone, help_text="Used for quiet hours when a recipient has none."

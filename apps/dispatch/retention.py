@@ -76,7 +76,7 @@ def run_retention(*, now: dt.datetime | None = None) -> Report:
         if not partitions.is_partitioned(cursor, partitions.MESSAGES.name):
             return report
         cursor.execute("SELECT id, retention_days FROM accounts_account")
-        retention = {account: days for account, days in cursor.fetchall()}
+        retention = dict(cursor.fetchall())
         shortest = min(retention.values(), default=DEFAULT_RETENTION_DAYS)
         touched: list[Partition] = []
         for part in partitions.partitions(cursor, partitions.MESSAGES.name):
@@ -240,7 +240,7 @@ def _retire_receipts(cursor: Any, touched: Sequence[Partition], now: dt.datetime
     )
     keep = sql.SQL("({})").format(keep)
     params = {"unmatched_cutoff": now - UNMATCHED_RECEIPTS_KEPT, "low": low, "high": high}
-    first = (low.int if low else -1)
+    first = low.int if low else -1
     last = partitions.day_bound(partitions.uuid7_time(high) + RECEIPTS_LATE_BY).int
     for part in partitions.partitions(cursor, partitions.RECEIPTS.name):
         part_low = part.lower.int if part.lower else -1
@@ -250,7 +250,7 @@ def _retire_receipts(cursor: Any, touched: Sequence[Partition], now: dt.datetime
             cursor.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
             cursor.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(part.name)))
             cursor.execute(
-                sql.SQL("SELECT count(*) FILTER (WHERE {keep}), count(*) FROM {p}").format(keep=keep, p=sql.Identifier(part.name)),
+                sql.SQL("SELECT count(*) FILTER (WHERE {}), count(*) FROM {}").format(keep, sql.Identifier(part.name)),
                 params,
             )
             kept, total = cursor.fetchone()
@@ -283,7 +283,8 @@ def _purge_small_tables(cursor: Any, now: dt.datetime, retention: dict[uuid.UUID
             DELETE FROM receipts_verification WHERE id IN (
                 SELECT v.id FROM receipts_verification v JOIN accounts_account a ON a.id = v.account_id
                 WHERE v.id < %(shortest)s
-                  AND v.id < (lpad(to_hex(%(now_ms)s - a.retention_days * 86400000::bigint), 12, '0') || '70008000000000000000')::uuid
+                  AND v.id < (lpad(to_hex(%(now_ms)s - a.retention_days * 86400000::bigint), 12, '0')
+                              || '70008000000000000000')::uuid  -- the first UUIDv7 of that instant
                 LIMIT %(batch)s)
             """,
         ),
