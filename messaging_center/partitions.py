@@ -240,7 +240,7 @@ def convert(cursor: Cursor, table: Table, *, now: dt.datetime) -> None:
     for name, _ in triggers:
         execute(sql.SQL("DROP TRIGGER {} ON {}").format(sql.Identifier(name), sql.Identifier(table.name)))
     execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table.name)))
-    has_rows = cursor.fetchone()[0]
+    has_rows = bool((cursor.fetchone() or (False,))[0])
     legacy = f"{table.name}_legacy"
     execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(table.name), sql.Identifier(legacy)))
     for index in indexes:
@@ -264,7 +264,15 @@ def convert(cursor: Cursor, table: Table, *, now: dt.datetime) -> None:
         else:
             execute(index.definition)  # its own name, on the new parent (which has the table's name)
     if has_rows:
-        # Unique indexes of the parent's primary key that the old table lacks are built by ATTACH.
+        # The parent's key is (id, message_id) where the partition key is not the id: ATTACH builds
+        # that index on the old table in place of its primary key on (id).
+        for index in indexes:
+            if index.primary and table.key != "id":
+                execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                        sql.Identifier(legacy), sql.Identifier(f"{index.name[:56]}_legacy")
+                    )
+                )
         execute(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (MINVALUE) TO ({})").format(
                 sql.Identifier(table.name), sql.Identifier(legacy), sql.Literal(str(day_bound(now + DAY)))

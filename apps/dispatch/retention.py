@@ -233,12 +233,11 @@ def _retire_receipts(cursor: Any, touched: Sequence[Partition], now: dt.datetime
     # Receipts of messages outside the touched groups are kept without a look; the others only if their
     # message is still there (a probe pruned to the touched partitions, which were just rewritten).
     keep = sql.SQL(
-        "(message_id IS NULL AND received_at > %(unmatched_cutoff)s) "
+        "((message_id IS NULL AND received_at > %(unmatched_cutoff)s) "
         "OR message_id >= %(high)s OR (%(low)s::uuid IS NOT NULL AND message_id < %(low)s::uuid) "
         "OR EXISTS (SELECT 1 FROM dispatch_message m WHERE m.id = message_id "
-        "AND m.id < %(high)s AND (%(low)s::uuid IS NULL OR m.id >= %(low)s::uuid))"
+        "AND m.id < %(high)s AND (%(low)s::uuid IS NULL OR m.id >= %(low)s::uuid)))"
     )
-    keep = sql.SQL("({})").format(keep)
     params = {"unmatched_cutoff": now - UNMATCHED_RECEIPTS_KEPT, "low": low, "high": high}
     first = low.int if low else -1
     last = partitions.day_bound(partitions.uuid7_time(high) + RECEIPTS_LATE_BY).int

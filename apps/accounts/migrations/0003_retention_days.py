@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='account',
             name='retention_days',
-            field=models.PositiveSmallIntegerField(default=30, help_text='Days messages, their events, receipts and callbacks are kept (1–400).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(400)]),
+            field=models.PositiveSmallIntegerField(default=30, help_text='Days messages, their events, receipts and callbacks are kept (1 to 400).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(400)]),
         ),
     ]
