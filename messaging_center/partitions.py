@@ -245,12 +245,17 @@ def convert(cursor: Cursor, table: Table, *, now: dt.datetime) -> None:
     execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier(table.name), sql.Identifier(legacy)))
     for index in indexes:
         _rename_index(cursor, index.name, "_legacy")
+    # A unique index on (id, key) built beforehand (README, Upgrading) becomes the old table's primary key.
+    new_key = ("id", table.key)
+    prebuilt = next((i for i in indexes if table.key != "id" and i.unique and not i.primary and i.columns == new_key), None)
     execute(
         sql.SQL(
             "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) "
             "PARTITION BY RANGE ({})"
         ).format(sql.Identifier(table.name), sql.Identifier(legacy), sql.Identifier(table.key))
     )
+    # A check of the old table's range made beforehand (README, Upgrading) is the old partition's, not the parent's.
+    execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS legacy_bound").format(sql.Identifier(table.name)))
     for index in indexes:
         if index.primary:
             key = ["id"] if table.key == "id" else ["id", table.key]
@@ -259,7 +264,7 @@ def convert(cursor: Cursor, table: Table, *, now: dt.datetime) -> None:
                     sql.Identifier(table.name), sql.Identifier(index.name), sql.SQL(", ").join(map(sql.Identifier, key))
                 )
             )
-        elif index.unique and table.key not in index.columns:
+        elif index is prebuilt or (index.unique and table.key not in index.columns):
             continue  # made per partition (Table.own_unique); the legacy partition keeps its own
         else:
             execute(index.definition)  # its own name, on the new parent (which has the table's name)
@@ -268,16 +273,20 @@ def convert(cursor: Cursor, table: Table, *, now: dt.datetime) -> None:
         # that index on the old table in place of its primary key on (id).
         for index in indexes:
             if index.primary and table.key != "id":
-                execute(
-                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                        sql.Identifier(legacy), sql.Identifier(f"{index.name[:56]}_legacy")
+                old_key = sql.Identifier(f"{index.name[:56]}_legacy")
+                execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.Identifier(legacy), old_key))
+                if prebuilt is not None:
+                    execute(
+                        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
+                            sql.Identifier(legacy), old_key, sql.Identifier(f"{prebuilt.name[:56]}_legacy")
+                        )
                     )
-                )
         execute(
             sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM (MINVALUE) TO ({})").format(
                 sql.Identifier(table.name), sql.Identifier(legacy), sql.Literal(str(day_bound(now + DAY)))
             )
         )
+        execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS legacy_bound").format(sql.Identifier(legacy)))
         first_day = day_start(now) + DAY
     else:
         execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(legacy)))
