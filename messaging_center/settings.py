@@ -313,6 +313,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "enqueue-due-scheduled": {"task": "dispatch.enqueue_due", "schedule": 2.0, "options": _MAINTENANCE},
     "sweep-stuck-messages": {"task": "dispatch.sweep", "schedule": 15.0, "options": _MAINTENANCE},
     "purge-idempotency-keys": {"task": "dispatch.purge_idempotency_keys", "schedule": 3600.0, "options": _MAINTENANCE},
+    # Partitions for the next days, and each account's retention (apps/dispatch/retention.py).
+    "apply-retention": {"task": "dispatch.retention", "schedule": 3600.0, "options": {"queue": "mc.maintenance", "expires": 600}},
     "poll-provider-receipts": {"task": "receipts.poll", "schedule": 30.0, "options": _RECEIPTS},
     "rematch-early-receipts": {"task": "receipts.rematch", "schedule": 30.0, "options": _RECEIPTS},
     "flag-receipt-timeouts": {"task": "receipts.flag_timeouts", "schedule": 60.0, "options": _RECEIPTS},

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from messaging_center import ids
@@ -21,6 +22,11 @@ class Account(models.Model):
     is_active = models.BooleanField(default=True, help_text="A disabled account's requests get 403 account_disabled.")
     rate_limit = models.PositiveIntegerField(default=100, help_text="API requests per second.")
     daily_quota = models.PositiveIntegerField(default=1_000_000, help_text="Messages per day.")
+    retention_days = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(400)],
+        help_text="Days messages, their events, receipts and callbacks are kept (1 to 400).",
+    )
     timezone = models.CharField(
         max_length=64, default=_default_timezone, help_text="Used for quiet hours when a recipient has none."
     )

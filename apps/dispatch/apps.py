@@ -9,7 +9,7 @@ class DispatchConfig(AppConfig):
     verbose_name = "Dispatch"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
         from apps.dispatch import checks  # noqa: F401 - registers the system checks
         from apps.dispatch.accept.templates import TEMPLATES
@@ -20,6 +20,7 @@ class DispatchConfig(AppConfig):
         from apps.dispatch.routing.routes import providers_changed
         from apps.templates.models import MessageTemplate
         from apps.templates.services import provider_id_format_register
+        from messaging_center import partitions
 
         provider_id_format_register(template_id_format)
 
@@ -41,3 +42,14 @@ class DispatchConfig(AppConfig):
 
         post_save.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-changed")
         post_delete.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-deleted")
+
+        def make_partitions(using: str = "default", **kwargs: object) -> None:
+            """Every `migrate` (the default run and the suite run it at start) makes the next days'
+            partitions; the hourly retention job does the same in a running service."""
+            from django.db import connections
+            from django.utils import timezone
+
+            with connections[using].cursor() as wrapper:
+                partitions.ensure_partitions(wrapper.cursor, now=timezone.now())
+
+        post_migrate.connect(make_partitions, sender=self, weak=False, dispatch_uid="make-partitions")

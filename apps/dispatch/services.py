@@ -79,7 +79,16 @@ def inbox_mark_all_read(*, account: Account, user_id: str) -> int:
     ).update(read_at=timezone.now())
 
 
-def idempotency_purge(*, older_than: dt.timedelta = IDEMPOTENCY_TTL) -> int:
+def idempotency_purge(*, older_than: dt.timedelta = IDEMPOTENCY_TTL, batch: int = 5000) -> int:
+    """Expired records leave in batches (short transactions, through the `created_at` index)."""
+    total = 0
     with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM dispatch_idempotencyrecord WHERE created_at < %s", [timezone.now() - older_than])
-        return cursor.rowcount
+        while True:
+            cursor.execute(
+                "DELETE FROM dispatch_idempotencyrecord WHERE id IN "
+                "(SELECT id FROM dispatch_idempotencyrecord WHERE created_at < %s ORDER BY created_at LIMIT %s)",
+                [timezone.now() - older_than, batch],
+            )
+            total += cursor.rowcount
+            if cursor.rowcount < batch:
+                return total

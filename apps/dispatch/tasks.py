@@ -9,6 +9,7 @@ from django.db import InterfaceError, OperationalError
 
 from apps.dispatch import outbox
 from apps.dispatch.delivery import chunk, sweeper
+from apps.dispatch.retention import run_retention
 from apps.dispatch.services import idempotency_purge
 
 
@@ -46,3 +47,9 @@ def sweep() -> int:
 @shared_task(name="dispatch.purge_idempotency_keys")
 def purge_idempotency_keys() -> int:
     return idempotency_purge()
+
+
+@shared_task(name="dispatch.retention")
+def retention() -> dict[str, int]:
+    report = run_retention()
+    return {"dropped": len(report.dropped), "rewritten": len(report.rewritten), "made": len(report.made)}

@@ -165,7 +165,7 @@ def callbacks_deliver(*, callback_ids: Sequence[uuid.UUID]) -> list[Outcome]:
             """
             UPDATE receipts_statuscallback SET attempts = attempts + 1, next_attempt_at = now() + %s
             WHERE id = ANY(%s) AND state = 'pending' AND next_attempt_at <= now()
-            RETURNING id, account_id, body, attempts, created_at
+            RETURNING id, account_id, body, attempts, created_at, message_id
             """,
             [cast(Any, CLAIM_LEASE), list(callback_ids)],  # a timedelta: psycopg binds it, django-stubs leave it out
         )
@@ -175,7 +175,7 @@ def callbacks_deliver(*, callback_ids: Sequence[uuid.UUID]) -> list[Outcome]:
     accounts = {a.id: a for a in Account.objects.filter(id__in={row[1] for row in claimed})}
     canceled: list[uuid.UUID] = []
     jobs = []
-    for callback_id, account_id, body, _, _ in claimed:
+    for callback_id, account_id, body, *_ in claimed:
         account = accounts.get(account_id)
         secret = account_callback_secret(account=account) if account else None
         if account is None or not account.callback_url or not secret or not account.is_active:
@@ -195,6 +195,7 @@ def _finish(claimed: list[tuple[Any, ...]], outcomes: list[Outcome], canceled: l
         [
             CallbackAttempt(
                 callback_id=o.callback_id,
+                message_id=by_id[o.callback_id][5],
                 at=now,
                 url=o.url[:500],
                 status_code=o.status_code,
@@ -215,7 +216,7 @@ def _finish(claimed: list[tuple[Any, ...]], outcomes: list[Outcome], canceled: l
         if outcome.ok:
             pending.update(state=StatusCallback.State.DELIVERED, last_error="")
             continue
-        _, _, _, attempts, created_at = by_id[outcome.callback_id]
+        _, _, _, attempts, created_at, _ = by_id[outcome.callback_id]
         # 5 s, 10 s, 20 s … capped at an hour: about 30 tries over the 24 h; whole seconds, so that
         # the callbacks of one run that wait alike share a task.
         wait = int(backoff_seconds(attempts, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS, jitter=False))

@@ -90,8 +90,11 @@ class StatusCallback(models.Model):
         CANCELED = "canceled"
 
     id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
-    message = models.ForeignKey(  # no constraint in the database: see dispatch.Message.account
+    # No constraints in the database on these links: the tables are partitioned (messaging_center/partitions.py).
+    account = models.ForeignKey(
+        "accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    message = models.ForeignKey(
         "dispatch.Message", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
     status = models.CharField(max_length=16)
@@ -114,7 +117,11 @@ class CallbackAttempt(models.Model):
     """One HTTP POST of a status callback: what the business system answered, or why it failed."""
 
     id = models.UUIDField(primary_key=True, default=ids.uuid7, editable=False)
-    callback = models.ForeignKey(StatusCallback, on_delete=models.CASCADE, related_name="attempt_log", db_index=False)
+    callback = models.ForeignKey(
+        StatusCallback, on_delete=models.CASCADE, related_name="attempt_log", db_index=False, db_constraint=False
+    )
+    # The callback's message: attempts are partitioned by it, and leave with the message's day.
+    message_id = models.UUIDField()
     at = models.DateTimeField()
     url = models.CharField(max_length=500)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -132,8 +139,10 @@ class Failover(models.Model):
     """A verification message sent again through another provider because the first one reported
     it undelivered (or stayed silent). One per original; a resend is never resent again."""
 
-    original = models.OneToOneField("dispatch.Message", on_delete=models.CASCADE, related_name="+", primary_key=True)
-    resend = models.OneToOneField("dispatch.Message", on_delete=models.CASCADE, related_name="+")
+    original = models.OneToOneField(
+        "dispatch.Message", on_delete=models.CASCADE, related_name="+", primary_key=True, db_constraint=False
+    )
+    resend = models.OneToOneField("dispatch.Message", on_delete=models.CASCADE, related_name="+", db_constraint=False)
     reason = models.CharField(max_length=32)
     failed_provider = models.CharField(max_length=64)
     created_at = models.DateTimeField()

@@ -17,7 +17,11 @@ def test_admin_pages(operator, api, make_message) -> None:
     callbacks_enqueue(message_ids=[message.id], status="sent")
     callback = StatusCallback.objects.get()
     CallbackAttempt.objects.create(
-        callback=callback, at=callback.created_at, url="https://hooks.example.com/mc", error="HTTP 500"
+        callback=callback,
+        message_id=callback.message_id,
+        at=callback.created_at,
+        url="https://hooks.example.com/mc",
+        error="HTTP 500",
     )
     for page in ("receipts/providerreceipt", "receipts/statuscallback", "receipts/callbackattempt", "receipts/failover"):
         assert operator.get(f"/admin/{page}/").status_code == 200, page
