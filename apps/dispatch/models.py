@@ -151,7 +151,7 @@ class Grain(models.TextChoices):
 
 class Rollup(models.Model):
     """Messages counted by when they were created (one row per grain's bucket) and by what they are
-    now: account × channel × category × priority × provider × template × segment × outcome. Kept by
+    now: account, channel, category, priority, provider, template, segment, outcome. Kept by
     PostgreSQL triggers on dispatch_message and receipts_verification (migration 0010), read by
     `GET /api/v1/stats` (apps/dispatch/stats.py); docs/architecture.md, "Rollups". Rows are only ever
     added to: a message leaving a group subtracts from it, and a group emptied that way stays at 0."""

@@ -11,7 +11,7 @@ success = a provider accepted / attempted (handed to a provider at least once, a
 delivered, undelivered, failed and expired); receipt = messages with a receipt / sent; delivery =
 delivered / sent; latency = provider accepted → delivered, its percentiles read from the histogram
 (models.LATENCY_BOUNDS_MS, interpolated linearly inside the bucket that holds the rank: within one
-bucket of the exact value, i.e. within 1.5× above 100 ms and 3× above 10 minutes; beyond the last
+bucket of the exact value, i.e. within a factor 1.5 above 100 ms and 3 above 10 minutes; beyond the last
 edge, 1 h, the edge); fill = verification codes checked valid / codes sent (null where no codes
 were sent). A message still pending counts in `total` under provider "" until an attempt settles."""
 
@@ -138,7 +138,7 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
     if not spans:
         return []
     sql = _STATS.format(key=GROUP_KEYS[group_by], sent=_SENT, attempted=_ATTEMPTED)
-    bounds = {
+    bounds: dict[str, Any] = {
         "account": account.id,
         "grains": [grain for grain, _, _ in spans],
         "starts": [lo for _, lo, _ in spans],

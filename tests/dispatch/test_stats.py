@@ -62,7 +62,9 @@ def test_fill_rate_of_verification_codes(api, make_template) -> None:
         sent = api.post("/api/v1/verifications", {"to": {"phone": phone}, "template": "login_code"})
         assert sent.status_code == 202, sent.content
         code = unseal(Message.objects.get(id=ids.decode("msg", sent.json()["message_id"])).params)["code"]
-        checked = api.post("/api/v1/verifications/check", {"to": {"phone": phone}, "code": code if valid else f"{(int(code) + 1) % 10**6:06d}"})
+        checked = api.post(
+            "/api/v1/verifications/check", {"to": {"phone": phone}, "code": code if valid else f"{(int(code) + 1) % 10**6:06d}"}
+        )
         assert checked.status_code == 200
     [group] = api.get("/api/v1/stats", {"group_by": "template"}).json()["groups"]
     assert (group["key"], group["total"], group["fill_rate"]) == ("login_code", 4, 0.5)

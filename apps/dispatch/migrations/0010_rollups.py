@@ -1,9 +1,10 @@
 """Rollups (#21): the `segment` of each message, the `dispatch_rollup` table, the triggers that keep it
 and a backfill of both from the messages already stored. docs/architecture.md, "Rollups", says why.
 
-The SQL is written out here, from this file's own constants, so that the migration does the same
-whatever later code says; apps/dispatch/models.LATENCY_BOUNDS_MS and apps/dispatch/segments hold the
-same rules for the Python side (tests/dispatch/test_rollups.py keeps them equal).
+The SQL is written out here from this file's constants (the +86 carrier blocks are read from
+apps/dispatch/segments when it runs); apps/dispatch/models.LATENCY_BOUNDS_MS and
+apps/dispatch/segments hold the same rules for the Python side (tests/dispatch/test_rollups.py keeps
+them equal). An UPDATE that changes no contribution returns before aggregating (`_UNCHANGED`).
 
 Existing installations: the backfill rewrites every message row once (its segment) and reads them
 all once more for the rollups, inside the migration's transaction, which holds dispatch_message
@@ -111,9 +112,33 @@ def _upsert(changes):
     ON CONFLICT ({KEY}) DO UPDATE SET {updates}"""
 
 
-def _trigger_function(name, changes):
+def _signature(t):
+    """What of a message row its contribution depends on: pending statuses as one, and the provider,
+    attempts and times only where a settled outcome reads them."""
+    settled = f"{t}.status NOT IN ({_list(PENDING)})"
+    return (
+        f"(CASE WHEN {settled} THEN {t}.status END, CASE WHEN {settled} THEN {t}.provider END, "
+        f"CASE WHEN {settled} THEN {t}.attempts > 0 END, CASE WHEN {settled} THEN {t}.sent_at END, "
+        f"CASE WHEN {settled} THEN {t}.delivered_at END, CASE WHEN {settled} THEN {t}.scheduled_at END, {t}.created_at, "
+        f"{t}.segments, {t}.segment, {t}.template_code, {t}.channel, {t}.category, {t}.priority, {t}.account_id)"
+    )
+
+
+# An UPDATE that changes no row's contribution (a claim, a lease, a provider recorded while pending) ends
+# here, before the aggregation.
+_UNCHANGED = f"""
+        IF NOT EXISTS (
+            SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+            WHERE o.id IS NULL OR {_signature("n")} IS DISTINCT FROM {_signature("o")}
+        ) THEN
+            RETURN NULL;
+        END IF;"""
+
+
+def _trigger_function(name, changes, shortcut=""):
     return f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
+        {shortcut}
         {_upsert(changes)};
         RETURN NULL;
     END $$"""
@@ -187,7 +212,8 @@ def _forward():
     statements.append("UPDATE dispatch_message SET segment = dispatch_segment(channel, address)")
     statements.append(_upsert(_contribution("dispatch_message", 1)))
     for trigger, table, event, transitions, changes in TRIGGERS:
-        statements.append(_trigger_function(trigger, changes))
+        shortcut = _UNCHANGED if trigger == "dispatch_rollup_updated" else ""
+        statements.append(_trigger_function(trigger, changes, shortcut))
         statements.append(
             f"CREATE TRIGGER {trigger} AFTER {event} ON {table} REFERENCING {transitions} "
             f"FOR EACH STATEMENT EXECUTE FUNCTION {trigger}()"
