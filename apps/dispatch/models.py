@@ -7,6 +7,7 @@ lead with the account, and partial indexes for the few hot states the background
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -62,6 +63,9 @@ class Message(models.Model):
     title = models.TextField(blank=True, default="")
     content = models.TextField(blank=True, default="")
     segments = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The destination segment (apps.dispatch.segments): country, +86 carrier, or the channel. Set at
+    # accept; a key of the rollups (below).
+    segment = models.CharField(max_length=16, blank=True, default="", db_default="")
     status = models.CharField(max_length=16, choices=Status.choices)
     code = models.CharField(max_length=64, blank=True, default="")
     detail = models.TextField(blank=True, default="")
@@ -137,6 +141,55 @@ class MessageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class Grain(models.TextChoices):
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+
+
+class Rollup(models.Model):
+    """Messages counted by when they were created (one row per grain's bucket) and by what they are
+    now: account, channel, category, priority, provider, template, segment, outcome. Kept by
+    PostgreSQL triggers on dispatch_message and receipts_verification (migration 0010), read by
+    `GET /api/v1/stats` (apps/dispatch/stats.py); docs/architecture.md, "Rollups". Rows are only ever
+    added to: a message leaving a group subtracts from it, and a group emptied that way stays at 0."""
+
+    pk = models.CompositePrimaryKey(
+        "account_id", "grain", "bucket", "channel", "category", "priority", "provider", "template_code", "segment", "outcome"
+    )
+    account_id = models.UUIDField()
+    grain = models.CharField(max_length=6, choices=Grain.choices)
+    bucket = models.DateTimeField(help_text="The start of the minute, hour or day (UTC) the messages were created in.")
+    channel = models.CharField(max_length=16)
+    category = models.CharField(max_length=16)
+    priority = models.CharField(max_length=16)
+    provider = models.CharField(max_length=64, help_text="Empty while pending: a provider counts once an attempt settles.")
+    template_code = models.CharField(max_length=64)
+    segment = models.CharField(max_length=16)
+    outcome = models.CharField(max_length=16, help_text="The status, with scheduled, queued, sending and retry_wait as pending.")
+    messages = models.BigIntegerField(default=0)
+    sms_segments = models.BigIntegerField(default=0)
+    attempted = models.BigIntegerField(default=0, help_text="Handed to a provider at least once (0 while pending).")
+    latency_ms = ArrayField(models.IntegerField(), help_text="Delivered: sent → delivered, per bucket of LATENCY_BOUNDS_MS.")
+    queue_ms = ArrayField(models.IntegerField(), help_text="Sent: accepted (or due) → sent, per bucket of LATENCY_BOUNDS_MS.")
+    codes = models.BigIntegerField(default=0, help_text="Verification codes sent.")
+    filled = models.BigIntegerField(default=0, help_text="Verification codes checked valid.")
+
+    class Meta:
+        db_table = "dispatch_rollup"
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket:%Y-%m-%d %H:%M} {self.outcome}: {self.messages}"
+
+
+# Lower edges (ms) of the rollups' histogram buckets; the last bucket has no upper edge. Migration 0010
+# writes the same list into SQL (`dispatch_rollup_bucket`); a test keeps them equal.
+LATENCY_BOUNDS_MS = (
+    0, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500,
+    10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 90_000, 120_000, 180_000, 300_000, 600_000, 1_800_000, 3_600_000,
+)  # fmt: skip
 
 
 class Outbox(models.Model):

@@ -54,6 +54,7 @@ def message_send_again(*, message: Message) -> Message:
         title=message.title,
         content=message.content,
         segments=message.segments,
+        segment=message.segment,
         status=Status.QUEUED,
         created_at=now,
         expires_at=now + ttl,

@@ -63,6 +63,7 @@ def failover_resend(*, originals: Sequence[Message], reason: str, explanation: s
             title=original.title,
             content=original.content,
             segments=original.segments,
+            segment=original.segment,
             status=Status.QUEUED,
             provider=original.provider,  # with attempts=1, routing avoids it on the next claim
             attempts=1,

@@ -14,6 +14,7 @@ from apps.dispatch.accept.entries import Entry
 from apps.dispatch.accept.prepare import PreparedSend
 from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Status
+from apps.dispatch.segments import segment_of
 from messaging_center import ids
 from messaging_center.db import bound_cursor, json_rows
 from messaging_center.times import api_time
@@ -23,7 +24,7 @@ from messaging_center.times import api_time
 MESSAGE_COLUMNS = (
     "id, account_id, batch_id, template_id, template_code, channel, category, priority, address, user_id, params, "
     "title, content, segments, status, code, detail, provider, provider_message_id, attempts, lease_until, created_at, "
-    "scheduled_at, expires_at"
+    "scheduled_at, expires_at, segment"
 )
 
 
@@ -46,6 +47,7 @@ def _message_rows(send: PreparedSend) -> tuple[tuple[str, ...], list[tuple[Any, 
     priority) and each message's own (id, then address … expires_at; params as the dict, None for
     NULL). `copy_lines` and `inline_rows` write them out for the two ways of storing them."""
     account, template, now, ttl = send.account, send.template, send.now, send.ttl
+    channel = template.channel
     fixed = (str(account.id), str(send.batch_id), str(template.id), template.code, template.channel, template.category, send.lane)
     now_text = now.isoformat()
     lease_text = (now + queued_lease()).isoformat()
@@ -73,6 +75,7 @@ def _message_rows(send: PreparedSend) -> tuple[tuple[str, ...], list[tuple[Any, 
                 now_text,
                 scheduled,
                 expires,
+                segment_of(channel, entry.address),
             )
         )
     return fixed, rows
@@ -103,6 +106,7 @@ def copy_lines(send: PreparedSend) -> list[str]:
         created,
         scheduled,
         expires,
+        segment,
     ) in rows:
         text = params_text.get(id(params))
         if text is None:
@@ -128,6 +132,7 @@ def copy_lines(send: PreparedSend) -> list[str]:
                     created,
                     scheduled or _NULL,
                     expires,
+                    segment,
                 )
             )
         )

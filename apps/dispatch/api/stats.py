@@ -25,7 +25,10 @@ from messaging_center.schema import AUTHENTICATED, error_responses
     component_name="StatsGroup", description="One group's figures; a rate is null where it would divide by 0."
 )
 class StatsGroupOutput(serializers.Serializer):
-    key = serializers.CharField(help_text="The provider, channel, template code or day (YYYY-MM-DD, UTC) of the group.")
+    key = serializers.CharField(
+        help_text="The provider, channel, template code, day (YYYY-MM-DD, UTC) or destination segment (country ISO "
+        "code; +86 by carrier: CN-mobile, CN-unicom, CN-telecom, CN-other; the channel for non-SMS) of the group."
+    )
     total = serializers.IntegerField()
     sent = serializers.IntegerField(help_text="Accepted by a provider (sent, delivered or undelivered).")
     delivered = serializers.IntegerField()
@@ -47,7 +50,8 @@ class StatsView(APIView):
     @extend_schema(
         operation_id="stats_get",
         summary="Delivery statistics",
-        description="Delivery figures of the account's own messages, grouped.",
+        description="Delivery figures of the account's own messages, grouped; served from per-minute, hour and day "
+        "rollups (the range counts to the minute).",
         parameters=[
             OpenApiParameter("group_by", enum=list(stats.GROUP_KEYS), default="day"),
             OpenApiParameter("created_after", OpenApiTypes.DATETIME, description=f"Inclusive. {_TIMESTAMP}"),
