@@ -7,6 +7,8 @@ lead with the account, and partial indexes for the few hot states the background
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -147,6 +149,12 @@ class Grain(models.TextChoices):
     MINUTE = "minute"
     HOUR = "hour"
     DAY = "day"
+
+
+# How long finer rollup rows are kept (apps/dispatch/retention.py prunes them; stats read older edges
+# at the next coarser grain). Day rows stay: one per group and day.
+MINUTE_ROWS_KEPT = dt.timedelta(days=3)
+HOUR_ROWS_KEPT = dt.timedelta(days=35)
 
 
 class Rollup(models.Model):

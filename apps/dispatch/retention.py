@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg import sql
 
-from apps.dispatch.models import ACTIVE_STATUSES, Status
+from apps.dispatch.models import ACTIVE_STATUSES, HOUR_ROWS_KEPT, MINUTE_ROWS_KEPT, Grain, Status
 from messaging_center import ids, partitions
 from messaging_center.partitions import DAY, Partition
 
@@ -98,6 +98,7 @@ def run_retention(*, now: dt.datetime | None = None) -> Report:
         if touched:
             _retire_receipts(cursor, touched, now, report)
         report.purged.update(_purge_small_tables(cursor, now, retention))
+        report.purged["dispatch_rollup"] = _prune_rollups(cursor, now, list(retention))
     if report.dropped or report.rewritten:
         logger.info("retention: dropped %s; rewritten %s", report.dropped, report.rewritten)
     return report
@@ -302,3 +303,22 @@ def _purge_small_tables(cursor: Any, now: dt.datetime, retention: dict[uuid.UUID
                 break
         purged[table] = total
     return purged
+
+
+def _prune_rollups(cursor: Any, now: dt.datetime, accounts: list[uuid.UUID]) -> int:
+    """Minute rows past MINUTE_ROWS_KEPT and hour rows past HOUR_ROWS_KEPT leave, in batches through the
+    primary key (account, grain, bucket, …); stats read older edges at the next coarser grain."""
+    total = 0
+    for account in accounts:
+        for grain, kept in ((Grain.MINUTE, MINUTE_ROWS_KEPT), (Grain.HOUR, HOUR_ROWS_KEPT)):
+            while True:
+                with transaction.atomic():
+                    cursor.execute(
+                        "DELETE FROM dispatch_rollup WHERE ctid = ANY(ARRAY(SELECT ctid FROM dispatch_rollup "
+                        "WHERE account_id = %s AND grain = %s AND bucket < %s LIMIT %s))",
+                        [account, grain, now - kept, PURGE_BATCH],
+                    )
+                total += cursor.rowcount
+                if cursor.rowcount < PURGE_BATCH:
+                    break
+    return total

@@ -5,7 +5,9 @@ kept by triggers as they change state (docs/architecture.md, "Rollups"). A range
 with hours and then minutes at its edges — at most five index range scans, each over the groups of
 that grain and time (`_spans`) — so the cost depends on the time range and the number of groups,
 never on the number of messages. `created_after`/`created_before` count to the minute: seconds are
-dropped (a message created at 12:00:30 is in `created_after=12:00:45`).
+dropped (a message created at 12:00:30 is in `created_after=12:00:45`). Minute rows are kept
+models.MINUTE_ROWS_KEPT and hour rows models.HOUR_ROWS_KEPT (apps/dispatch/retention.py prunes older ones), so an
+edge older than that counts from the start of its hour, or of its day (`stats_range`).
 
 success = a provider accepted / attempted (handed to a provider at least once, among the sent,
 delivered, undelivered, failed and expired); receipt = messages with a receipt / sent; delivery =
@@ -21,9 +23,10 @@ import datetime as dt
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.dispatch.models import LATENCY_BOUNDS_MS, Grain
+from apps.dispatch.models import HOUR_ROWS_KEPT, LATENCY_BOUNDS_MS, MINUTE_ROWS_KEPT, Grain
 from apps.dispatch.selectors import query_timestamp
 from messaging_center.errors import ValidationFailed
 
@@ -49,6 +52,25 @@ def _floor(moment: dt.datetime, width: dt.timedelta) -> dt.datetime:
 def _ceil(moment: dt.datetime, width: dt.timedelta) -> dt.datetime:
     floor = _floor(moment, width)
     return floor if floor == moment else floor + width
+
+
+def _coarse(moment: dt.datetime, now: dt.datetime) -> dt.datetime:
+    """An edge at the finest grain still kept at its age."""
+    moment = _floor(moment, dt.timedelta(minutes=1))
+    if moment < now - HOUR_ROWS_KEPT:
+        return _floor(moment, dt.timedelta(days=1))
+    if moment < now - MINUTE_ROWS_KEPT:
+        return _floor(moment, dt.timedelta(hours=1))
+    return moment
+
+
+def stats_range(start: dt.datetime | None, end: dt.datetime | None, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The [start, end) that `created_after`/`created_before` stand for: whole minutes, hours past
+    MINUTE_ROWS_KEPT, days past HOUR_ROWS_KEPT; open ends as far as the rollups go."""
+    return (
+        max(_coarse(start, now), OPEN_START) if start else OPEN_START,
+        min(_coarse(end, now), OPEN_END) if end else OPEN_END,
+    )
 
 
 def _spans(start: dt.datetime, end: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
@@ -130,11 +152,14 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
     if group_by not in GROUP_KEYS:
         choices = ", ".join(GROUP_KEYS)
         raise ValidationFailed(f"group_by must be one of {choices}.", errors={"group_by": [f"One of {choices}."]})
-    minute = dt.timedelta(minutes=1)
     after, before = params.get("created_after"), params.get("created_before")
-    start = _floor(query_timestamp("created_after", after), minute) if after else OPEN_START
-    end = _floor(query_timestamp("created_before", before), minute) if before else OPEN_END
-    spans = _spans(max(start, OPEN_START), min(end, OPEN_END))
+    spans = _spans(
+        *stats_range(
+            query_timestamp("created_after", after) if after else None,
+            query_timestamp("created_before", before) if before else None,
+            timezone.now(),
+        )
+    )
     if not spans:
         return []
     sql = _STATS.format(key=GROUP_KEYS[group_by], sent=_SENT, attempted=_ATTEMPTED)

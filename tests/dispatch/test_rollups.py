@@ -24,7 +24,7 @@ from apps.dispatch.providers.base import Receipt
 from apps.dispatch.providers_config import provider_save
 from apps.dispatch.sealing import unseal
 from apps.dispatch.segments import segment_of
-from apps.dispatch.stats import GROUP_KEYS, percentile
+from apps.dispatch.stats import GROUP_KEYS, percentile, stats_range
 from apps.receipts.matching import receipts_record
 from apps.receipts.models import Failover
 from messaging_center import ids
@@ -250,10 +250,7 @@ def _compare(api: Any, group_by: str, after: dt.datetime | None, before: dt.date
     response = api.get("/api/v1/stats", query)
     assert response.status_code == 200, response.content
     served = response.json()["groups"]
-    minute = dt.timedelta(minutes=1)
-    floor = after.replace(second=0, microsecond=0) if after else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    ceiling = before.replace(second=0, microsecond=0) if before else dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
-    assert floor.second == 0 and minute
+    floor, ceiling = stats_range(after, before, timezone.now())  # minutes; hours and days for old edges
     expected = _raw_stats(api.account.id, group_by, floor, ceiling)
     assert [g["key"] for g in served] == [g["key"] for g in expected], (group_by, after, before)
     for got, want in zip(served, expected, strict=True):
