@@ -354,6 +354,23 @@ def retention_cycle(stack: Stack) -> None:
         print(f"  {table:<30} {size / 2**20:>14,.1f} {after[table] / 2**20:>13,.1f}")
 
 
+def _layout_notes(stack: Stack) -> None:
+    """What the reader of the figures should know about the schema the history went into."""
+    for table, kind in _sql(stack, "SELECT relname, relkind FROM pg_class WHERE relname = ANY(%s)", (list(seed.TABLES),)):
+        if kind == "p":
+            [(parts,)] = _sql(stack, f"SELECT count(*) FROM {_tree(str(table))}")  # noqa: S608 - our table names
+            print(f"  ({table} is partitioned: the history went into {parts} partitions)")
+    rollups = [
+        str(name)
+        for (name,) in _sql(stack, "SELECT relname FROM pg_class WHERE relkind IN ('r', 'p') AND relname LIKE '%%rollup%%'")
+    ]
+    if rollups:
+        print(
+            f"  (note: rows were COPied into the message tables only; the rollup table(s) {', '.join(rollups)} "
+            "hold the history only if something rebuilds them from those rows)"
+        )
+
+
 # --- The run --------------------------------------------------------------------------------------------
 
 
@@ -392,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         plan = _plan(stack, args.history)
         print(
-            f"\nSeeding {args.history:,} old messages ({seed.CHUNK:,} a chunk, {args.streams} COPY streams; "
+            f"\nSeeding {args.history:,} old messages ({plan.chunk:,} a chunk, {args.streams} COPY streams; "
             f"{seed.BEYOND_SHARE:.0%} of them {seed.BEYOND_DAYS[0]}-{seed.BEYOND_DAYS[1]} days back, the rest over "
             f"the last {seed.HISTORY_DAYS} days) …",
             flush=True,
@@ -406,7 +423,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         started = time.perf_counter()
         _sql(stack, "VACUUM (ANALYZE)")  # what autovacuum would do first: hint bits, visibility map, statistics
         _sql(stack, "CHECKPOINT")
-        print(f"  VACUUM (ANALYZE) and CHECKPOINT: {time.perf_counter() - started:.0f} s\n", flush=True)
+        print(f"  VACUUM (ANALYZE) and CHECKPOINT: {time.perf_counter() - started:.0f} s", flush=True)
+        _layout_notes(stack)
+        print(flush=True)
 
         history = measure(stack, key, "history", args)
         report(empty, history, args.history)

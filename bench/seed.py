@@ -93,12 +93,17 @@ class Plan:
     seed: int = 21
 
     @property
+    def chunk(self) -> int:
+        """Messages per chunk: CHUNK, smaller for a small history (at least ten chunks)."""
+        return max(1, min(CHUNK, -(-self.total // 10)))
+
+    @property
     def chunks(self) -> int:
-        return -(-self.total // CHUNK)
+        return -(-self.total // self.chunk)
 
     def window(self, index: int) -> tuple[int, int]:
         """The time slice (ms) of chunk `index`: the first tenth of the chunks lie 31-35 days back."""
-        beyond = round(self.chunks * BEYOND_SHARE)
+        beyond = max(1, round(self.chunks * BEYOND_SHARE)) if self.chunks > 1 else 0
         if index < beyond:
             start, end, part, parts = self.now_ms - BEYOND_DAYS[1] * DAY_MS, self.now_ms - BEYOND_DAYS[0] * DAY_MS, index, beyond
         else:
@@ -160,7 +165,7 @@ class Rows:
     def build(self) -> Rows:
         plan, rng = self.plan, self.rng
         senders, shares = plan.senders, [s.share for s in plan.senders]
-        for at, size in self.requests(min(CHUNK, plan.total - self.index * CHUNK)):
+        for at, size in self.requests(min(plan.chunk, plan.total - self.index * plan.chunk)):
             sender = rng.choices(senders, shares)[0]
             template = rng.choices(sender.templates, [t.weight for t in sender.templates])[0]
             batch = self.uuid7(at)
