@@ -49,6 +49,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Every scenario; BENCH=throughput or BENCH=history runs one, BENCH_HISTORY=200000 seeds a smaller history.
 bench: $(STAMP)
 	$(PY) -m bench
 

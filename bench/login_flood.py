@@ -16,8 +16,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit
 
-from bench.__main__ import Stack, start_stack, stop_stack
 from bench.load import LoadResult, run_load
+from bench.throughput import Stack, start_stack, stop_stack
 
 SECONDS = 8.0
 FLOOD_THREADS = 32
