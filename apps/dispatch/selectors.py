@@ -7,11 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.utils import timezone
 
 from apps.accounts.models import Account
 from apps.dispatch.leases import lease_start
-from apps.dispatch.models import Message, MessageEvent, Status
+from apps.dispatch.models import ContentGrams, Message, MessageEvent, Status
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed
 from messaging_center.pagination import keyset_page
@@ -57,7 +58,35 @@ SEARCH_FILTERS = (
 )
 
 
+GRAM = 2  # characters in one piece of mc_grams (migration 0010_search)
+TEXT_SEARCH_DEFAULT = dt.timedelta(days=7)
+TEXT_SEARCH_MAX = dt.timedelta(days=31)
+# A client that asks for "the last 31 days" computed its bound a moment before we read the clock.
+TEXT_SEARCH_CLOCK_SLACK = dt.timedelta(minutes=5)
+
+
+def _text_search_window(after: dt.datetime | None, before: dt.datetime | None, *, now: dt.datetime) -> dt.datetime:
+    """The start of a `q` search's window (API.md, Sending): at most 31 days; without created_after, the 7 days
+    before created_before (or now)."""
+    if after is None:
+        return (before or now) - TEXT_SEARCH_DEFAULT
+    if before is None and now - after > TEXT_SEARCH_MAX + TEXT_SEARCH_CLOCK_SLACK:
+        message = (
+            "A search with q covers at most 31 days: created_after is further back "
+            "(give created_before too, or neither for the last 7 days)."
+        )
+        raise ValidationFailed(message, errors={"created_after": ["More than 31 days before now for a search with q."]})
+    if before is not None and before - after > TEXT_SEARCH_MAX:
+        message = "A search with q covers at most 31 days: created_after is more than 31 days before created_before."
+        raise ValidationFailed(
+            message, errors={"created_after": ["More than 31 days before created_before for a search with q."]}
+        )
+    return after
+
+
 def message_search(*, account: Account, params: dict[str, Any]) -> Page:
+    """The account's messages matching `params`, newest first. A `q` search is bounded to a window of at most
+    31 days (its id range: partitions pruned) and finds candidates through the gram index."""
     queryset = Message.objects.filter(account=account)
     errors: dict[str, list[str]] = {}
     if status := params.get("status"):
@@ -81,12 +110,17 @@ def message_search(*, account: Account, params: dict[str, Any]) -> Page:
             queryset = queryset.filter(batch_id=batch_id)
     if to := params.get("to"):
         queryset = queryset.filter(address=to.strip())
-    if after := params.get("created_after"):
-        queryset = queryset.filter(id__gte=ids.uuid7_floor(query_timestamp("created_after", after)))
-    if before := params.get("created_before"):
-        queryset = queryset.filter(id__lt=ids.uuid7_floor(query_timestamp("created_before", before)))
+    after = query_timestamp("created_after", raw) if (raw := params.get("created_after")) else None
+    before = query_timestamp("created_before", raw) if (raw := params.get("created_before")) else None
     if q := params.get("q"):
+        after = _text_search_window(after, before, now=timezone.now())
         queryset = queryset.filter(content__contains=q)
+        if len(q) >= GRAM:  # a single character has no gram: the window alone bounds its scan
+            queryset = queryset.alias(grams=ContentGrams("content")).filter(grams__contains=ContentGrams(Value(q)))
+    if after is not None:
+        queryset = queryset.filter(id__gte=ids.uuid7_floor(after))
+    if before is not None:
+        queryset = queryset.filter(id__lt=ids.uuid7_floor(before))
     if errors:
         first = next(iter(errors))
         raise ValidationFailed(f"Invalid {first}: {errors[first][0]}", errors=errors)

@@ -23,6 +23,7 @@ from apps.accounts.authentication import request_account
 from apps.dispatch import selectors, services
 from apps.dispatch.accept.request import MAX_RECIPIENTS, MAX_TTL_SECONDS
 from apps.dispatch.models import Message, Status
+from messaging_center.db import bounded_read
 from messaging_center.errors import ServiceError, ValidationFailed
 from messaging_center.pagination import PageInput
 from messaging_center.schema import AUTHENTICATED, JSON_BODY, OneOrMany, error_responses, page_of
@@ -225,6 +226,7 @@ SEARCH_PARAMETERS: list[OpenApiParameter | type[serializers.Serializer]] = [
     OpenApiParameter("q", description="A substring of the rendered content (Chinese and Latin text alike)."),
     PageInput,
 ]
+RETRY_SHORTLY = "Retry shortly."
 MESSAGE_ID = OpenApiParameter("message_id", location=OpenApiParameter.PATH, description="`msg_…`")
 
 
@@ -331,7 +333,8 @@ class MessageListCreateView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        page = selectors.message_search(account=request_account(request), params=request.query_params.dict())
+        with bounded_read():
+            page = selectors.message_search(account=request_account(request), params=request.query_params.dict())
         return Response({"results": [message_body(m, with_events=False) for m in page.results], "next": page.next})
 
 
@@ -343,8 +346,10 @@ class MessageDetailView(APIView):
         responses={200: MessageDetailOutput, **error_responses(*AUTHENTICATED, "not_found")},
     )
     def get(self, request: Request, message_id: str) -> Response:
-        message = selectors.message_get(account=request_account(request), public_id=message_id)
-        return Response(message_body(message, with_events=True))
+        with bounded_read(RETRY_SHORTLY):
+            message = selectors.message_get(account=request_account(request), public_id=message_id)
+            body = message_body(message, with_events=True)
+        return Response(body)
 
 
 @extend_schema(tags=["messages"], parameters=[MESSAGE_ID])
