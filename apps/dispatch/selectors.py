@@ -12,7 +12,14 @@ from django.utils import timezone
 
 from apps.accounts.models import Account
 from apps.dispatch.leases import lease_start
-from apps.dispatch.models import ContentGrams, Message, MessageEvent, Status
+from apps.dispatch.models import (
+    GRAM_INDEXED_STATUSES,
+    UNSETTLED_STATUSES,
+    ContentGrams,
+    Message,
+    MessageEvent,
+    Status,
+)
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed
 from messaging_center.pagination import keyset_page
@@ -116,7 +123,8 @@ def message_search(*, account: Account, params: dict[str, Any]) -> Page:
         after = _text_search_window(after, before, now=timezone.now())
         queryset = queryset.filter(content__contains=q)
         if len(q) >= GRAM:  # a single character has no gram: the window alone bounds its scan
-            queryset = queryset.alias(grams=ContentGrams("content")).filter(grams__contains=ContentGrams(Value(q)))
+            indexed = Q(grams__contains=ContentGrams(Value(q)), status__in=GRAM_INDEXED_STATUSES)
+            queryset = queryset.alias(grams=ContentGrams("content")).filter(indexed | Q(status__in=UNSETTLED_STATUSES))
     if after is not None:
         queryset = queryset.filter(id__gte=ids.uuid7_floor(after))
     if before is not None:

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.dispatch.models import Message
@@ -119,13 +120,19 @@ def _seed(account_id, rows: int, content: str) -> None:
         cursor.execute("ANALYZE dispatch_message")
 
 
-def test_q_search_reads_the_gram_index(api, send) -> None:
+def test_q_search_reads_the_gram_index_and_finds_messages_in_flight_too(api, send) -> None:
     _seed(api.account.id, 20_000, "Your verification code is ")
+    queued = send("Refund approved: zebra-crossing")
+    delivered = send("Refund approved: zebra-crossing")
+    Message.objects.filter(id=ids.decode("msg", delivered)).update(status="delivered")
+
+    with CaptureQueriesContext(connection) as captured:
+        assert _found(api, q="zebra-cross") == [delivered, queued]
+    [search] = [q["sql"] for q in captured.captured_queries if "mc_grams" in q["sql"]]
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM dispatch_message WHERE mc_grams(content) @> mc_grams('zebra') LIMIT 1")
-        cursor.execute("EXPLAIN SELECT id FROM dispatch_message WHERE mc_grams(content) @> mc_grams('zebra')")
+        cursor.execute(f"EXPLAIN {search}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "msg_content_grams" in plan
+    assert "msg_content_grams" in plan, plan
 
 
 def _statement_timeout() -> str:

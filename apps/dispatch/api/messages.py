@@ -223,7 +223,12 @@ SEARCH_PARAMETERS: list[OpenApiParameter | type[serializers.Serializer]] = [
     OpenApiParameter("provider", description="The provider of the latest attempt."),
     OpenApiParameter("created_after", OpenApiTypes.DATETIME, description=f"Inclusive. {_TIMESTAMP}"),
     OpenApiParameter("created_before", OpenApiTypes.DATETIME, description=f"Exclusive. {_TIMESTAMP}"),
-    OpenApiParameter("q", description="A substring of the rendered content (Chinese and Latin text alike)."),
+    OpenApiParameter(
+        "q",
+        description="A substring of the rendered content (Chinese and Latin text alike). A search with q covers at "
+        "most 31 days: without created_after, the 7 days before created_before (or now); a wider window is a 400 "
+        "`validation_error` naming created_after.",
+    ),
     PageInput,
 ]
 RETRY_SHORTLY = "Retry shortly."
@@ -325,7 +330,9 @@ class MessageListCreateView(APIView):
     @extend_schema(
         operation_id="messages_list",
         summary="Search messages",
-        description="Searches the account's messages; filters combine with AND. Newest first.",
+        description="Searches the account's messages; filters combine with AND. Newest first. A search with `q` "
+        "covers at most 31 days (default: the last 7 days); the other filters cover the account's retained history. "
+        "A search that runs past the time limit answers 503 `unavailable`: narrow it.",
         parameters=SEARCH_PARAMETERS,
         responses={
             200: page_of("MessagePage", MessageOutput(many=True)),
