@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -31,7 +31,8 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return int(self.object_list[: self.COUNT_CAP].count())
+        rows = cast("QuerySet[Message]", self.object_list)  # the admin paginates querysets
+        return rows[: self.COUNT_CAP].count()
 
 
 class CreatedFilter(admin.SimpleListFilter):

@@ -160,3 +160,22 @@ def test_a_read_past_its_statement_timeout_is_503_with_retry_after(api, path, pa
     with override_settings(API_READ_TIMEOUT_MS=60_000):
         assert api.get(path, params).status_code == 200
     assert _statement_timeout() == before
+
+
+def test_pages_of_a_q_search_walk_every_match_once_newest_first(api, send, monkeypatch) -> None:
+    from apps.dispatch import selectors
+
+    monkeypatch.setattr(selectors, "RECENT_SCAN", 4)  # both ways: among the newest rows, then the gram index
+    sent = [send("alpha ready" if i % 3 else "beta ready") for i in range(12)]
+    Message.objects.filter(id__in=[ids.decode("msg", m) for m in sent[:6]]).update(status="delivered")
+    alpha = [m for i, m in enumerate(sent) if i % 3][::-1]
+
+    for limit in (1, 2, 3, 50):
+        seen, cursor = [], None
+        while True:
+            page = api.get("/api/v1/messages", {"q": "alpha", "limit": limit, **({"cursor": cursor} if cursor else {})}).json()
+            seen += [m["id"] for m in page["results"]]
+            cursor = page["next"]
+            if cursor is None:
+                break
+        assert seen == alpha, limit
