@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -18,6 +19,8 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from messaging_center.errors import Unavailable
+
+logger = logging.getLogger(__name__)
 
 
 class _LoggedCursor(psycopg.Cursor[Any]):
@@ -72,6 +75,7 @@ def bounded_read(hint: str = NARROW_THE_SEARCH) -> Iterator[None]:
             yield
         except OperationalError as error:
             if isinstance(error.__cause__, psycopg.errors.QueryCanceled):
+                logger.warning("API read stopped by its statement timeout (%d ms)", settings.API_READ_TIMEOUT_MS)
                 raise Unavailable(
                     f"The read took longer than {settings.API_READ_TIMEOUT_MS} ms and was stopped. {hint}",
                     headers={"Retry-After": TIMED_OUT_RETRY_AFTER},
