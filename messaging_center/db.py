@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
 import psycopg
-from django.db import connection
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+
+from messaging_center.errors import Unavailable
+
+logger = logging.getLogger(__name__)
 
 
 class _LoggedCursor(psycopg.Cursor[Any]):
@@ -46,3 +52,35 @@ def json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
         return orjson.dumps(rows, default=str).decode()
     except orjson.JSONEncodeError:
         return json.dumps(rows, default=str, separators=(",", ":"))
+
+
+TIMED_OUT_RETRY_AFTER = "5"
+NARROW_THE_SEARCH = "Narrow the search (a shorter time window, more filters) or retry shortly."
+
+
+@contextlib.contextmanager
+def bounded_read(hint: str = NARROW_THE_SEARCH) -> Iterator[None]:
+    """An API read whose statements stop after `settings.API_READ_TIMEOUT_MS`: a statement the database
+    cancels for it becomes 503 `unavailable` with Retry-After and `hint`, never a 500 nor a connection held
+    for minutes. The timeout is local to this transaction: the pooled connection keeps none."""
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            previous = None
+            if nested:  # the caller's transaction goes on after this block: its own timeout is put back
+                cursor.execute("SELECT current_setting('statement_timeout')")
+                previous = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{settings.API_READ_TIMEOUT_MS}ms"])
+        try:
+            yield
+        except OperationalError as error:
+            if isinstance(error.__cause__, psycopg.errors.QueryCanceled):
+                logger.warning("API read stopped by its statement timeout (%d ms)", settings.API_READ_TIMEOUT_MS)
+                raise Unavailable(
+                    f"The read took longer than {settings.API_READ_TIMEOUT_MS} ms and was stopped. {hint}",
+                    headers={"Retry-After": TIMED_OUT_RETRY_AFTER},
+                ) from error
+            raise
+        if previous is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])

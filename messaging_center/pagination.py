@@ -42,17 +42,26 @@ def cursor_decode(cursor: str) -> uuid.UUID:
     return uuid.UUID(bytes=raw[1:])
 
 
-def keyset_page(queryset: QuerySet[M], query_params: Any) -> tuple[list[M], str | None]:
-    """Newest first by `id`; returns (rows, next cursor or None). `query_params` is request.query_params."""
+def page_input(query_params: Any) -> tuple[int, uuid.UUID | None]:
+    """The page's `limit` and the id its `cursor` stands for (rows older than it come next)."""
     page = PageInput(data=query_params)
     page.is_valid(raise_exception=True)
-    limit: int = page.validated_data["limit"]
     cursor = page.validated_data.get("cursor")
-    queryset = queryset.order_by("-id")
-    if cursor:
-        queryset = queryset.filter(id__lt=cursor_decode(cursor))
-    rows = list(queryset[: limit + 1])
+    return page.validated_data["limit"], cursor_decode(cursor) if cursor else None
+
+
+def page_of_rows(rows: list[M], limit: int) -> tuple[list[M], str | None]:
+    """`rows` (newest first, up to limit + 1 of them) as a page and the next cursor, or None on the last page."""
     if len(rows) > limit:
         rows = rows[:limit]
         return rows, cursor_encode(rows[-1].pk)
     return rows, None
+
+
+def keyset_page(queryset: QuerySet[M], query_params: Any) -> tuple[list[M], str | None]:
+    """Newest first by `id`; returns (rows, next cursor or None). `query_params` is request.query_params."""
+    limit, cursor = page_input(query_params)
+    queryset = queryset.order_by("-id")
+    if cursor:
+        queryset = queryset.filter(id__lt=cursor)
+    return page_of_rows(list(queryset[: limit + 1]), limit)

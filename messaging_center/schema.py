@@ -104,7 +104,7 @@ ERROR_CODES: dict[str, tuple[int, str, str]] = {
     "unavailable": (
         503,
         "a dependency (the database, Redis) is down and the request could not be served safely: nothing was "
-        "stored or sent; retry after `Retry-After` seconds",
+        "stored or sent; or a read ran past its time limit (narrow the search); retry after `Retry-After` seconds",
         "Limits cannot be checked right now (Redis is down); nothing was sent.",
     ),
 }

@@ -212,6 +212,10 @@ MAX_REQUEST_BODY_BYTES = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100_000
 
+# API reads (search, one message, stats, inbox lists) stop after this long: 503 `unavailable` with
+# Retry-After and a hint to narrow the search, never a request holding a connection for minutes.
+API_READ_TIMEOUT_MS = env_int("API_READ_TIMEOUT_MS", 5000, minimum=1)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from zoneinfo import ZoneInfo
 
@@ -33,13 +34,14 @@ def test_every_api_timestamp_is_utc_with_z(api, make_template) -> None:
     sent = api.post(
         "/api/v1/messages", {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}}
     )
+    at = (dt.datetime.now(ZoneInfo("Asia/Shanghai")) + dt.timedelta(days=10)).replace(hour=9, minute=0, second=0, microsecond=0)
     later = api.post(
         "/api/v1/messages",
         {
             "template": "order_shipped",
             "to": {"phone": "+8613800138001"},
             "params": {"order_no": "2"},
-            "send_at": "2030-01-01T09:00:00+08:00",
+            "send_at": at.isoformat(),  # 09:00+08:00, within the 30 days ahead a send may be scheduled
         },
     )
     api.post("/api/v1/messages", {"template": "note", "to": {"user_id": "u1"}, "params": {"order_no": "3"}})
@@ -54,7 +56,7 @@ def test_every_api_timestamp_is_utc_with_z(api, make_template) -> None:
     stamps = [t for body in bodies for t in _timestamps(body)]
     assert len(stamps) >= 8
     assert [t for t in stamps if not UTC_Z.match(t)] == []
-    assert later.json()["messages"][0]["scheduled_at"] == "2030-01-01T01:00:00Z"
+    assert later.json()["messages"][0]["scheduled_at"] == f"{at.astimezone(dt.UTC):%Y-%m-%d}T01:00:00Z"
 
 
 def test_admin_timeline_is_in_the_operators_zone_and_says_so(api, make_template, settings) -> None:

@@ -25,7 +25,7 @@ class ApiKeyInline(admin.TabularInline):
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ("name", "is_active", "rate_limit", "daily_quota", "callback_url", "created_at")
+    list_display = ("name", "is_active", "rate_limit", "daily_quota", "retention_days", "callback_url", "created_at")
     list_filter = ("is_active",)
     search_fields = ("name",)
     readonly_fields = ("id", "created_at", "updated_at")

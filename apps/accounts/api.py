@@ -23,6 +23,10 @@ class AccountOutput(serializers.Serializer):
     rate_limit = serializers.IntegerField(help_text="Requests per second.")
     daily_quota = serializers.IntegerField(help_text="Messages per day, counted from midnight in the account's time zone.")
     used_today = serializers.IntegerField()
+    retention_days = serializers.IntegerField(
+        help_text="Days of history kept (1 to 400, set by operators): older messages, their events, receipts and "
+        "callbacks are deleted, and a deleted message answers 404."
+    )
     timezone = serializers.CharField()
     callback_url = serializers.CharField(allow_null=True, help_text="Where status callbacks are POSTed.")
     callback_secret_set = serializers.BooleanField()

@@ -14,6 +14,11 @@ def _default_timezone() -> str:
     return settings.TIME_ZONE
 
 
+RETENTION_DAYS_DEFAULT = 30
+RETENTION_DAYS_MIN = 1
+RETENTION_DAYS_MAX = 400
+
+
 class Account(models.Model):
     """A business system that sends through us; everything it owns hangs off this row."""
 
@@ -30,6 +35,13 @@ class Account(models.Model):
     timezone = models.CharField(
         max_length=64, default=_default_timezone, help_text="Used for quiet hours when a recipient has none."
     )
+    retention_days = models.PositiveSmallIntegerField(
+        default=RETENTION_DAYS_DEFAULT,
+        db_default=RETENTION_DAYS_DEFAULT,
+        validators=[MinValueValidator(RETENTION_DAYS_MIN), MaxValueValidator(RETENTION_DAYS_MAX)],
+        help_text=f"Messages, their events, receipts and callbacks older than this many days are deleted "
+        f"({RETENTION_DAYS_MIN} to {RETENTION_DAYS_MAX}).",
+    )
     callback_url = models.URLField(max_length=500, blank=True, default="")
     callback_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -41,6 +53,12 @@ class Account(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(retention_days__gte=RETENTION_DAYS_MIN, retention_days__lte=RETENTION_DAYS_MAX),
+                name="account_retention_days_range",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -4,6 +4,7 @@ console script in a subprocess for the interrupted 10,000-row CSV."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -99,8 +100,9 @@ def test_errors_print_the_code_and_exit_1(mc_cli: Callable[..., Run], sms_templa
 
 
 def test_tail_follows_a_batch_until_every_message_is_final(mc: Client, mc_cli: Callable[..., Run], sms_template: Any) -> None:
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=20)  # scheduled: within the 30 days ahead a send may be
     batch = mc.messages.send(
-        template="notice", to=[{"phone": "+8613900000001"}, {"phone": "+861"}], params={"n": "1"}, send_at="2099-01-01T00:00:00Z"
+        template="notice", to=[{"phone": "+8613900000001"}, {"phone": "+861"}], params={"n": "1"}, send_at=later
     )
     assert [m.status for m in batch.messages] == ["scheduled", "rejected"]
     timer = threading.Timer(0.5, mc.messages.cancel, [batch.messages[0].id])

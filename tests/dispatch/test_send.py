@@ -260,6 +260,21 @@ def test_send_at_a_few_minutes_late_is_sent_now(api, shipped) -> None:
     assert response.json()["messages"][0]["status"] == "queued"
 
 
+def test_send_at_more_than_30_days_ahead_is_400_and_stores_nothing(api, shipped) -> None:
+    body = {"template": "order_shipped", "to": {"phone": "+8613800138000"}, "params": {"order_no": "1"}}
+    too_far = (timezone.now() + dt.timedelta(days=30, minutes=1)).isoformat()
+    response = _send(api, body | {"send_at": too_far})
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["errors"]["send_at"] == ["Is more than 30 days ahead."]
+    _nothing_stored()
+
+    within = (timezone.now() + dt.timedelta(days=29, hours=23)).isoformat()
+    response = _send(api, body | {"send_at": within})
+    assert response.status_code == 202
+    assert response.json()["messages"][0]["status"] == "scheduled"
+
+
 def test_more_than_1000_recipients_is_400(api, shipped) -> None:
     response = _send(api, {"template": "order_shipped", "to": [{"phone": "+8613800138000"}] * 1001, "params": {"order_no": "1"}})
     assert response.status_code == 400

@@ -13,6 +13,9 @@ from messaging_center.vocabulary import Priority
 MAX_RECIPIENTS = 1000
 MAX_TTL_SECONDS = 7 * 24 * 3600
 SEND_AT_PAST_TOLERANCE = dt.timedelta(minutes=5)
+# A scheduled message waits as a row: kept within every account's retention (at least 1 day past it is
+# not promised) and within the window of partitions made ahead (API.md, Sending).
+SEND_AT_MAX_AHEAD = dt.timedelta(days=30)
 ENTRY_KEYS = frozenset({*ADDRESS_KEYS, "user_id", "params"})
 IDENTITY_KEYS = frozenset({*ADDRESS_KEYS, "user_id"})
 TOP_LEVEL_KEYS = frozenset({"template", "to", "params", "priority", "send_at", "ttl"})
@@ -76,6 +79,9 @@ def _parse_send_at(value: Any, errors: dict[str, list[str]], now: dt.datetime) -
         return None
     if parsed < now - SEND_AT_PAST_TOLERANCE:
         errors["send_at"] = ["Is more than 5 minutes in the past."]
+        return None
+    if parsed > now + SEND_AT_MAX_AHEAD:
+        errors["send_at"] = ["Is more than 30 days ahead."]
         return None
     return parsed
 

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import request_account
 from apps.dispatch import selectors, services
 from apps.dispatch.models import Message
+from messaging_center.db import bounded_read
 from messaging_center.errors import ValidationFailed
 from messaging_center.pagination import PageInput
 from messaging_center.schema import AUTHENTICATED, USER_ID, error_responses, page_of
@@ -63,12 +64,13 @@ class InboxView(APIView):
         unread = request.query_params.get("unread", "").lower()
         if unread not in ("", "true", "false", "1", "0"):
             raise ValidationFailed("unread must be true or false.", errors={"unread": ["Must be true or false."]})
-        page, unread_count = selectors.inbox_page(
-            account=request_account(request),
-            user_id=user_id,
-            unread_only=unread in ("true", "1"),
-            params=request.query_params,
-        )
+        with bounded_read("Retry shortly."):
+            page, unread_count = selectors.inbox_page(
+                account=request_account(request),
+                user_id=user_id,
+                unread_only=unread in ("true", "1"),
+                params=request.query_params,
+            )
         return Response({"results": [_inbox_item(m) for m in page.results], "next": page.next, "unread_count": unread_count})
 
 

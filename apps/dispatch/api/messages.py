@@ -23,6 +23,7 @@ from apps.accounts.authentication import request_account
 from apps.dispatch import selectors, services
 from apps.dispatch.accept.request import MAX_RECIPIENTS, MAX_TTL_SECONDS
 from apps.dispatch.models import Message, Status
+from messaging_center.db import bounded_read
 from messaging_center.errors import ServiceError, ValidationFailed
 from messaging_center.pagination import PageInput
 from messaging_center.schema import AUTHENTICATED, JSON_BODY, OneOrMany, error_responses, page_of
@@ -222,9 +223,15 @@ SEARCH_PARAMETERS: list[OpenApiParameter | type[serializers.Serializer]] = [
     OpenApiParameter("provider", description="The provider of the latest attempt."),
     OpenApiParameter("created_after", OpenApiTypes.DATETIME, description=f"Inclusive. {_TIMESTAMP}"),
     OpenApiParameter("created_before", OpenApiTypes.DATETIME, description=f"Exclusive. {_TIMESTAMP}"),
-    OpenApiParameter("q", description="A substring of the rendered content (Chinese and Latin text alike)."),
+    OpenApiParameter(
+        "q",
+        description="A substring of the rendered content (Chinese and Latin text alike). A search with q covers at "
+        "most 31 days: without created_after, the 7 days before created_before (or now); a wider window is a 400 "
+        "`validation_error` naming created_after.",
+    ),
     PageInput,
 ]
+RETRY_SHORTLY = "Retry shortly."
 MESSAGE_ID = OpenApiParameter("message_id", location=OpenApiParameter.PATH, description="`msg_…`")
 
 
@@ -323,7 +330,9 @@ class MessageListCreateView(APIView):
     @extend_schema(
         operation_id="messages_list",
         summary="Search messages",
-        description="Searches the account's messages; filters combine with AND. Newest first.",
+        description="Searches the account's messages; filters combine with AND. Newest first. A search with `q` "
+        "covers at most 31 days (default: the last 7 days); the other filters cover the account's retained history. "
+        "A search that runs past the time limit answers 503 `unavailable`: narrow it.",
         parameters=SEARCH_PARAMETERS,
         responses={
             200: page_of("MessagePage", MessageOutput(many=True)),
@@ -331,7 +340,8 @@ class MessageListCreateView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        page = selectors.message_search(account=request_account(request), params=request.query_params.dict())
+        with bounded_read():
+            page = selectors.message_search(account=request_account(request), params=request.query_params.dict())
         return Response({"results": [message_body(m, with_events=False) for m in page.results], "next": page.next})
 
 
@@ -343,8 +353,10 @@ class MessageDetailView(APIView):
         responses={200: MessageDetailOutput, **error_responses(*AUTHENTICATED, "not_found")},
     )
     def get(self, request: Request, message_id: str) -> Response:
-        message = selectors.message_get(account=request_account(request), public_id=message_id)
-        return Response(message_body(message, with_events=True))
+        with bounded_read(RETRY_SHORTLY):
+            message = selectors.message_get(account=request_account(request), public_id=message_id)
+            body = message_body(message, with_events=True)
+        return Response(body)
 
 
 @extend_schema(tags=["messages"], parameters=[MESSAGE_ID])

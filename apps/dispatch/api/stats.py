@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import request_account
 from apps.dispatch import stats
 from apps.dispatch.api.messages import _TIMESTAMP
+from messaging_center.db import bounded_read
 from messaging_center.schema import AUTHENTICATED, error_responses
 
 
@@ -63,4 +64,6 @@ class StatsView(APIView):
         },
     )
     def get(self, request: Request) -> Response:
-        return Response({"groups": stats.stats_get(account=request_account(request), params=request.query_params.dict())})
+        with bounded_read("Narrow the time window (created_after, created_before) or retry shortly."):
+            groups = stats.stats_get(account=request_account(request), params=request.query_params.dict())
+        return Response({"groups": groups})

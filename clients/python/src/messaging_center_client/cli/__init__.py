@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         search.add_argument(f"--{name}")
     search.add_argument("--created-after", metavar="TIME")
     search.add_argument("--created-before", metavar="TIME")
-    search.add_argument("--q", "-q", metavar="TEXT", help="substring of the content (covers at most 31 days)")
+    search.add_argument("--q", "-q", metavar="TEXT", help="substring of the content (default: the last 7 days; at most 31)")
     search.add_argument("--limit", type=int, default=50, help="at most this many (50)")
     search.add_argument("--all", action="store_true", help="every match, however many")
     search.add_argument("--json", action="store_true", help="one JSON object per line")
