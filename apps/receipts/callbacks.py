@@ -24,6 +24,7 @@ from typing import Any, cast
 import urllib3
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Account

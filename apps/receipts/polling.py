@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -87,7 +88,7 @@ def _awaiting(provider: Provider, *, limit: int) -> list[tuple[str, str, dt.date
     now = timezone.now()
     key = POLL_CURSOR_KEY.format(provider=provider.name)
     after = _cursor_get(key)
-    params = {
+    params: dict[str, Any] = {
         "provider": provider.name,
         "since": now - dt.timedelta(seconds=settings.RECEIPT_POLL_WINDOW_SECONDS),
         "until": now - dt.timedelta(seconds=settings.RECEIPT_POLL_DELAY_SECONDS),
@@ -132,7 +133,9 @@ def receipts_flag_timeouts(*, batch: int = 1000) -> int:
     event (the message stays `sent`: a late receipt may still come)."""
     now = timezone.now()
     after = _cursor_get(TIMEOUT_CURSOR_KEY)
-    providers = list(Provider.objects.filter(kind__in=_kinds(lambda adapter: adapter.reports_delivery)).values_list("name", flat=True))
+    providers = list(
+        Provider.objects.filter(kind__in=_kinds(lambda adapter: adapter.reports_delivery)).values_list("name", flat=True)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             LATE,

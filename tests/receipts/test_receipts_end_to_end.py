@@ -84,7 +84,11 @@ def test_polling_reaches_a_message_behind_hundreds_that_never_get_a_receipt(api,
     Message.objects.bulk_create(
         Message(
             **{f.attname: getattr(sent, f.attname) for f in Message._meta.concrete_fields if f.attname != "id"}
-            | {"address": f"+86139{n:08d}", "provider_message_id": f"lost-{n}", "sent_at": sent.sent_at - dt.timedelta(hours=1, seconds=-n)}
+            | {
+                "address": f"+86139{n:08d}",
+                "provider_message_id": f"lost-{n}",
+                "sent_at": sent.sent_at - dt.timedelta(hours=1, seconds=-n),
+            }
         )
         for n in range(250)
     )
