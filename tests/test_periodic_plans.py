@@ -27,6 +27,7 @@ from apps.dispatch.services import PURGE_IDEMPOTENCY
 from apps.receipts import matching, polling
 from apps.receipts.callbacks import callbacks_due_query
 from apps.receipts.failover import candidates_query
+from messaging_center.db import bound_cursor
 from tests.receipts.conftest import make_provider
 
 pytestmark = pytest.mark.django_db
@@ -141,10 +142,17 @@ def history(api: Any) -> Iterator[None]:
     yield
 
 
+# The statements the jobs run through messaging_center.db.bound_cursor: prepared, and planned
+# generically (plan_cache_mode=force_generic_plan), so they are planned here with their parameters
+# bound on the server as well. The rest are bound on the client, as the jobs run them.
+BOUND = {transitions.DUE, transitions.LAPSED_AND_EXPIRED, transitions.EXPIRE, transitions.LAPSED}
+
+
 def _plan(statement: str | QuerySet[Any, Any], params: Any = None) -> dict[str, Any]:
     if isinstance(statement, QuerySet):
         statement, params = statement.query.sql_with_params()
-    with connection.cursor() as cursor:
+    opened = bound_cursor() if statement in BOUND else connection.cursor()
+    with opened as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", params)
         raw = cursor.fetchone()[0]
     return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]  # type: ignore[no-any-return]
