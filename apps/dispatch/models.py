@@ -116,7 +116,17 @@ class Message(models.Model):
                 name="msg_provider_id_address",
                 condition=~Q(provider_message_id=""),
             ),
+            # The periodic jobs' own partial indexes: each holds only the rows its job looks for, keyed
+            # by the time it walks them in (docs/architecture.md, Periodic jobs). A row enters one only
+            # when it reaches that state, so the hot path pays one insert per message, not per move.
+            # enqueue_due: scheduled messages by when they are due.
             models.Index(fields=["scheduled_at"], name="msg_due", condition=Q(status="scheduled")),
+            # Receipt polling (per provider, a lap in (sent_at, id) order) and receipt timeouts.
+            models.Index(fields=["provider", "sent_at", "id"], name="msg_sent_by_provider", condition=Q(status="sent")),
+            # Verification failover: unexpired codes still awaiting a receipt.
+            models.Index(
+                fields=["expires_at"], name="msg_verification_sent", condition=Q(status="sent", category="verification")
+            ),
             # Only rows holding a lease. Not `status IN (…)`: the by-id finishes imply that predicate, and the
             # planner then scanned this whole index for them (docs/performance.md, Delivery).
             models.Index(fields=["lease_until"], name="msg_lease", condition=Q(lease_until__isnull=False)),

@@ -280,18 +280,18 @@ def _purge_small_tables(cursor: Any, now: dt.datetime, retention: dict[uuid.UUID
         (
             "receipts_verification",
             """
-            DELETE FROM receipts_verification WHERE id IN (
+            DELETE FROM receipts_verification WHERE id = ANY(ARRAY(
                 SELECT v.id FROM receipts_verification v JOIN accounts_account a ON a.id = v.account_id
                 WHERE v.id < %(shortest)s
                   AND v.id < (lpad(to_hex(%(now_ms)s - a.retention_days * 86400000::bigint), 12, '0')
                               || '70008000000000000000')::uuid  -- the first UUIDv7 of that instant
-                LIMIT %(batch)s)
+                LIMIT %(batch)s))
             """,
         ),
         (
             "receipts_failover",
-            "DELETE FROM receipts_failover WHERE original_id IN "
-            "(SELECT original_id FROM receipts_failover WHERE original_id < %(longest)s LIMIT %(batch)s)",
+            "DELETE FROM receipts_failover WHERE original_id = ANY(ARRAY("
+            "SELECT original_id FROM receipts_failover WHERE original_id < %(longest)s LIMIT %(batch)s))",
         ),
     ):
         total = 0

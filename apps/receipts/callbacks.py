@@ -24,6 +24,7 @@ from typing import Any, cast
 import urllib3
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import Account
@@ -230,12 +231,17 @@ def _finish(claimed: list[tuple[Any, ...]], outcomes: list[Outcome], canceled: l
         publish(callback_ids, countdown=wait)
 
 
-def callbacks_publish_due(*, batch: int = 1000) -> int:
-    """Beat job: callbacks whose (long) wait is over, or whose task the broker lost."""
-    due = list(
+def callbacks_due_query(batch: int) -> QuerySet[StatusCallback, uuid.UUID]:
+    """Through `callback_due` (next_attempt_at) WHERE state = 'pending'."""
+    return (
         StatusCallback.objects.filter(state="pending", next_attempt_at__lte=timezone.now())
         .order_by("next_attempt_at")
         .values_list("id", flat=True)[:batch]
     )
+
+
+def callbacks_publish_due(*, batch: int = 1000) -> int:
+    """Beat job: callbacks whose (long) wait is over, or whose task the broker lost."""
+    due = list(callbacks_due_query(batch))
     publish(due)
     return len(due)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from apps.dispatch import outbox
@@ -24,7 +24,9 @@ from apps.receipts.models import Failover, ProviderReceipt
 logger = logging.getLogger(__name__)
 
 
-def _candidates(message_ids: Sequence[uuid.UUID] | None, status: str, sent_before: dt.datetime | None) -> list[Message]:
+def candidates_query(message_ids: Sequence[uuid.UUID] | None, status: str, sent_before: dt.datetime | None) -> QuerySet[Message]:
+    """The beat job's read (`message_ids` None) goes through `msg_verification_sent` (expires_at) WHERE
+    status = 'sent' AND category = 'verification': unexpired codes awaiting a receipt, and no others."""
     now = timezone.now()
     query = Message.objects.filter(category="verification", status=status, expires_at__gt=now + dt.timedelta(seconds=5))
     if message_ids is not None:
@@ -35,7 +37,11 @@ def _candidates(message_ids: Sequence[uuid.UUID] | None, status: str, sent_befor
     # Neither a message resent already nor a resend itself goes again.
     query = query.exclude(Exists(Failover.objects.filter(original=OuterRef("pk"))))
     query = query.exclude(Exists(Failover.objects.filter(resend=OuterRef("pk"))))
-    return list(query[:500])
+    return query[:500]
+
+
+def _candidates(message_ids: Sequence[uuid.UUID] | None, status: str, sent_before: dt.datetime | None) -> list[Message]:
+    return list(candidates_query(message_ids, status, sent_before))
 
 
 def _has_other_provider(message: Message) -> bool:

@@ -315,15 +315,24 @@ def receipts_match_for_messages(*, message_ids: Sequence[uuid.UUID]) -> list[App
     return receipts_match(receipt_ids=receipt_ids)
 
 
+# The re-match job's read, through `receipt_unmatched` (received_at) WHERE matched_at IS NULL. The id
+# bound (a receipt's UUIDv7 is made just before it is stored; an hour of slack) says the same window
+# in the partition key's terms, so that a table partitioned by id reads only the last day's partitions.
+REMATCH = """
+    SELECT id FROM receipts_providerreceipt
+    WHERE matched_at IS NULL AND received_at > now() - %(window)s AND id >= %(first_id)s
+    ORDER BY received_at DESC LIMIT %(batch)s
+"""
+
+
+def rematch_params(*, batch: int = 1000) -> dict[str, Any]:
+    first_id = ids.uuid7_floor(dt.datetime.now(dt.UTC) - REMATCH_WINDOW - dt.timedelta(hours=1))
+    return {"window": REMATCH_WINDOW, "first_id": first_id, "batch": batch}
+
+
 def receipts_rematch(*, batch: int = 1000) -> int:
     """Beat job: unmatched receipts of the last day, in case their message became `sent` since."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT id FROM receipts_providerreceipt
-            WHERE matched_at IS NULL AND received_at > now() - %s ORDER BY received_at DESC LIMIT %s
-            """,
-            [cast(Any, REMATCH_WINDOW), batch],  # a timedelta: psycopg binds it, django-stubs leave it out
-        )
+        cursor.execute(REMATCH, rematch_params(batch=batch))
         receipt_ids = [row[0] for row in cursor.fetchall()]
     return len(receipts_match(receipt_ids=receipt_ids))

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from apps.dispatch.events import record_events
 from apps.dispatch.models import Provider
@@ -17,6 +20,7 @@ from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, ProviderError
 from apps.receipts.matching import receipts_record
 from messaging_center import metrics
+from messaging_center.broker import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -28,26 +32,76 @@ def _kinds(has: Callable[[type[ProviderAdapter]], bool]) -> list[str]:
 POLL_BATCH = 200
 RECEIPT_TIMEOUT_EVENT = "receipt_timeout"
 
+# Each job reads only its due rows, through an index made for it (docs/architecture.md, Periodic jobs):
+# `msg_sent_by_provider` = dispatch_message (provider, sent_at, id) WHERE status = 'sent'.
+#
+# Polling walks a provider's `sent` messages inside the window in (sent_at, id) order, a batch per
+# run, from where the last run stopped (a cursor in Redis): every message awaiting a receipt is asked
+# about once per lap, however many never get one. A lap ends when a run finds fewer than a batch;
+# the next starts again at the window's beginning. Without a cursor (first run, Redis flushed) a lap
+# starts at the beginning.
+AWAITING = """
+    SELECT id, address, provider_message_id, sent_at FROM dispatch_message
+    WHERE status = 'sent' AND provider = %(provider)s AND sent_at BETWEEN %(since)s AND %(until)s
+      AND (sent_at, id) > (%(after_at)s, %(after_id)s)
+    ORDER BY sent_at, id LIMIT %(batch)s
+"""
+# Timeouts: `sent` messages past RECEIPT_TIMEOUT_SECONDS (at most a day back), from where the last
+# run stopped; the NOT EXISTS keeps a message from being flagged twice should the cursor be lost.
+LATE = """
+    SELECT m.id, m.channel, m.provider, m.sent_at FROM dispatch_message m
+    WHERE m.status = 'sent' AND m.provider = ANY(%(providers)s) AND m.sent_at BETWEEN %(since)s AND %(until)s
+      AND (m.sent_at, m.id) > (%(after_at)s, %(after_id)s)
+      AND NOT EXISTS (SELECT 1 FROM dispatch_messageevent e WHERE e.message_id = m.id AND e.status = %(event)s)
+    ORDER BY m.sent_at, m.id LIMIT %(batch)s
+"""
+_START = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), uuid.UUID(int=0))
+POLL_CURSOR_KEY = "mc:receipts:poll-cursor:{provider}"
+TIMEOUT_CURSOR_KEY = "mc:receipts:timeout-cursor"
+
+
+def _cursor_get(key: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        value = redis_client().get(key)
+    except RedisError as error:
+        logger.warning("cursor %s unreadable, starting from the window's beginning: %s", key, error)
+        return _START
+    if not value:
+        return _START
+    at, _, mid = (value.decode() if isinstance(value, bytes) else str(value)).partition("|")
+    return dt.datetime.fromisoformat(at), uuid.UUID(mid)
+
+
+def _cursor_set(key: str, position: tuple[dt.datetime, uuid.UUID] | None) -> None:
+    try:
+        if position is None:
+            redis_client().delete(key)
+        else:
+            redis_client().set(key, f"{position[0].isoformat()}|{position[1]}", ex=2 * 86400)
+    except RedisError as error:
+        logger.warning("cursor %s not saved: %s", key, error)
+
 
 def _awaiting(provider: Provider, *, limit: int) -> list[tuple[str, str, dt.datetime]]:
-    """(phone, provider id, sent_at) of this provider's `sent` messages inside the polling window,
-    oldest first."""
+    """(phone, provider id, sent_at) of the next batch of this provider's `sent` messages inside the
+    polling window, continuing the lap (see AWAITING)."""
     now = timezone.now()
+    key = POLL_CURSOR_KEY.format(provider=provider.name)
+    after = _cursor_get(key)
+    params: dict[str, Any] = {
+        "provider": provider.name,
+        "since": now - dt.timedelta(seconds=settings.RECEIPT_POLL_WINDOW_SECONDS),
+        "until": now - dt.timedelta(seconds=settings.RECEIPT_POLL_DELAY_SECONDS),
+        "batch": limit,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT address, provider_message_id, sent_at FROM dispatch_message
-            WHERE status = 'sent' AND provider = %s AND sent_at BETWEEN %s AND %s
-            ORDER BY sent_at LIMIT %s
-            """,
-            [
-                provider.name,
-                now - dt.timedelta(seconds=settings.RECEIPT_POLL_WINDOW_SECONDS),
-                now - dt.timedelta(seconds=settings.RECEIPT_POLL_DELAY_SECONDS),
-                limit,
-            ],
-        )
-        return cursor.fetchall()
+        cursor.execute(AWAITING, {**params, "after_at": after[0], "after_id": after[1]})
+        rows = cursor.fetchall()
+        if not rows and after != _START:  # the lap ended exactly at a batch's end: start the next one now
+            cursor.execute(AWAITING, {**params, "after_at": _START[0], "after_id": _START[1]})
+            rows = cursor.fetchall()
+    _cursor_set(key, (rows[-1][3], rows[-1][0]) if len(rows) == limit else None)
+    return [(phone, pid, sent_at) for _, phone, pid, sent_at in rows]
 
 
 def receipts_poll_provider(provider: Provider, *, batch: int = POLL_BATCH) -> int:
@@ -78,26 +132,28 @@ def receipts_flag_timeouts(*, batch: int = 1000) -> int:
     """A `sent` message without a receipt after RECEIPT_TIMEOUT_SECONDS gets one `receipt_timeout`
     event (the message stays `sent`: a late receipt may still come)."""
     now = timezone.now()
+    after = _cursor_get(TIMEOUT_CURSOR_KEY)
+    providers = list(
+        Provider.objects.filter(kind__in=_kinds(lambda adapter: adapter.reports_delivery)).values_list("name", flat=True)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            SELECT m.id, m.channel, m.provider FROM dispatch_message m
-            WHERE m.status = 'sent' AND m.sent_at BETWEEN %s AND %s
-              AND m.provider IN (SELECT name FROM dispatch_provider WHERE kind = ANY(%s))
-              AND NOT EXISTS (SELECT 1 FROM dispatch_messageevent e WHERE e.message_id = m.id AND e.status = %s)
-            ORDER BY m.sent_at LIMIT %s
-            """,
-            [
-                now - dt.timedelta(days=1),
-                now - dt.timedelta(seconds=settings.RECEIPT_TIMEOUT_SECONDS),
-                _kinds(lambda adapter: adapter.reports_delivery),
-                RECEIPT_TIMEOUT_EVENT,
-                batch,
-            ],
+            LATE,
+            {
+                "providers": providers,
+                "since": now - dt.timedelta(days=1),
+                "until": now - dt.timedelta(seconds=settings.RECEIPT_TIMEOUT_SECONDS),
+                "after_at": after[0],
+                "after_id": after[1],
+                "event": RECEIPT_TIMEOUT_EVENT,
+                "batch": batch,
+            },
         )
         late = cursor.fetchall()
     detail = f"no delivery receipt within {settings.RECEIPT_TIMEOUT_SECONDS} s of sending"
-    record_events([(mid, RECEIPT_TIMEOUT_EVENT, "", detail, provider, None) for mid, _, provider in late])
-    for _, channel, provider in late:
+    record_events([(mid, RECEIPT_TIMEOUT_EVENT, "", detail, provider, None) for mid, _, provider, _ in late])
+    if late:  # after the events are stored: a run that fails leaves its rows for the next one
+        _cursor_set(TIMEOUT_CURSOR_KEY, (late[-1][3], late[-1][0]))
+    for _, channel, provider, _ in late:
         metrics.RECEIPT_TIMEOUTS.labels(channel, provider).inc()
     return len(late)

@@ -13,6 +13,7 @@ from apps.dispatch.models import Message, MessageEvent
 from apps.receipts.matching import receipts_rematch
 from apps.receipts.models import ProviderReceipt
 from apps.receipts.polling import receipts_flag_timeouts
+from messaging_center.broker import redis_client
 from tests.receipts.conftest import RECEIPT_TOKEN, make_provider
 from tests.receipts.test_receipt_webhooks import aliyun_report
 
@@ -35,6 +36,22 @@ def test_a_sent_message_without_a_receipt_gets_one_timeout_event(make_message) -
     assert event.message_id == late.id and "600 s" in event.detail
     assert Message.objects.get(id=late.id).status == "sent"
     assert not MessageEvent.objects.filter(message_id=fresh.id, status="receipt_timeout").exists()
+
+
+@override_settings(RECEIPT_TIMEOUT_SECONDS=600)
+def test_timeouts_are_flagged_in_batches_each_once_even_if_the_cursor_is_lost(make_message) -> None:
+    make_provider("aliyun")
+    messages = [make_message() for _ in range(5)]
+    for n, message in enumerate(messages):
+        Message.objects.filter(id=message.id).update(sent_at=timezone.now() - dt.timedelta(minutes=30 - n))
+
+    assert receipts_flag_timeouts(batch=2) == 2  # the two sent first
+    assert receipts_flag_timeouts(batch=2) == 2
+    redis_client().flushdb()  # the cursor is lost: the events still say who was flagged
+    assert receipts_flag_timeouts(batch=2) == 1
+    assert receipts_flag_timeouts(batch=2) == 0
+    flagged = MessageEvent.objects.filter(status="receipt_timeout").order_by("id").values_list("message_id", flat=True)
+    assert list(flagged) == [m.id for m in messages]
 
 
 def test_rematch_job_applies_receipts_that_beat_the_sent_finish(make_message) -> None:

@@ -3,6 +3,7 @@ reaches `delivered` by a pushed report and by polling, and the business system h
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -72,6 +73,38 @@ def test_polling_delivers_when_pushes_do_not_arrive(api, sms_template, live_sim,
     wait_until(polled, 30, f"a receipt polled from {kind}", interval=0.5)
     assert set(ProviderReceipt.objects.values_list("source", flat=True)) == {"poll"}
     assert Message.objects.get().delivered_at is not None
+
+
+def test_polling_reaches_a_message_behind_hundreds_that_never_get_a_receipt(api, sms_template, live_sim, dispatch_worker) -> None:
+    make_provider("aliyun", endpoint=live_sim.url)
+    message_id = _send(api, "+8613800000005")
+    wait_until(lambda: _status(api, message_id) == "sent", 30, "the send")
+    sent = Message.objects.get()
+    # 250 older messages the provider knows nothing of: more than one polling batch, never answered.
+    Message.objects.bulk_create(
+        Message(
+            **{f.attname: getattr(sent, f.attname) for f in Message._meta.concrete_fields if f.attname != "id"}
+            | {
+                "address": f"+86139{n:08d}",
+                "provider_message_id": f"lost-{n}",
+                "sent_at": sent.sent_at - dt.timedelta(hours=1, seconds=-n),
+            }
+        )
+        for n in range(250)
+    )
+    runs = []
+
+    def polled() -> bool:
+        with override_settings(RECEIPT_POLL_DELAY_SECONDS=0):
+            receipts_poll()
+        runs.append(1)
+        return _status(api, message_id) == "delivered"
+
+    # Each run asks about the next 200 in the lap, so the newest is asked about on the second run (and
+    # every second run after that, until the provider has its status), however many are never answered.
+    wait_until(polled, 30, "a receipt polled for the message behind 250 silent ones", interval=0.5)
+    assert len(runs) >= 2
+    assert Message.objects.filter(status="sent").count() == 250
 
 
 @pytest.fixture
