@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from apps.dispatch.services import PURGE_IDEMPOTENCY
 from apps.receipts import matching, polling
 from apps.receipts.callbacks import callbacks_due_query
 from apps.receipts.failover import candidates_query
+from messaging_center import partitions
 from messaging_center.db import bound_cursor
 from tests.receipts.conftest import make_provider
 
@@ -107,8 +109,8 @@ SELECT {_UUID7.format(ts="created + interval '6 seconds'", n="i + 4000000")}, %(
 FROM seed s JOIN dispatch_message m ON m.provider_message_id = 'biz-' || s.i AND m.provider = s.provider
 WHERE s.status IN ('delivered', 'undelivered');
 
-INSERT INTO receipts_callbackattempt (id, callback_id, at, url, status_code, error, duration_ms)
-SELECT {_UUID7.format(ts="c.created_at", n="row_number() OVER () + 5000000")}, c.id, c.created_at,
+INSERT INTO receipts_callbackattempt (id, callback_id, message_id, at, url, status_code, error, duration_ms)
+SELECT {_UUID7.format(ts="c.created_at", n="row_number() OVER () + 5000000")}, c.id, c.message_id, c.created_at,
        'https://example.com/hook', 200, '', 12
 FROM receipts_statuscallback c;
 
@@ -137,6 +139,8 @@ def history(api: Any) -> Iterator[None]:
     for kind in ("aliyun", "tencent", "wecom"):
         make_provider(kind)
     with connection.cursor() as cursor:
+        now = timezone.now()  # the history's days need their partitions (a database has them from yesterday on)
+        partitions.ensure_partitions(cursor.cursor, now=now, first_day=now - dt.timedelta(days=32))
         cursor.execute(SEED.replace("%", "%%").replace("%%(account)s", "%(account)s"), {"account": api.account.id})
         cursor.execute("ANALYZE")
     yield
@@ -164,6 +168,31 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _nodes(child)
 
 
+_PARTITION = re.compile(r"^(?P<table>.+)_(?:p\d{8}|legacy)$")
+
+
+def _table(node: dict[str, Any]) -> str | None:
+    """The table a node reads: a partition counts as its partitioned table."""
+    name = node.get("Relation Name")
+    match = _PARTITION.match(name) if name else None
+    return match.group("table") if match else name
+
+
+def _parent_indexes() -> dict[str, str]:
+    """A partition's index → the partitioned table's index it belongs to."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE c.relkind = 'i'"
+        )
+        return dict(cursor.fetchall())
+
+
+def _index(node: dict[str, Any], parents: dict[str, str]) -> str | None:
+    name = node.get("Index Name")
+    return parents.get(name, name) if name else None
+
+
 def _summary(plan: dict[str, Any]) -> list[str]:
     return [
         f"{node['Node Type']} {node.get('Index Name') or node.get('Relation Name') or ''}".strip()
@@ -172,12 +201,19 @@ def _summary(plan: dict[str, Any]) -> list[str]:
     ]
 
 
-def _whole_reads(plan: dict[str, Any]) -> list[str]:
+def _empty_partitions() -> set[str]:
+    """Partitions with no rows (the days ahead): reading one whole costs nothing, and the planner rightly does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid WHERE c.relpages = 0")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _whole_reads(plan: dict[str, Any], empty: set[str]) -> list[str]:
     """Reads of a big table that are not bounded by an index condition."""
     found = []
     for node in _nodes(plan):
-        table = node.get("Relation Name")
-        if node["Node Type"] == "Seq Scan" and table in BIG_TABLES:
+        table = _table(node)
+        if node["Node Type"] == "Seq Scan" and table in BIG_TABLES and node.get("Relation Name") not in empty:
             found.append(f"Seq Scan on {table}")
         if node["Node Type"] in ("Index Scan", "Index Only Scan") and table in BIG_TABLES and "Index Cond" not in node:
             found.append(f"whole index {node['Index Name']} of {table}")
@@ -252,12 +288,14 @@ def _statements() -> list[tuple[str, str | QuerySet[Any, Any], Any, str | None]]
 
 def test_every_periodic_statement_reads_only_its_due_rows(history: None) -> None:
     failures = []
+    parents = _parent_indexes()
+    empty = _empty_partitions()
     for job, statement, params, index in _statements():
         plan = _plan(statement, params)
         summary = _summary(plan)
-        whole = _whole_reads(plan)
+        whole = _whole_reads(plan, empty)
         if whole:
             failures.append(f"{job}: reads whole {whole} ({summary})")
-        if index is not None and not any(node.get("Index Name") == index for node in _nodes(plan)):
+        if index is not None and not any(_index(node, parents) == index for node in _nodes(plan)):
             failures.append(f"{job}: not through {index} ({summary})")
     assert not failures, "\n".join(failures)
