@@ -1,4 +1,4 @@
-"""`python -m bench.search_index`: what the `q` gram index (msg_content_grams, migration 0010_search) costs
+"""`python -m bench.search_index`: what the `q` gram index (msg_content_grams, migration 0012_search) costs
 and what it buys, from one run of the stack.
 
 1. Accept path, batch 1,000 (delivery paused, as `make bench`), alternating rounds with and without the

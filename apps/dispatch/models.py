@@ -46,7 +46,7 @@ GRAM_INDEXED_STATUSES = tuple(s for s in Status if s not in UNSETTLED_STATUSES)
 
 
 class ContentGrams(Func):
-    """`mc_grams(text)`, the SQL function of migration 0010_search: the distinct two-character pieces of the
+    """`mc_grams(text)`, the SQL function of migration 0012_search: the distinct two-character pieces of the
     lower-cased text (Chinese and Latin alike). A text holds a substring only if its grams hold the
     substring's, so `ContentGrams("content") @> ContentGrams(q)` narrows a substring search to candidates
     through the GIN index `msg_content_grams`; `LIKE` then checks them."""

@@ -66,7 +66,7 @@ SEARCH_FILTERS = (
 )
 
 
-GRAM = 2  # characters in one piece of mc_grams (migration 0010_search)
+GRAM = 2  # characters in one piece of mc_grams (migration 0012_search)
 RECENT_SCAN = 5000  # rows a q search reads newest first before it turns to the gram index
 TEXT_SEARCH_DEFAULT = dt.timedelta(days=7)
 TEXT_SEARCH_MAX = dt.timedelta(days=31)
