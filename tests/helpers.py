@@ -101,3 +101,23 @@ def launched(data_dir: Path, **extra_env: str) -> Iterator[Background]:
         yield run
     finally:
         stop_process_group(run.process)
+
+
+def move_back(message_id: Any, days: float) -> Any:
+    """Moves a message `days` back in time (its UUIDv7 id carries its creation time; the day gets its
+    partition first: a database has them from yesterday on) and answers its new id."""
+    import datetime as dt
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from apps.dispatch.models import Message
+    from messaging_center import ids, partitions
+
+    message = Message.objects.get(id=message_id)
+    at = message.created_at - dt.timedelta(days=days)
+    with connection.cursor() as cursor:
+        partitions.ensure_partitions(cursor.cursor, now=timezone.now(), first_day=at)
+    new_id = ids.uuid7_floor(at).int | (message.id.int & 0xFFF_FFFF_FFFF_FFFF)
+    Message.objects.filter(id=message.id).update(id=new_id, created_at=at)
+    return Message.objects.get(created_at=at, account_id=message.account_id).id

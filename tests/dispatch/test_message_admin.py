@@ -3,7 +3,6 @@ time drilled down by id range (the primary key) rather than an unindexed date.""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
 import pytest
@@ -11,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.dispatch.models import Message
-from messaging_center import ids
+from tests.helpers import move_back
 
 pytestmark = pytest.mark.django_db
 
@@ -19,10 +18,7 @@ CHANGELIST = "/admin/dispatch/message/"
 
 
 def _aged(message: Message, days: float) -> Message:
-    at = message.created_at - dt.timedelta(days=days)
-    new_id = ids.uuid7_floor(at).int | (message.id.int & 0xFFF_FFFF_FFFF_FFFF)
-    Message.objects.filter(id=message.id).update(id=new_id, created_at=at)
-    return Message.objects.get(created_at=at)
+    return Message.objects.get(id=move_back(message.id, days))
 
 
 def _counts_over_messages(queries: list[dict[str, str]]) -> list[str]:

@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.dispatch.models import Message
-from messaging_center import ids, partitions
+from messaging_center import ids
+from tests.helpers import move_back
 
 pytestmark = pytest.mark.django_db
 
@@ -38,14 +39,7 @@ def _found(api, **params) -> list[str]:
 
 
 def _age(public_id: str, days: float) -> str:
-    """Moves a message `days` back in time (its UUIDv7 id carries its creation time) and answers its new id."""
-    message = Message.objects.get(id=ids.decode("msg", public_id))
-    at = message.created_at - dt.timedelta(days=days)
-    with connection.cursor() as cursor:  # a fresh database has partitions from yesterday on
-        partitions.ensure_partitions(cursor.cursor, now=timezone.now(), first_day=at)
-    new_id = ids.uuid7_floor(at).int | (message.id.int & 0xFFF_FFFF_FFFF_FFFF)
-    Message.objects.filter(id=message.id).update(id=new_id, created_at=at)
-    return ids.encode("msg", Message.objects.get(created_at=at).id)
+    return ids.encode("msg", move_back(ids.decode("msg", public_id), days))
 
 
 def test_q_finds_chinese_and_latin_substrings_and_nothing_else(api, send) -> None:
@@ -149,10 +143,8 @@ def _statement_timeout() -> str:
         return cursor.fetchone()[0]
 
 
-@pytest.mark.parametrize(
-    ("path", "params"),
-    [("/api/v1/messages", {"q": "#"}), ("/api/v1/stats", {"group_by": "provider"})],
-)
+# Stats read rollups: milliseconds whatever the history, so only a search is slow enough to trip it here.
+@pytest.mark.parametrize(("path", "params"), [("/api/v1/messages", {"q": "#"})])
 def test_a_read_past_its_statement_timeout_is_503_with_retry_after(api, path, params) -> None:
     _seed(api.account.id, 50_000, "Your verification code is ")
     before = _statement_timeout()
