@@ -17,6 +17,35 @@ from messaging_center import ids
 from messaging_center.broker import redis_client
 
 
+def _flush_retrying_deadlocks() -> None:
+    """A transactional test's flush TRUNCATEs every table in an arbitrary order, while the session's
+    real worker may still be finishing one of its messages (the message row, then the rollup row its
+    trigger writes). The two can deadlock; PostgreSQL cancels one, and a flush that lost is run again."""
+    from django.core.management.base import CommandError
+    from django.test import TransactionTestCase
+    from psycopg.errors import DeadlockDetected
+
+    teardown = TransactionTestCase._fixture_teardown
+
+    def retrying(self: TransactionTestCase) -> None:
+        for attempt in range(5):
+            try:
+                teardown(self)
+                return
+            except CommandError as error:
+                causes, cause = [], error.__cause__
+                while cause is not None:
+                    causes.append(cause)
+                    cause = cause.__cause__
+                if attempt == 4 or not any(isinstance(c, DeadlockDetected) for c in causes):
+                    raise
+
+    TransactionTestCase._fixture_teardown = retrying  # type: ignore[method-assign]
+
+
+_flush_retrying_deadlocks()
+
+
 @pytest.fixture(autouse=True)
 def _clean_redis() -> Iterator[None]:
     redis_client().flushdb()
