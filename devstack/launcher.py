@@ -114,7 +114,9 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
             "worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "-c", settings_env["CRITICAL_WORKERS"]]
         ),
         Child(
-            "worker-bulk", [*worker, "-Q", "mc.normal,mc.bulk", "-n", "bulk@%h", "-c", settings_env["BULK_WORKERS"]], niceness=10
+            "worker-bulk",
+            [*worker, "-Q", "mc.normal,mc.bulk,mc.housekeeping", "-n", "bulk@%h", "-c", settings_env["BULK_WORKERS"]],
+            niceness=10,
         ),
         Child("worker-receipts", [*worker, "-Q", "mc.receipts,mc.maintenance", "-n", "receipts@%h", "-c", "1"], niceness=5),
         Child("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile="]),

@@ -271,7 +271,9 @@ SPECTACULAR_SETTINGS = {
 # --- Celery -------------------------------------------------------------------------------------
 # One lane (queue) per priority, highest first.
 LANES = tuple(Priority.values)
-QUEUES = (*(f"mc.{lane}" for lane in LANES), "mc.receipts", "mc.maintenance")
+# mc.housekeeping: long jobs (retention rewrites a day of partitions) that must not hold up the
+# maintenance queue's relay, due messages and sweeper, which share one worker child.
+QUEUES = (*(f"mc.{lane}" for lane in LANES), "mc.receipts", "mc.maintenance", "mc.housekeeping")
 # Countdown retries stay below this cap; the visibility timeout sits well above it so that a task
 # waiting on its countdown is never handed out twice (DESIGN.md, reliability rules).
 MAX_RETRY_COUNTDOWN_SECONDS = 300
@@ -318,7 +320,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-stuck-messages": {"task": "dispatch.sweep", "schedule": 15.0, "options": _MAINTENANCE},
     "purge-idempotency-keys": {"task": "dispatch.purge_idempotency_keys", "schedule": 3600.0, "options": _MAINTENANCE},
     # Partitions for the next days, and each account's retention (apps/dispatch/retention.py).
-    "apply-retention": {"task": "dispatch.retention", "schedule": 3600.0, "options": {"queue": "mc.maintenance", "expires": 600}},
+    "apply-retention": {
+        "task": "dispatch.retention",
+        "schedule": 3600.0,
+        "options": {"queue": "mc.housekeeping", "expires": 600},
+    },
     "poll-provider-receipts": {"task": "receipts.poll", "schedule": 30.0, "options": _RECEIPTS},
     "rematch-early-receipts": {"task": "receipts.rematch", "schedule": 30.0, "options": _RECEIPTS},
     "flag-receipt-timeouts": {"task": "receipts.flag_timeouts", "schedule": 60.0, "options": _RECEIPTS},
