@@ -25,7 +25,11 @@ HISTORY_DAYS = 30
 # retention cycle has something to remove.
 BEYOND_DAYS = (31, 35)
 BEYOND_SHARE = 0.10
-NEWEST_SECONDS = 15 * 60  # the history ends this long before the seeding starts
+# The history ends this long before the seeding starts: past every periodic job's window (polling 6 h,
+# rematch and receipt timeouts a day), so that what the jobs find to do is the same in both phases and
+# the ratio shows what old rows cost them. (Ending 15 minutes back, the seeded `sent` messages without
+# receipts, unmatched receipts and silent codes of the last day were due work: polling 12 → 584 ms.)
+NEWEST_SECONDS = 26 * 3600
 DAY_MS = 86_400_000
 NULL = "\\N"
 
