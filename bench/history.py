@@ -32,6 +32,7 @@ from bench.throughput import (
     _drop_accept_backlog,
     _sql,
     _templates,
+    bench_account,
     delivery_throughput,
     set_consumers,
     settle,
@@ -416,10 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"Starting the stack under {DATA_DIR} …", flush=True)
     stack = start_stack()
     try:
-        keys = {}
-        for name, _ in (("bench", 1.0), *OTHER_ACCOUNTS):
-            out = stack.manage("create_account", name, "--rate-limit", "1000000", "--daily-quota", "2000000000")
-            keys[name] = out.strip().splitlines()[-1]
+        keys = {name: bench_account(stack, name) for name, _ in (("bench", 1.0), *OTHER_ACCOUNTS)}
         key = keys["bench"]
         _templates(stack, key)
         delivery = {"category": "transactional", "channel": "sms", "content": "Your order {{order_no}} has shipped."}

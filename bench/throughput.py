@@ -381,6 +381,12 @@ def critical_under_backlog(stack: Stack, key: str, backlog: int = 100_000, probe
     return float(p50 or 0), float(p99 or 0), int(count)  # type: ignore[arg-type]
 
 
+def bench_account(stack: Stack, name: str = "bench") -> str:
+    """An account without practical rate or quota limits; its API key."""
+    out = stack.manage("create_account", name, "--rate-limit", "1000000", "--daily-quota", "2000000000")
+    return out.strip().splitlines()[-1]
+
+
 def _templates(stack: Stack, key: str) -> None:
     common = {"channel": "sms", "content": "Your order {{order_no}} has shipped.", "sms_signature": "ACME"}
     for code, fields in (
@@ -429,11 +435,7 @@ def main() -> None:
     print(f"Starting the stack under {DATA_DIR} …", flush=True)
     stack = start_stack()
     try:
-        key = (
-            stack.manage("create_account", "bench", "--rate-limit", "1000000", "--daily-quota", "2000000000")
-            .strip()
-            .splitlines()[-1]
-        )
+        key = bench_account(stack)
         _templates(stack, key)
         print(
             f"Load: {SECONDS:.0f} s per scenario, 2 client processes on the same 2 cores. Accept figures are taken with delivery"
