@@ -80,7 +80,13 @@ class MessageAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     list_select_related = ("account",)
     actions = ["cancel_messages", "send_again"]
-    readonly_fields = [f.name for f in Message._meta.fields] + ["public_id", "public_batch_id", "masked_address", "events"]
+    # The number only masked: `exclude` alone does not hide a field that is also read-only.
+    readonly_fields = [f.name for f in Message._meta.fields if f.name != "address"] + [
+        "public_id",
+        "public_batch_id",
+        "masked_address",
+        "events",
+    ]
     exclude = ("address",)
 
     @admin.display(description="to")

@@ -43,6 +43,11 @@ def recipient_address(recipient: Any, channel: str) -> str:
     return str(getattr(recipient, field, "") or "") if field else ""
 
 
+def mask_any(address: str) -> str:
+    """`mask_address` where the channel is not at hand: a `+` number as a phone, an `@` address as e-mail."""
+    return mask_address("sms" if address.startswith("+") else "email" if "@" in address else "", address)
+
+
 def mask_address(channel: str, address: str) -> str:
     """For logs and admin lists: phones as +86138****8000, e-mail as a***@example.com."""
     if not address:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from apps.dispatch.contacts import mask_any
 from apps.receipts.models import CallbackAttempt, Failover, ProviderReceipt, StatusCallback
 
 
@@ -12,7 +13,13 @@ class ProviderReceiptAdmin(admin.ModelAdmin):
     list_filter = ("provider", "status", "source")
     search_fields = ("provider_message_id", "to")
     raw_id_fields = ("message",)
+    exclude = ("to",)
+    readonly_fields = ("masked_to",)
     show_full_result_count = False
+
+    @admin.display(description="to")
+    def masked_to(self, receipt: ProviderReceipt) -> str:
+        return mask_any(receipt.to)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

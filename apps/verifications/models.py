@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from apps.dispatch.contacts import mask_any
 from messaging_center import ids
 
 
@@ -36,8 +37,8 @@ class Verification(models.Model):
             models.Index(fields=["message"], name="verification_message"),
         ]
 
-    def __str__(self) -> str:
-        return f"{self.address} ({self.state})"
+    def __str__(self) -> str:  # admin shows it (lists, deletions): the number masked
+        return f"{mask_any(self.address)} ({self.state})"
 
     @property
     def public_id(self) -> str:

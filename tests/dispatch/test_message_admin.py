@@ -54,3 +54,12 @@ def test_created_filter_is_an_id_range(operator, make_message) -> None:
 
     week = operator.get(CHANGELIST, {"created": "week"}).content.decode()
     assert recent.public_id in week and old.public_id in week
+
+
+def test_message_pages_show_the_number_masked_only(operator, make_message) -> None:
+    message = make_message(status="delivered")
+    masked = message.address[:6] + "****" + message.address[-4:]
+    for url in (CHANGELIST, f"{CHANGELIST}{message.pk}/change/"):
+        page = operator.get(url).content.decode()
+        assert masked in page, url
+        assert message.address not in page, url

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from apps.accounts.services import account_set_callback
 from apps.receipts.callbacks import callbacks_enqueue
-from apps.receipts.models import CallbackAttempt, StatusCallback
+from apps.receipts.models import CallbackAttempt, ProviderReceipt, StatusCallback
 
 pytestmark = pytest.mark.django_db
 
@@ -28,3 +29,24 @@ def test_admin_pages(operator, api, make_message) -> None:
     assert operator.get("/admin/verifications/verification/").status_code == 200
     detail = operator.get(f"/admin/receipts/statuscallback/{callback.id}/change/")
     assert detail.status_code == 200 and b"HTTP 500" in detail.content
+
+
+def test_receipt_pages_show_the_number_masked_only(operator, make_message) -> None:
+    message = make_message()
+    now = timezone.now()
+    receipt = ProviderReceipt.objects.create(
+        provider=message.provider,
+        kind="aliyun",
+        provider_message_id=message.provider_message_id,
+        to=message.address,
+        status="delivered",
+        reported_at=now,
+        received_at=now,
+        message=message,
+        matched_at=now,
+    )
+    masked = message.address[:6] + "****" + message.address[-4:]
+    for url in ("/admin/receipts/providerreceipt/", f"/admin/receipts/providerreceipt/{receipt.pk}/change/"):
+        page = operator.get(url).content.decode()
+        assert message.address not in page, url
+    assert masked in operator.get(f"/admin/receipts/providerreceipt/{receipt.pk}/change/").content.decode()

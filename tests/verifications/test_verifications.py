@@ -149,3 +149,12 @@ def test_concurrent_checks_accept_the_right_code_once(api, login_code) -> None:
     for thread in threads:
         thread.join()
     assert sorted(results) == [False] * 7 + [True]
+
+
+def test_admin_shows_the_number_masked_only(api, login_code, operator) -> None:
+    assert _send(api).status_code == 202
+    verification = Verification.objects.get()
+    for url in ("/admin/verifications/verification/", f"/admin/verifications/verification/{verification.pk}/change/"):
+        page = operator.get(url).content.decode()
+        assert "+86138****8000" in page, url
+        assert PHONE not in page, url
