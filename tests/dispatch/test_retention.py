@@ -172,7 +172,10 @@ def test_retention_drops_old_partitions_and_never_a_message_in_flight(
     # older than they are read have left.
     groups = short.get("/api/v1/stats", {"group_by": "day"}).json()["groups"]
     assert sum(g["delivered"] for g in groups) == 4
-    assert not Rollup.objects.filter(account_id=short.account.id, grain="minute").exists()
+    # (Rows of the delivered messages: the suite's worker may still move the queued one afterwards,
+    # which writes a minute row of today again.)
+    assert report.purged["dispatch_rollup"] > 0
+    assert not Rollup.objects.filter(account_id=short.account.id, grain="minute", outcome="delivered").exists()
     assert Rollup.objects.filter(account_id=short.account.id, grain="day").exists()
 
     # Once nothing in the day is in flight, the whole day leaves by dropping its partitions.
