@@ -99,32 +99,27 @@ def _spans(start: dt.datetime, end: dt.datetime) -> list[tuple[str, dt.datetime,
 
 _SENT = "r.outcome IN ('sent', 'delivered', 'undelivered')"
 _ATTEMPTED = "r.outcome IN ('sent', 'delivered', 'undelivered', 'failed', 'expired')"
-# Raw SQL, not the ORM: ranges from unnest joined to the rollups, and the histograms summed bucket by bucket.
-_STATS = """
-WITH picked AS (
-    SELECT {key} AS key, r.*
-    FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
-    JOIN dispatch_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
-), groups AS (
-    SELECT r.key, sum(r.messages) AS total,
-           coalesce(sum(r.messages) FILTER (WHERE {sent}), 0) AS sent,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'delivered'), 0) AS delivered,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'undelivered'), 0) AS undelivered,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'failed'), 0) AS failed,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'expired'), 0) AS expired,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'suppressed'), 0) AS suppressed,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'rejected'), 0) AS rejected,
-           coalesce(sum(r.attempted) FILTER (WHERE {attempted}), 0) AS attempted,
-           sum(r.codes) AS codes, sum(r.filled) AS filled
-    FROM picked r GROUP BY r.key HAVING sum(r.messages) > 0
-), latency AS (
-    SELECT key, array_agg(n ORDER BY i) AS histogram
-    FROM (SELECT r.key, u.i, sum(u.n)::bigint AS n FROM picked r, unnest(r.latency_ms) WITH ORDINALITY AS u(n, i)
-          WHERE r.outcome = 'delivered' GROUP BY r.key, u.i) AS buckets
-    GROUP BY key
+# The latency histogram summed bucket by bucket in the same pass (one aggregate per bucket): unnesting
+# the arrays and summing them in a second pass over the picked rows took twice as long.
+_HISTOGRAM = ", ".join(
+    f"coalesce(sum(r.latency_ms[{i}]) FILTER (WHERE r.outcome = 'delivered'), 0)" for i in range(1, len(LATENCY_BOUNDS_MS) + 1)
 )
-SELECT g.*, l.histogram FROM groups g LEFT JOIN latency l ON l.key = g.key ORDER BY g.key
-"""
+# Raw SQL, not the ORM: ranges from unnest joined to the rollups, and the histograms summed bucket by bucket.
+_STATS = f"""
+SELECT {{key}} AS key, sum(r.messages) AS total,
+       coalesce(sum(r.messages) FILTER (WHERE {_SENT}), 0) AS sent,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'delivered'), 0) AS delivered,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'undelivered'), 0) AS undelivered,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'failed'), 0) AS failed,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'expired'), 0) AS expired,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'suppressed'), 0) AS suppressed,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'rejected'), 0) AS rejected,
+       coalesce(sum(r.attempted) FILTER (WHERE {_ATTEMPTED}), 0) AS attempted,
+       sum(r.codes) AS codes, sum(r.filled) AS filled, ARRAY[{_HISTOGRAM}] AS histogram
+FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
+JOIN dispatch_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
+GROUP BY 1 HAVING sum(r.messages) > 0 ORDER BY 1
+"""  # noqa: S608 - our own constants
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -162,7 +157,7 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
     )
     if not spans:
         return []
-    sql = _STATS.format(key=GROUP_KEYS[group_by], sent=_SENT, attempted=_ATTEMPTED)
+    sql = _STATS.format(key=GROUP_KEYS[group_by])
     bounds: dict[str, Any] = {
         "account": account.id,
         "grains": [grain for grain, _, _ in spans],
