@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from apps.dispatch.models import Message, MessageEvent
 from apps.dispatch.providers.base import Receipt
-from apps.receipts.matching import RECENT_MESSAGES, receipts_match_pending, receipts_rematch, receipts_record
+from apps.receipts.matching import RECENT_MESSAGES, receipts_match_pending, receipts_record, receipts_rematch
 from apps.receipts.models import ProviderReceipt
 from apps.receipts.polling import receipts_flag_timeouts
 from messaging_center.broker import redis_client
@@ -79,7 +79,9 @@ def test_reports_of_messages_made_days_ago_are_applied_too(make_message) -> None
     pushed, polled = (Message.objects.get(id=move_back(make_message().id, days)) for _ in range(2))
     report = json.loads(aliyun_report(pushed))
     report[0]["out_id"] = ""  # by the provider's id and number alone
-    response = Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(report), content_type="application/json")
+    response = Client().post(
+        f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(report), content_type="application/json"
+    )
     assert response.status_code == 200
     receipts_match_pending()  # the receipts worker's task
     assert Message.objects.get(id=pushed.id).status == "delivered"
