@@ -43,19 +43,23 @@ def test_readyz_stays_200_and_says_accepting_while_only_redis_is_down(redis_stop
 
 def test_sends_are_accepted_into_the_outbox_and_rates_are_not_enforced(api, make_template, redis_stopped) -> None:
     """A transactional template without frequency limits or dedup needs no Redis decision. The
-    account's request rate (1/s here) is not enforced: four sends in a row are all accepted, none 429.
+    account's request rate (1/s here) and daily quota (2) are not enforced: four sends in a row are all
+    accepted, none 429. An Idempotency-Key (kept in PostgreSQL) still replays instead of sending again.
     Publishing to the broker waits for the relay (tests/dispatch/test_worker_flow.py::
     test_relay_publishes_after_redis_was_down delivers such a message once Redis is back)."""
     make_template(api, code="order_shipped", provider_template_ids={"aliyun": "SMS_1"})
-    api.account.rate_limit = 1
-    api.account.save(update_fields=["rate_limit"])
+    api.account.rate_limit, api.account.daily_quota = 1, 2
+    api.account.save(update_fields=["rate_limit", "daily_quota"])
     statuses = []
     for n in range(4):
         to = {"phone": f"+8613800138{n:03d}"}
-        response = api.post("/api/v1/messages", {"template": "order_shipped", "to": to, "params": {"order_no": "A1"}})
+        body = {"template": "order_shipped", "to": to, "params": {"order_no": "A1"}}
+        response = api.post("/api/v1/messages", body, HTTP_IDEMPOTENCY_KEY=f"key-{n}")
         assert response.status_code == 202, response.content
         statuses += [m["status"] for m in response.json()["messages"]]
     assert statuses == ["queued"] * 4
+    replay = api.post("/api/v1/messages", body, HTTP_IDEMPOTENCY_KEY="key-3")
+    assert replay.status_code == 202 and replay.json() == response.json()
     assert Message.objects.filter(status="queued").count() == 4
     assert sum(len(o.message_ids) for o in Outbox.objects.all()) == 4  # kept for the relay: the publish failed
 
