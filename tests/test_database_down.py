@@ -45,3 +45,13 @@ def test_a_providers_report_gets_503_so_that_it_pushes_again() -> None:
         response = Client().post("/api/v1/receipts/aliyun?token=x", b"[]", content_type="application/json")
     assert response.status_code == 503, response.content
     assert response.json()["code"] == "unavailable" and response["Retry-After"] == "5"
+
+
+def test_readyz_is_503_not_accepting_while_the_database_is_down() -> None:
+    with database_unreachable():
+        response = Client().get("/readyz")
+    assert response.status_code == 503, response.content
+    body = response.json()
+    assert (body["code"], body["checks"], body["accepting"]) == ("unavailable", {"database": "down", "broker": "ok"}, False)
+    assert "database" in body["detail"]
+    assert Client().get("/readyz").status_code == 200  # back

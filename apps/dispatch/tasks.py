@@ -11,6 +11,7 @@ from apps.dispatch import outbox
 from apps.dispatch.delivery import chunk, sweeper
 from apps.dispatch.retention import run_retention
 from apps.dispatch.services import idempotency_purge
+from messaging_center.periodic import PeriodicJob
 
 
 # The database unreachable (a restart): the chunk is tried again in seconds rather than left to the
@@ -29,27 +30,27 @@ def deliver(self: Task, message_ids: list[str]) -> None:
     chunk.deliver_messages([uuid.UUID(mid) for mid in message_ids], lane=queue.removeprefix("mc."))
 
 
-@shared_task(name="dispatch.relay_outbox")
+@shared_task(name="dispatch.relay_outbox", base=PeriodicJob)
 def relay_outbox() -> int:
     return outbox.outbox_relay()
 
 
-@shared_task(name="dispatch.enqueue_due")
+@shared_task(name="dispatch.enqueue_due", base=PeriodicJob)
 def enqueue_due() -> int:
     return sweeper.enqueue_due()
 
 
-@shared_task(name="dispatch.sweep")
+@shared_task(name="dispatch.sweep", base=PeriodicJob)
 def sweep() -> int:
     return sweeper.sweep()
 
 
-@shared_task(name="dispatch.purge_idempotency_keys")
+@shared_task(name="dispatch.purge_idempotency_keys", base=PeriodicJob)
 def purge_idempotency_keys() -> int:
     return idempotency_purge()
 
 
-@shared_task(name="dispatch.retention")
+@shared_task(name="dispatch.retention", base=PeriodicJob)
 def retention() -> dict[str, int]:
     report = run_retention()
     return {"dropped": len(report.dropped), "rewritten": len(report.rewritten), "made": len(report.made)}
