@@ -21,6 +21,8 @@ class Attempt:
     route: routing.Route | None
     outcome: SendResult | ProviderError | None = None
     dead_tokens: list[str] = field(default_factory=list)
+    # Said in the event that ends the attempt after the detail (a hedged send: which call won).
+    note: str = ""
 
 
 # A batch call's reference starts so; it never looks like a provider's own message id.
@@ -100,6 +102,14 @@ def parts_of(parts: Sequence[tuple[list[Attempt], str]], kept: Container[uuid.UU
     return [(part, reference) for part, reference in trimmed if part]
 
 
+def usable_routes(message: Claimed, choice: Choice) -> list[routing.Route]:
+    """The enabled providers that serve the message's address with its template."""
+    template = choice.templates.get(message.template_id) if message.template_id else None
+    return routing.usable(
+        routing.ROUTES.for_channel(message.channel), (template.provider_template_ids or {}) if template else {}, message.address
+    )
+
+
 def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]:
     allowed: dict[str, set[str]] = {}
     attempts = []
@@ -107,12 +117,7 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
     # third attempts and later only: a second attempt avoids the provider of the first).
     failed = failed_providers([m.id for m in messages if m.attempt > 2])
     for message in messages:
-        template = choice.templates.get(message.template_id) if message.template_id else None
-        routes = routing.usable(
-            routing.ROUTES.for_channel(message.channel),
-            (template.provider_template_ids or {}) if template else {},
-            message.address,
-        )
+        routes = usable_routes(message, choice)
         if not routes:
             attempts.append(
                 Attempt(
