@@ -100,6 +100,6 @@ def test_a_late_failure_changes_nothing(api, templates, providers, sim, dispatch
     assert "nothing changes" in late["detail"]
     # Still sent once, through Aliyun, in its first attempt: no retry, no failover, no second send.
     body = _message(api, message_id)
-    assert (body["status"], body["provider"], body["attempts"], body["code"]) == ("sent", "test-aliyun", 1, "")
+    assert (body["status"], body["provider"], body["attempts"], body["code"]) == ("sent", "test-aliyun", 1, None)
     assert [e["status"] for e in body["events"]] == ["queued", "sending", "sent", "late_answer"]
     assert [r["provider"] for r in sim.messages(to="+8613900000003")] == ["aliyun"]
