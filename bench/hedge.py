@@ -47,7 +47,7 @@ def _wait(stack: Stack, what: str, query: str, params: tuple[object, ...], limit
 
 def _simulator_people_reached_twice(stack: Stack) -> int:
     url = f"http://127.0.0.1:{stack.env['SIM_PORT']}/_sim/messages"
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own loopback URL
+    with urllib.request.urlopen(url, timeout=30) as response:
         records = json.load(response)["results"]
     per_person = Counter(r["to"] for r in records if r["to"].startswith("+86137"))
     return sum(1 for count in per_person.values() if count > 1)
@@ -101,6 +101,17 @@ def run(*, hedging: bool, slow_ms: int, rate: float, seconds: float) -> None:
         print(f"  hedged: {hedged[0]} won by the second provider, {hedged[1]} by the slow one after all")
         print(f"  late answers recorded: {late or 'none'}; codes that needed a second attempt: {retried[0][0]}")
         print(f"  people the simulator reached twice: {_simulator_people_reached_twice(stack)}", flush=True)
+        slowest = _sql(
+            stack,
+            "SELECT round(extract(epoch FROM m.sent_at - m.created_at) * 1000), m.provider, "
+            "(SELECT string_agg(e.status || ' ' || e.provider || ' ' || e.detail || ' @' || "
+            "round(extract(epoch FROM e.at - m.created_at) * 1000), ' | ' ORDER BY e.id) "
+            "FROM dispatch_messageevent e WHERE e.message_id = m.id) "
+            "FROM dispatch_message m WHERE template_code = %s ORDER BY m.sent_at - m.created_at DESC LIMIT 8",
+            (TEMPLATE,),
+        )
+        for row in slowest:
+            print("   ", row)
     finally:
         stop_stack(stack)
 

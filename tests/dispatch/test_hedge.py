@@ -24,7 +24,9 @@ SLOW_MS = 4000
 def providers(sim):
     """Tencent first (its own priority group), Aliyun behind it: every message goes to Tencent."""
     for kind, group in (("tencent", 0), ("aliyun", 1)):
-        provider_save(provider=Provider(name=f"test-{kind}", kind=kind, channel="sms", priority_group=group), settings=sim.settings(kind))
+        provider_save(
+            provider=Provider(name=f"test-{kind}", kind=kind, channel="sms", priority_group=group), settings=sim.settings(kind)
+        )
 
 
 @pytest.fixture

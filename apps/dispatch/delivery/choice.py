@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from apps.dispatch import routing
 from apps.dispatch.delivery.claims import Claimed
 from apps.dispatch.events import failed_providers
+from apps.dispatch.lanes import call_deadline
 from apps.dispatch.providers.base import ProviderError, SendResult
 from apps.templates.models import MessageTemplate
 from messaging_center import ids
@@ -112,6 +113,8 @@ def usable_routes(message: Claimed, choice: Choice) -> list[routing.Route]:
 
 def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]:
     allowed: dict[str, set[str]] = {}
+    slow: dict[str, set[str]] = {}
+    hurried = any(call_deadline(m.priority) for m in messages)
     attempts = []
     # Retries fail over through every provider that has not failed the message yet (one query, for
     # third attempts and later only: a second attempt avoids the provider of the first).
@@ -132,9 +135,13 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
             )
             continue
         if message.channel not in allowed:
-            allowed[message.channel] = choice.health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
+            names = [r.name for r in routing.ROUTES.for_channel(message.channel)]
+            allowed[message.channel] = choice.health.allowed(names)
+            slow[message.channel] = choice.health.slow(names) if hurried else set()
         avoid = [message.previous_provider] if message.attempt > 1 and message.previous_provider else []
         avoid += sorted(failed.get(message.id, set()) - set(avoid))
+        if call_deadline(message.priority):
+            avoid += sorted(slow[message.channel] - set(avoid))  # hedged away from lately: not waited for again
         route = routing.choose(routes, allowed=allowed[message.channel], avoid=avoid)
         if route is None:
             attempts.append(

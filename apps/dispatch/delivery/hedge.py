@@ -9,9 +9,12 @@ acceptance means the person was sent the message twice (code `sent_twice`, and t
 mc_hedge_late_answers_total{outcome="accepted"}); a failure neither fails the message nor starts a
 retry or a failover. Only when both calls fail does the attempt end as the first call's failure.
 
-A call past its deadline counts as a failure of its provider's health, so that the circuit breaker
-takes a slow provider out of routing after a few misses: codes then go straight to another provider,
-and few send threads are held by calls nobody waits for."""
+A call past its deadline marks its provider slow (routing.Health.mark_slow): for SLOW_SECONDS the
+lanes with a deadline route around it (choice.route_messages), so that only the codes already on
+their way to it wait for the deadline. Why that matters: a chunk waits for its hedge on its Celery
+child, so slow calls at a rate above the lane's children per deadline (4 per 1.5 s by default) would
+queue the codes behind them; and few send threads stay held by calls nobody waits for (each at most
+the adapter's HTTP timeouts). A slow provider is not a failing one: the circuit breaker is not told."""
 
 from __future__ import annotations
 
@@ -24,12 +27,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 
 from apps.dispatch import routing
 from apps.dispatch.delivery.choice import Attempt, Choice, group_into_calls, usable_routes
 from apps.dispatch.events import record_events
+from apps.dispatch.lanes import call_deadline
 from apps.dispatch.providers.base import ProviderError, SendResult
 from messaging_center import metrics
 
@@ -55,12 +58,7 @@ class Call:
     def patience(self) -> float:
         """Seconds before the call is hedged, 0 for never: the shortest deadline of its attempts' lanes
         (a batch call may carry several lanes)."""
-        return min((s for s in (lane_deadline(a.message.priority) for a in self.attempts) if s), default=0.0)
-
-
-def lane_deadline(lane: str) -> float:
-    """Seconds a call for a message of this lane may take before it is hedged; 0: never hedged."""
-    return float(settings.PROVIDER_CALL_DEADLINE_MS.get(lane, 0)) / 1000
+        return min((s for s in (call_deadline(a.message.priority) for a in self.attempts) if s), default=0.0)
 
 
 @dataclass(eq=False)
@@ -125,16 +123,16 @@ def _settled(waiting: _Waiting) -> bool:
 def _hedge(late: list[_Waiting], choice: Choice, start: Callable[[Choice], list[Call]]) -> None:
     """The late calls' attempts of lanes with a deadline, through another usable provider whose circuit
     lets them through (none: the attempt waits for its call). Each miss counts against its provider."""
-    missed: dict[str, list[int]] = {}
+    missed: set[str] = set()
     hedges: dict[int, _Waiting] = {}
     attempts: list[Attempt] = []
     allowed: dict[str, set[str]] = {}
     for waiting in late:
         message = waiting.attempt.message
-        if not lane_deadline(message.priority):
+        if not call_deadline(message.priority):
             continue  # another lane's message in the same batch call waits for it
         slow = waiting.call.route.name
-        missed.setdefault(slow, [0, 0])[1] += 1
+        missed.add(slow)
         if message.channel not in allowed:
             allowed[message.channel] = choice.health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
         route = routing.choose([r for r in usable_routes(message, choice) if r.name != slow], allowed=allowed[message.channel])
@@ -142,8 +140,7 @@ def _hedge(late: list[_Waiting], choice: Choice, start: Callable[[Choice], list[
             hedge = Attempt(message, route)
             hedges[id(hedge)] = waiting
             attempts.append(hedge)
-    if missed:
-        choice.health.record(missed)
+    choice.health.mark_slow(sorted(missed))
     if not attempts:
         return
     grouped = Choice(choice.templates, choice.health)
