@@ -80,6 +80,20 @@ def test_a_code_goes_through_another_provider_at_the_deadline_and_the_late_accep
     assert sorted(r["provider"] for r in sim.messages(to="+8613900000001")) == ["aliyun", "tencent"]
 
 
+def test_codes_right_after_a_hedge_go_around_the_slow_provider(api, templates, providers, sim, dispatch_worker) -> None:
+    sim.behave("tencent", latency_ms=SLOW_MS)
+    first = _send(api, "login", "+8613900000004", {"code": "111111"})
+    wait_until(lambda: _message(api, first)["status"] == "sent", 30, "the first code sent")
+
+    # Tencent is still its first choice, but it was slow a moment ago: no waiting for it again.
+    second = _send(api, "login", "+8613900000005", {"code": "222222"})
+    wait_until(lambda: _message(api, second)["status"] == "sent", 30, "the second code sent")
+    body = _message(api, second)
+    assert body["provider"] == "test-aliyun" and _accept_to_sent(body) < 1.5
+    assert [e["status"] for e in body["events"]] == ["queued", "sending", "sent"]
+    assert [r["provider"] for r in sim.messages(to="+8613900000005")] == ["aliyun"]
+
+
 def test_a_message_of_another_lane_waits_for_the_slow_provider(api, templates, providers, sim, dispatch_worker) -> None:
     sim.behave("tencent", latency_ms=SLOW_MS)
     message_id = _send(api, "shipped", "+8613900000002", {"n": "42"})
