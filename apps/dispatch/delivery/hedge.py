@@ -198,10 +198,10 @@ def _record_forever(answers: queue.SimpleQueue[_Late]) -> None:
         batch = [answers.get()]
         while not answers.empty():
             batch.append(answers.get())
-        record_late_answers(batch)
+        _record_late_answers(batch)
 
 
-def record_late_answers(batch: Sequence[_Late]) -> None:
+def _record_late_answers(batch: Sequence[_Late]) -> None:
     """One event per late answer, on a connection opened for it and closed after (late answers are rare;
     a connection kept idle between them would go stale across a database restart)."""
     outcomes = [(late.provider, _kind(late.outcome)) for late in batch]
