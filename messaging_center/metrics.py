@@ -46,6 +46,16 @@ RECEIPT_TIMEOUTS = Counter("mc_receipt_timeouts_total", "Sent messages with no r
 RECEIPTS_RECEIVED = Counter("mc_receipts_received_total", "Provider receipts stored (replays excluded).", ["provider", "source"])
 CALLBACK_ATTEMPTS = Counter("mc_status_callback_attempts_total", "Status callback POSTs by outcome.", ["outcome"])
 MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
+HEDGED_SENDS = Counter(
+    "mc_hedged_sends_total",
+    "Messages sent through a second provider because the first had not answered within the lane's call deadline.",
+    ["lane", "provider"],
+)
+LATE_ANSWERS = Counter(
+    "mc_hedge_late_answers_total",
+    "Answers of the call that lost a hedge race, by outcome: accepted means the person was sent the message twice.",
+    ["provider", "outcome"],
+)
 PLATFORM_CAP_REFUSALS = Counter(
     "mc_platform_cap_refusals_total",
     "Entries refused by the platform-wide cap per address (across all accounts): SMS-bombing attempts.",

@@ -286,6 +286,14 @@ QUEUES = (*(f"mc.{lane}" for lane in LANES), "mc.receipts", "mc.maintenance", "m
 MAX_RETRY_COUNTDOWN_SECONDS = 300
 DISPATCH_SENDING_LEASE_SECONDS = env_int("DISPATCH_SENDING_LEASE_SECONDS", 60, minimum=1)
 DISPATCH_QUEUED_LEASE_SECONDS = env_int("DISPATCH_QUEUED_LEASE_SECONDS", 120, minimum=1)
+# Per lane: a provider call unanswered this long is sent through another provider as well (hedged;
+# apps.dispatch.delivery.hedge), 0 = wait for the call. Only codes by default: a second code is
+# harmless, a late one is not, while a second copy of other messages is a duplicate to the person.
+# 1.5 s rather than 2: the second call must fit too for a code to be sent within 2 s of its accept.
+PROVIDER_CALL_DEADLINE_MS = {
+    lane: env_int(f"PROVIDER_CALL_DEADLINE_{lane.upper()}_MS", 1500 if lane == Priority.CRITICAL else 0, minimum=0)
+    for lane in LANES
+}
 BROKER_VISIBILITY_TIMEOUT_SECONDS = env_int("BROKER_VISIBILITY_TIMEOUT", 3600, minimum=MAX_RETRY_COUNTDOWN_SECONDS * 2)
 
 CELERY_BROKER_URL = REDIS_URL

@@ -132,7 +132,7 @@ def _sent_detail(attempt: Attempt) -> str:
     assert attempt.route is not None and isinstance(attempt.outcome, SendResult)
     if attempt.outcome.raw.get("reconciled"):
         return f"{attempt.route.name} already had it (the earlier attempt's outcome was unknown); not sent again"
-    return f"accepted by {attempt.route.name}"
+    return f"accepted by {attempt.route.name}{attempt.note}"
 
 
 def _mark_final(attempts: list[Attempt], status: str) -> None:
@@ -170,7 +170,7 @@ def _detail(attempt: Attempt, status: str) -> str:
         return f"The TTL would pass before another try ({where}{error.code}: {error.detail})."
     if attempt.message.attempt >= MAX_ATTEMPTS and not error.permanent:
         return f"Gave up after {attempt.message.attempt} attempts ({where}{error.code}: {error.detail})."
-    return f"{where}{error.detail}" if error.detail else f"{where}{error.code}"
+    return (f"{where}{error.detail}" if error.detail else f"{where}{error.code}") + attempt.note
 
 
 def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
