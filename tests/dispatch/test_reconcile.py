@@ -10,11 +10,12 @@ import datetime as dt
 
 import pytest
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from apps.dispatch.models import Message, Provider
 from apps.dispatch.providers.base import Receipt
 from apps.dispatch.providers_config import provider_save
-from apps.receipts.matching import receipts_record
+from apps.receipts.matching import receipts_record, receipts_rematch
 from devstack.embedded import EmbeddedRedis
 from messaging_center import ids
 from tests.helpers import celery_worker, wait_until
@@ -148,3 +149,14 @@ def test_where_nothing_settles_the_outcome_a_code_goes_again_in_seconds_others_w
     assert _message(settled).status == "delivered"
     held = _message(late).events.filter(code="outcome_unknown").values_list("detail", flat=True)
     assert held and all("no report of it yet" in detail for detail in held)
+
+    # The code reached the person twice; Tencent's report of its copy (by our id) counts it, once.
+    before = REGISTRY.get_sample_value("mc_duplicate_sends_total", {"channel": "sms"})
+    first = _received(sim, code_number)[0]
+    for status in ("delivered", "delivered", "undelivered"):
+        report = Receipt("tencent", first["provider_message_id"], code, code_number, status, "", "", dt.datetime.now(dt.UTC))
+        receipts_record(provider=tencent, receipts=[report], source="poll")
+        receipts_rematch()
+    assert REGISTRY.get_sample_value("mc_duplicate_sends_total", {"channel": "sms"}) == before + 1
+    [duplicate] = _message(code).events.filter(code="duplicate_send")
+    assert duplicate.provider == "test-tencent" and _message(code).status == "sent"  # the report moved nothing
