@@ -14,6 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from messaging_center.broker import queue_depths
+from messaging_center.vocabulary import Channel
 
 REQUEST_LATENCY = Histogram(
     "mc_http_request_duration_seconds",
@@ -65,6 +66,16 @@ PLATFORM_CAP_REFUSALS = Counter(
 # before the first refusal. Literal: the core imports no app.
 for _category in ("verification", "marketing"):
     PLATFORM_CAP_REFUSALS.labels(_category)
+
+
+DUPLICATE_SENDS = Counter(
+    "mc_duplicate_sends_total",
+    "Messages delivered to the person by two providers: an attempt whose outcome was unknown reached them "
+    "too (a delivered report from it, by our id, after the message went through another provider).",
+    ["channel"],
+)
+for _channel in Channel.values:
+    DUPLICATE_SENDS.labels(_channel)
 
 
 def count(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:

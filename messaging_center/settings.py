@@ -353,6 +353,11 @@ RECEIPT_TIMEOUT_SECONDS = env_int("RECEIPT_TIMEOUT_SECONDS", 600, minimum=1)
 # Pull-only providers are asked about messages sent at least this long ago, and at most this long ago.
 RECEIPT_POLL_DELAY_SECONDS = env_int("RECEIPT_POLL_DELAY_SECONDS", 30, minimum=0)
 RECEIPT_POLL_WINDOW_SECONDS = env_int("RECEIPT_POLL_WINDOW_SECONDS", 6 * 3600, minimum=60)
+# A message whose last attempt's outcome is unknown (a timeout after the request left) and that its
+# provider cannot settle is held this long before it is sent again: a verification code briefly (a
+# second code is harmless, a late one is not); any other message for RECEIPT_TIMEOUT_SECONDS, in which
+# a receipt settles it (apps/dispatch/delivery/holds.py).
+AMBIGUOUS_RESEND_AFTER_VERIFICATION_S = env_int("AMBIGUOUS_RESEND_AFTER_VERIFICATION_S", 5, minimum=0)
 # A verification code without a receipt this long after sending is resent once through another provider.
 VERIFICATION_FAILOVER_SECONDS = env_int("VERIFICATION_FAILOVER_SECONDS", 30, minimum=1)
 # Status callbacks to private/loopback addresses are refused unless this allows them (local runs).

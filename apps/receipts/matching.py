@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from apps.dispatch import transitions
 from apps.dispatch.lanes import yield_to_critical
-from apps.dispatch.models import Provider
+from apps.dispatch.models import Provider, Status
 from apps.dispatch.providers.base import Receipt
 from apps.receipts import callbacks, failover
 from messaging_center import ids, metrics
@@ -346,8 +346,51 @@ def rematch_params(*, batch: int = 1000) -> dict[str, Any]:
 
 
 def receipts_rematch(*, batch: int = 1000) -> int:
-    """Beat job: unmatched receipts of the last day, in case their message became `sent` since."""
+    """Beat job: unmatched receipts of the last day, in case their message became `sent` since; of
+    those still unmatched, the duplicates."""
     with connection.cursor() as cursor:
         cursor.execute(REMATCH, rematch_params(batch=batch))
         receipt_ids = [row[0] for row in cursor.fetchall()]
-    return len(receipts_match(receipt_ids=receipt_ids))
+    matched = len(receipts_match(receipt_ids=receipt_ids))
+    receipts_count_duplicates(receipt_ids=receipt_ids)
+    return matched
+
+
+DUPLICATE_EVENT = "duplicate_send"
+# A delivered report, by our id, from a provider other than the one a sent or delivered message went
+# through: an earlier attempt whose outcome was unknown reached the person too. Such a report never
+# matches (it names another provider); it is matched to its message here, and the message gets one
+# `duplicate_send` event (the count's once-only record). Rows: the channel of each message counted.
+DUPLICATES = f"""
+    WITH dup AS MATERIALIZED (
+        SELECT r.id AS rid, m.id AS mid, m.channel, m.status, m.attempts, r.provider
+        FROM receipts_providerreceipt r JOIN dispatch_message m ON m.id = r.message_ref
+        WHERE r.id = ANY(%(ids)s) AND r.matched_at IS NULL AND r.status = '{Status.DELIVERED}'
+          AND m.provider <> r.provider AND m.status IN ('{Status.SENT}', '{Status.DELIVERED}')
+    ), matched AS (
+        UPDATE receipts_providerreceipt AS x SET message_id = dup.mid, matched_at = now()
+        FROM dup WHERE x.id = dup.rid AND x.id = ANY(%(ids)s)
+    ), firsts AS (
+        SELECT DISTINCT ON (mid) * FROM dup
+        WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent e WHERE e.message_id = dup.mid AND e.code = '{DUPLICATE_EVENT}')
+        ORDER BY mid, rid
+    ), counted AS (
+        INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
+        SELECT {ids.UUID7_SQL}, mid, status, now(), '{DUPLICATE_EVENT}',
+               provider || ' delivered it too: an attempt whose outcome was unknown reached the person', provider, attempts
+        FROM firsts
+        RETURNING message_id
+    )
+    SELECT f.channel FROM firsts f JOIN counted c ON c.message_id = f.mid
+"""  # noqa: S608 - our own constants
+
+
+def receipts_count_duplicates(*, receipt_ids: Sequence[uuid.UUID]) -> int:
+    """Counts the messages these reports show delivered twice (once each, ever); returns how many."""
+    if not receipt_ids:
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(DUPLICATES, {"ids": list(receipt_ids)})
+        channels = [row[0] for row in cursor.fetchall()]
+    metrics.count(metrics.DUPLICATE_SENDS, ((channel,) for channel in channels))
+    return len(channels)

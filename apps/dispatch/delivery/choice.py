@@ -7,6 +7,7 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 from apps.dispatch import routing
+from apps.dispatch.delivery import holds
 from apps.dispatch.delivery.claims import Claimed
 from apps.dispatch.events import failed_providers
 from apps.dispatch.lanes import call_deadline
@@ -24,6 +25,8 @@ class Attempt:
     dead_tokens: list[str] = field(default_factory=list)
     # Said in the event that ends the attempt after the detail (a hedged send: which call won).
     note: str = ""
+    # Seconds before the next try, where reconciliation decided it (a held message: holds.py).
+    wait: float | None = None
 
 
 # A batch call's reference starts so; it never looks like a provider's own message id.
@@ -68,13 +71,14 @@ class Choice:
                 self.templates[template.id] = TEMPLATES_BY_ID.put(template.id, template)
 
     def recorded(self) -> dict[uuid.UUID, tuple[str, str]]:
-        """Message id → (provider, batch reference) where a crash mid-send could be reconciled:
-        the provider can be asked. Others are sent again anyway after a crash."""
+        """Message id → (provider, batch reference) where a crash mid-send could be settled before a
+        resend: the provider can be asked, or its receipt waited for (holds.settles). Others are sent
+        again anyway after a crash."""
         references = {a.message.id: reference for part, reference in self.parts for a in part}
         return {
             a.message.id: (a.route.name, references.get(a.message.id, ""))
             for a in self.attempts
-            if a.outcome is None and a.route is not None and a.route.adapter.can_be_asked
+            if a.outcome is None and a.route is not None and holds.settles(a.route.adapter)
         }
 
     def only(self, claimed: Sequence[Claimed]) -> Choice:

@@ -187,7 +187,11 @@ def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = N
     rest = [c for c in claimed if c.id not in chosen]
     if rest:
         choice.add_templates(rest)
-        settled = reconcile([c for c in rest if c.needs_reconcile and c.previous_provider])
+        templates = choice.templates
+        settled = reconcile(
+            [c for c in rest if c.needs_reconcile and c.previous_provider],
+            lambda m, route, reference: _outbound(m, _template_of(m, templates), route, batch_reference=reference),
+        )
         choice.attempts.extend(settled)
         done = {a.message.id for a in settled}
         later = Choice(choice.templates, choice.health)
