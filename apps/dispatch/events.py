@@ -52,6 +52,10 @@ LOCAL_THROTTLE = "provider_rate_limited"
 WORKER_LOST = "worker_lost"
 OUTCOME_UNKNOWN = "outcome_unknown"
 NOT_THE_PROVIDERS_FAULT = (LOCAL_THROTTLE, WORKER_LOST, OUTCOME_UNKNOWN)
+# A message that reached the person through two providers (a hedged call accepted late, or a delivered
+# report from the provider of an earlier attempt whose outcome was unknown): one event per message,
+# the count's once-only record (mc_duplicate_sends_total).
+DUPLICATE_SEND = "duplicate_send"
 
 
 def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]) -> None:

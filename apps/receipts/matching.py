@@ -14,7 +14,7 @@ from typing import Any, cast
 from django.db import connection, transaction
 from redis.exceptions import RedisError
 
-from apps.dispatch import transitions
+from apps.dispatch import events, transitions
 from apps.dispatch.lanes import yield_to_critical
 from apps.dispatch.models import Provider, Status
 from apps.dispatch.providers.base import Receipt
@@ -356,7 +356,7 @@ def receipts_rematch(*, batch: int = 1000) -> int:
     return matched
 
 
-DUPLICATE_EVENT = "duplicate_send"
+DUPLICATE_EVENT = events.DUPLICATE_SEND
 # A delivered report, by our id, from a provider other than the one a sent or delivered message went
 # through: an earlier attempt whose outcome was unknown reached the person too. Such a report never
 # matches (it names another provider); it is matched to its message here, and the message gets one

@@ -71,7 +71,7 @@ def test_a_code_goes_through_another_provider_at_the_deadline_and_the_late_accep
     # Tencent accepts it too, later: the person got two codes; the message stays Aliyun's.
     wait_until(lambda: _late_answers(api, message_id), 30, "Tencent's late answer")
     [late] = _late_answers(api, message_id)
-    assert (late["code"], late["provider"], late["attempt"]) == ("sent_twice", "test-tencent", 1)
+    assert (late["code"], late["provider"], late["attempt"]) == ("duplicate_send", "test-tencent", 1)
     assert "may get it twice" in late["detail"]
     body = _message(api, message_id)
     assert (body["status"], body["provider"], body["attempts"]) == ("sent", "test-aliyun", 1)

@@ -5,7 +5,7 @@ Both calls belong to the same attempt of the same message: the attempt count doe
 finish stays the one conditional UPDATE on status and attempt, made once, by the first call that the
 provider accepted. The other call is left to end on its send thread (bounded by the adapter's HTTP
 timeouts) and its answer is recorded as a `late_answer` event of that attempt, nothing more: an
-acceptance means the person was sent the message twice (code `sent_twice`, and the metric
+acceptance means the person was sent the message twice (code `duplicate_send`, mc_duplicate_sends_total, and
 mc_hedge_late_answers_total{outcome="accepted"}); a failure neither fails the message nor starts a
 retry or a failover. Only when both calls fail does the attempt end as the first call's failure.
 
@@ -31,7 +31,7 @@ from django.db import DatabaseError, connection
 
 from apps.dispatch import routing
 from apps.dispatch.delivery.choice import Attempt, Choice, group_into_calls, usable_routes
-from apps.dispatch.events import record_events
+from apps.dispatch.events import DUPLICATE_SEND, record_events
 from apps.dispatch.lanes import call_deadline
 from apps.dispatch.providers.base import ProviderError, SendResult
 from messaging_center import metrics
@@ -206,6 +206,8 @@ def _record_late_answers(batch: Sequence[_Late]) -> None:
     a connection kept idle between them would go stale across a database restart)."""
     outcomes = [(late.provider, _kind(late.outcome)) for late in batch]
     metrics.count(metrics.LATE_ANSWERS, outcomes)
+    twice = [(late.attempt.message.channel,) for late in batch if isinstance(late.outcome, SendResult)]
+    metrics.count(metrics.DUPLICATE_SENDS, twice)
     rows = [
         (late.attempt.message.id, LATE_ANSWER, *_code_and_detail(late), late.provider, late.attempt.message.attempt)
         for late in batch
@@ -232,7 +234,7 @@ def _code_and_detail(late: _Late) -> tuple[str, str]:
     after = f"{late.provider} answered {late.seconds:.1f} s after the call started"
     if isinstance(late.outcome, SendResult):
         return (
-            "sent_twice",
+            DUPLICATE_SEND,
             f"{after}: accepted as well ({late.outcome.provider_message_id}); "
             f"the person may get it twice ({late.winner} was first)",
         )
