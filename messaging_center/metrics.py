@@ -46,6 +46,18 @@ RECEIPT_LATENCY = Histogram(
 RECEIPT_TIMEOUTS = Counter("mc_receipt_timeouts_total", "Sent messages with no receipt in time.", ["channel", "provider"])
 RECEIPTS_RECEIVED = Counter("mc_receipts_received_total", "Provider receipts stored (replays excluded).", ["provider", "source"])
 CALLBACK_ATTEMPTS = Counter("mc_status_callback_attempts_total", "Status callback POSTs by outcome.", ["outcome"])
+PROVIDER_ATTEMPTS = Counter(
+    "mc_provider_attempts_total",
+    "Provider calls by outcome: accepted, or why not in every provider's words (invalid_number, throttled, "
+    "provider_error, timeout, …); a message failed over counts one call per provider.",
+    ["provider", "outcome"],
+)
+PROVIDER_CALL_SECONDS = Histogram(
+    "mc_provider_call_seconds",
+    "Provider calls, from the attempt's claim to the provider's answer.",
+    ["provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
 MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
 HEDGED_SENDS = Counter(
     "mc_hedged_sends_total",

@@ -17,31 +17,42 @@ def record_events(
     *,
     first: bool = False,
     started: Mapping[uuid.UUID, dt.datetime | None] | None = None,
+    reasons: Mapping[uuid.UUID, str] | None = None,
     once: bool = False,
 ) -> None:
     """(message id, status, code, detail, provider, attempt) → one MessageEvent each, one statement.
     `first`: each is its message's first event, stored under the message's own id (a message the
     send API did not make: see selectors.message_timeline). `started`: message id → when the
-    attempt these events end was claimed (the timeline's `sending` event of that attempt). `once`:
-    not when the message has an event of that code for that attempt already."""
+    attempt these events end was claimed (the timeline's `sending` event of that attempt). `reasons`:
+    message id → the outcome of the provider call these events record (errors.REASONS; the attempts
+    rollup counts events with one). `once`: not when the message has an event of that code for that
+    attempt already."""
     if not rows:
         return
     event_ids = [row[0] for row in rows] if first else ids.uuid7_many(len(rows))
-    started = started or {}
+    started, reasons = started or {}, reasons or {}
     events = json_rows(
-        {"id": event_id, "m": mid, "s": status, "c": code, "d": detail, "p": provider, "a": attempt, "t": started.get(mid)}
+        {
+            "id": event_id,
+            "m": mid,
+            "s": status,
+            "c": code,
+            "d": detail,
+            "p": provider,
+            "a": attempt,
+            "t": started.get(mid),
+            "r": reasons.get(mid, ""),
+        }
         for event_id, (mid, status, code, detail, provider, attempt) in zip(event_ids, rows, strict=True)
     )
     with bound_cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at) "
-            "SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a, e.t "
-            "FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int, t timestamptz)"
-            + (_ONCE if once else ""),
-            [events],
-        )
+        cursor.execute(_INSERT + (_ONCE if once else ""), [events])
 
 
+_INSERT = """
+    INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at, reason)
+    SELECT e.id, e.m, e.s, now(), e.c, e.d, e.p, e.a, e.t, e.r
+    FROM json_to_recordset(%s::json) AS e(id uuid, m uuid, s text, c text, d text, p text, a int, t timestamptz, r text)"""
 _ONCE = " WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent x WHERE x.message_id = e.m AND x.attempt = e.a AND x.code = e.c)"
 
 

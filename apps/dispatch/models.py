@@ -167,6 +167,9 @@ class MessageEvent(models.Model):
     # The claim of the attempt this event ends: the timeline shows that attempt's `sending` there
     # (selectors.message_timeline) instead of a row of its own for every attempt.
     started_at = models.DateTimeField(null=True, blank=True)
+    # The outcome of the provider call this event records, in every provider's words (providers.errors.REASONS:
+    # `accepted`, `invalid_number`, …); empty for events that record no call. Counted by dispatch_attempt_rollup.
+    reason = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [models.Index(fields=["message", "id"], name="event_message")]
@@ -222,6 +225,36 @@ class Rollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.grain} {self.bucket:%Y-%m-%d %H:%M} {self.outcome}: {self.messages}"
+
+
+class AttemptRollup(models.Model):
+    """Provider calls counted when they are made, by grain (minute, hour, day, month) and by account,
+    channel, provider, segment, template, outcome (`accepted` or a normalized reason:
+    providers.errors.REASONS) and the provider's own code. Kept by a trigger on the events (migration
+    0016): an event with a `reason` records a call. Read by `/stats` (attempts, errors, success rate)."""
+
+    pk = models.CompositePrimaryKey(
+        "account_id", "grain", "bucket", "channel", "provider", "segment", "template_code", "outcome", "code"
+    )
+    account_id = models.UUIDField()
+    grain = models.CharField(max_length=6, choices=Grain.choices)
+    bucket = models.DateTimeField(help_text="The start of the minute, hour, day or month (UTC) of the calls.")
+    channel = models.CharField(max_length=16)
+    provider = models.CharField(max_length=64)
+    segment = models.CharField(max_length=16)
+    template_code = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=32, help_text="accepted, or why not in every provider's words.")
+    code = models.CharField(max_length=64, blank=True, help_text="The provider's own code of a failed call.")
+    calls = models.BigIntegerField(default=0)
+    latency_ms = ArrayField(
+        models.IntegerField(), help_text="The attempt's claim → the provider's answer, per bucket of LATENCY_BOUNDS_MS."
+    )
+
+    class Meta:
+        db_table = "dispatch_attempt_rollup"
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket:%Y-%m-%d %H:%M} {self.provider} {self.outcome}: {self.calls}"
 
 
 # Lower edges (ms) of the rollups' histogram buckets; the last bucket has no upper edge. Migration 0010

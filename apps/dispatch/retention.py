@@ -21,6 +21,7 @@ table makes the job try again at its next run instead of queueing every query be
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import re
 import uuid
@@ -304,15 +305,16 @@ def _purge_small_tables(cursor: Any, now: dt.datetime, retention: dict[uuid.UUID
 
 
 def _prune_rollups(cursor: Any, now: dt.datetime, accounts: list[uuid.UUID]) -> int:
-    """Minute rows past MINUTE_ROWS_KEPT and hour rows past HOUR_ROWS_KEPT leave, in batches through the
-    primary key (account, grain, bucket, …); stats read older edges at the next coarser grain."""
+    """Minute rows past MINUTE_ROWS_KEPT and hour rows past HOUR_ROWS_KEPT of both rollups (messages and
+    provider calls) leave, in batches through the primary key (account, grain, bucket, …); stats read
+    older edges at the next coarser grain."""
     total = 0
-    for account in accounts:
+    for table, account in itertools.product(("dispatch_rollup", "dispatch_attempt_rollup"), accounts):
         for grain, kept in ((Grain.MINUTE, MINUTE_ROWS_KEPT), (Grain.HOUR, HOUR_ROWS_KEPT)):
             while True:
                 with transaction.atomic():
                     cursor.execute(
-                        "DELETE FROM dispatch_rollup WHERE ctid = ANY(ARRAY(SELECT ctid FROM dispatch_rollup "
+                        f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "  # noqa: S608 - our table names
                         "WHERE account_id = %s AND grain = %s AND bucket < %s LIMIT %s))",
                         [account, grain, now - kept, PURGE_BATCH],
                     )

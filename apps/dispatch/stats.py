@@ -11,8 +11,11 @@ Minute rows are kept models.MINUTE_ROWS_KEPT and hour rows models.HOUR_ROWS_KEPT
 (apps/dispatch/retention.py prunes older ones), so an edge older than that counts from the start of its
 hour, or of its day (`stats_range`).
 
-success = a provider accepted / attempted (handed to a provider at least once, among the sent,
-delivered, undelivered, failed and expired); receipt = messages with a receipt / sent; delivery =
+attempts = provider calls made in the range (dispatch_attempt_rollup, by when they were made: a
+message failed over counts one call per provider), `errors` = the failed ones by normalized reason
+(providers.errors.REASONS), most first; success = calls the provider accepted / calls made with it
+(null where none: a group may have calls and no messages, e.g. a provider whose every call failed
+while failover delivered through another); receipt = messages with a receipt / sent; delivery =
 delivered / sent; latency = provider accepted → delivered, its percentiles read from the histogram
 (models.LATENCY_BOUNDS_MS, interpolated linearly inside the bucket that holds the rank: within one
 bucket of the exact value, i.e. within a factor 1.5 above 100 ms and 3 above 10 minutes; beyond the last
@@ -29,6 +32,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Account
 from apps.dispatch.models import HOUR_ROWS_KEPT, LATENCY_BOUNDS_MS, MINUTE_ROWS_KEPT, Grain
+from apps.dispatch.providers.errors import ACCEPTED
 from apps.dispatch.selectors import query_timestamp
 from messaging_center.errors import ValidationFailed
 
@@ -113,7 +117,6 @@ def _spans(
 
 
 _SENT = "r.outcome IN ('sent', 'delivered', 'undelivered')"
-_ATTEMPTED = "r.outcome IN ('sent', 'delivered', 'undelivered', 'failed', 'expired')"
 # The latency histogram summed bucket by bucket in the same pass (one aggregate per bucket): unnesting
 # the arrays and summing them in a second pass over the picked rows took twice as long.
 _HISTOGRAM = ", ".join(
@@ -129,12 +132,18 @@ SELECT {{key}} AS key, sum(r.messages) AS total,
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'expired'), 0) AS expired,
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'suppressed'), 0) AS suppressed,
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'rejected'), 0) AS rejected,
-       coalesce(sum(r.attempted) FILTER (WHERE {_ATTEMPTED}), 0) AS attempted,
        sum(r.codes) AS codes, sum(r.filled) AS filled, ARRAY[{_HISTOGRAM}] AS histogram
 FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
 JOIN dispatch_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
-GROUP BY 1 HAVING sum(r.messages) > 0 ORDER BY 1
+GROUP BY 1 HAVING sum(r.messages) > 0
 """  # noqa: S608 - our own constants
+# Provider calls in the range (by when they were made), by outcome: `accepted` or a normalized reason.
+_ATTEMPTS = """
+SELECT {key} AS key, r.outcome, sum(r.calls)
+FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
+JOIN dispatch_attempt_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
+GROUP BY 1, 2
+"""
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -173,7 +182,6 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
     )
     if not spans:
         return []
-    sql = _STATS.format(key=GROUP_KEYS[group_by])
     bounds: dict[str, Any] = {
         "account": account.id,
         "grains": [grain for grain, _, _ in spans],
@@ -181,23 +189,33 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
         "ends": [hi for _, _, hi in spans],
     }
     with connection.cursor() as cursor:
-        cursor.execute(sql, bounds)
-        rows = cursor.fetchall()
-    groups = []
-    for row in rows:
-        counts = dict(zip(COUNTS, map(int, row[1:9]), strict=True))
-        attempted, codes, filled, histogram = int(row[9]), int(row[10]), int(row[11]), row[12]
-        p50, p95 = percentile(histogram, 0.5), percentile(histogram, 0.95)
-        groups.append(
-            {
-                "key": row[0],
-                **counts,
-                "success_rate": _rate(counts["sent"], attempted),
-                "receipt_rate": _rate(counts["delivered"] + counts["undelivered"], counts["sent"]),
-                "delivery_rate": _rate(counts["delivered"], counts["sent"]),
-                "latency_p50_ms": round(p50) if p50 is not None else None,
-                "latency_p95_ms": round(p95) if p95 is not None else None,
-                "fill_rate": _rate(filled, codes),
-            }
-        )
-    return groups
+        cursor.execute(_STATS.format(key=GROUP_KEYS[group_by]), bounds)
+        messages = {row[0]: row for row in cursor.fetchall()}
+        # Calls have no day totals: by day, the days' own rows.
+        calls = {**bounds, "grains": [Grain.DAY if grain == Grain.TOTALS else grain for grain in bounds["grains"]]}
+        cursor.execute(_ATTEMPTS.format(key=GROUP_KEYS[group_by]), calls)
+        attempts: dict[str, dict[str, int]] = {}
+        for key, outcome, count in cursor.fetchall():
+            attempts.setdefault(key, {})[outcome] = int(count)
+    return [_group(key, messages.get(key), attempts.get(key, {})) for key in sorted({*messages, *attempts})]
+
+
+def _group(key: str, row: tuple[Any, ...] | None, calls: dict[str, int]) -> dict[str, Any]:
+    """A group's figures from its messages' row of _STATS (None: only calls in the range) and its calls by outcome."""
+    counts = dict(zip(COUNTS, map(int, row[1:9]), strict=True)) if row else dict.fromkeys(COUNTS, 0)
+    codes, filled, histogram = (int(row[9]), int(row[10]), row[11]) if row else (0, 0, None)
+    p50, p95 = percentile(histogram, 0.5), percentile(histogram, 0.95)
+    made = sum(calls.values())
+    errors = sorted(((code, n) for code, n in calls.items() if code != ACCEPTED), key=lambda item: (-item[1], item[0]))
+    return {
+        "key": key,
+        **counts,
+        "attempts": made,
+        "errors": dict(errors),
+        "success_rate": _rate(calls.get(ACCEPTED, 0), made),
+        "receipt_rate": _rate(counts["delivered"] + counts["undelivered"], counts["sent"]),
+        "delivery_rate": _rate(counts["delivered"], counts["sent"]),
+        "latency_p50_ms": round(p50) if p50 is not None else None,
+        "latency_p95_ms": round(p95) if p95 is not None else None,
+        "fill_rate": _rate(filled, codes),
+    }

@@ -35,7 +35,8 @@ def test_rates_per_provider(api, make_message, make_api_client) -> None:
     groups = {g["key"]: g for g in response.json()["groups"]}
     a = groups["p-a"]
     assert (a["total"], a["sent"], a["delivered"], a["undelivered"], a["failed"]) == (7, 6, 4, 1, 1)
-    assert a["success_rate"] == round(6 / 7, 4)
+    # No provider was called (the messages were put in their states by hand): no attempts, no success rate.
+    assert (a["attempts"], a["errors"], a["success_rate"]) == (0, {}, None)
     assert a["receipt_rate"] == round(5 / 6, 4)
     assert a["delivery_rate"] == round(4 / 6, 4)
     # Exact: 250 and 385; from the histogram (buckets from 100 ms: 100, 150, 200, 300, 400, 500), within one bucket.
@@ -78,3 +79,34 @@ def test_bad_queries(api, query) -> None:
 
 def test_needs_an_api_key(client) -> None:
     assert client.get("/api/v1/stats").status_code == 401
+
+
+def test_a_provider_whose_every_call_fails_shows_its_attempts_and_no_success_while_failover_delivers(
+    api, make_template, sim
+) -> None:
+    """Per call, not per message: the messages all reach `sent` through the other provider, and the
+    failing one still shows every call made with it, none accepted, and why."""
+    from apps.dispatch.delivery import chunk
+    from apps.dispatch.models import Provider
+    from apps.dispatch.providers_config import provider_save
+
+    for kind in ("aliyun", "tencent"):
+        provider_save(provider=Provider(name=f"test-{kind}", kind=kind, channel="sms"), settings=sim.settings(kind))
+    make_template(
+        api, code="notice", content="Your code {{n}} is ready.", provider_template_ids={"aliyun": "SMS_1", "tencent": "1"}
+    )
+    sim.behave("tencent", fail_rate=1.0, error="http_500")
+    to = [{"phone": f"+86139{n:08d}"} for n in range(30)]
+    response = api.post("/api/v1/messages", {"template": "notice", "to": to, "params": {"n": "1"}})
+    assert response.status_code == 202, response.content
+    for _ in range(4):  # retries at once: the backoff is the worker's business
+        waiting = list(Message.objects.filter(status__in=("queued", "retry_wait")).values_list("id", flat=True))
+        Message.objects.filter(id__in=waiting).update(lease_until=None)
+        chunk.deliver_messages(waiting)
+    assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+
+    groups = {g["key"]: g for g in api.get("/api/v1/stats", {"group_by": "provider"}).json()["groups"]}
+    tencent, aliyun = groups["test-tencent"], groups["test-aliyun"]
+    assert tencent["attempts"] > 0 and tencent["success_rate"] == 0.0, tencent
+    assert tencent["errors"] == {"provider_error": tencent["attempts"]} and tencent["sent"] == 0
+    assert (aliyun["attempts"], aliyun["success_rate"], aliyun["sent"], aliyun["errors"]) == (30, 1.0, 30, {})

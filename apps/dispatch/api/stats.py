@@ -38,12 +38,27 @@ class StatsGroupOutput(serializers.Serializer):
     expired = serializers.IntegerField()
     suppressed = serializers.IntegerField()
     rejected = serializers.IntegerField()
-    success_rate = serializers.FloatField(allow_null=True, help_text="Accepted by a provider / handed to one.")
+    attempts = serializers.IntegerField(
+        help_text="Provider calls made in the range (a message failed over counts one call per provider)."
+    )
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="Calls the provider accepted / calls made with it (per call, not per message)."
+    )
     receipt_rate = serializers.FloatField(allow_null=True, help_text="With a receipt / sent.")
     delivery_rate = serializers.FloatField(allow_null=True, help_text="Delivered / sent.")
     latency_p50_ms = serializers.IntegerField(allow_null=True, help_text="Accepted → delivered.")
     latency_p95_ms = serializers.IntegerField(allow_null=True, help_text="Accepted → delivered.")
     fill_rate = serializers.FloatField(allow_null=True, help_text="Verification codes checked valid / codes sent.")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `errors` cannot be a declared attribute: Serializer.errors is the validation errors.
+        fields = super().get_fields()
+        fields["errors"] = serializers.DictField(
+            child=serializers.IntegerField(),
+            help_text="Failed calls by reason, most first: invalid_number, blocked, content_rejected, invalid_token, "
+            "throttled, provider_config, timeout, unreachable, provider_error, rejected.",
+        )
+        return fields
 
 
 @extend_schema(tags=["stats"])

@@ -17,9 +17,10 @@ from django.utils import timezone
 from apps.dispatch import outbox, routing, status_hooks, transitions
 from apps.dispatch.delivery import holds
 from apps.dispatch.delivery.choice import Attempt
-from apps.dispatch.events import LOCAL_THROTTLE, OUTCOME_UNKNOWN, record_events
+from apps.dispatch.events import LOCAL_THROTTLE, NOT_THE_PROVIDERS_FAULT, OUTCOME_UNKNOWN, record_events
 from apps.dispatch.models import Status
 from apps.dispatch.providers.base import ProviderError, SendResult
+from apps.dispatch.providers.errors import ACCEPTED
 from messaging_center import ids, metrics
 from messaging_center.backoff import backoff_seconds
 from messaging_center.db import bound_cursor, json_rows
@@ -28,6 +29,30 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 MAX_ATTEMPTS = 10
 RETRY_LEASE_GRACE = dt.timedelta(seconds=30)
+
+
+# Failures that record no provider call: ours (a local rate limit, a held message, an adapter that raised).
+NOT_CALLS = (*NOT_THE_PROVIDERS_FAULT, "adapter_error")
+
+
+def call_reason(attempt: Attempt) -> str:
+    """The outcome of the provider call an attempt made (providers.errors.REASONS), '' where it made
+    none: no provider, a reconciled one (the earlier call is counted), or a failure of ours."""
+    outcome = attempt.outcome
+    if attempt.route is None or outcome is None:
+        return ""
+    if isinstance(outcome, SendResult):
+        return "" if outcome.raw.get("reconciled") else ACCEPTED
+    return "" if outcome.code in NOT_CALLS else outcome.reason
+
+
+def _count_calls(attempts: Sequence[Attempt], now: dt.datetime) -> None:
+    calls = [(attempt, reason) for attempt in attempts if (reason := call_reason(attempt))]
+    metrics.count(metrics.PROVIDER_ATTEMPTS, ((a.route.name, reason) for a, reason in calls))  # type: ignore[union-attr]
+    for attempt, _ in calls:
+        if attempt.message.claimed_at is not None:
+            seconds = max((now - attempt.message.claimed_at).total_seconds(), 0.0)
+            metrics.PROVIDER_CALL_SECONDS.labels(attempt.route.name).observe(seconds)  # type: ignore[union-attr]
 
 
 def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:
@@ -76,6 +101,7 @@ def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:
         else:
             retry.append((attempt, countdown))
     health.record(tally)
+    _count_calls(attempts, now)
     _mark_sent(sent)
     _mark_final(failed, "failed")
     _mark_final(expired, "expired")
@@ -116,6 +142,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
         detail=[_sent_detail(a) for a in attempts],
         event_id=[str(event_id) for event_id in ids.uuid7_many(len(attempts))],
         started=[a.message.claimed_at for a in attempts],
+        reason=[call_reason(a) for a in attempts],
     )
     # The finish, its `sent` events and the status callbacks owed in one statement. Receipts that
     # arrived before the finish are looked for after its commit: one that lands while this
@@ -155,6 +182,7 @@ def _mark_final(attempts: list[Attempt], status: str) -> None:
             if a.message.id in done
         ],
         started={a.message.id: a.message.claimed_at for a in attempts},
+        reasons={a.message.id: call_reason(a) for a in attempts},
     )
     if status == "failed":
         metrics.count(
@@ -203,6 +231,7 @@ def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
             if a.message.id in done
         ],
         started={a.message.id: a.message.claimed_at for a in attempts},
+        reasons={a.message.id: call_reason(a) for a in attempts},
     )
     groups: dict[tuple[str, int], list[uuid.UUID]] = {}
     for attempt, countdown in retries:

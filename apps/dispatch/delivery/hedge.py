@@ -34,6 +34,7 @@ from apps.dispatch.delivery.choice import Attempt, Choice, group_into_calls, usa
 from apps.dispatch.events import DUPLICATE_SEND, record_events
 from apps.dispatch.lanes import call_deadline
 from apps.dispatch.providers.base import ProviderError, SendResult
+from apps.dispatch.providers.errors import ACCEPTED
 from messaging_center import metrics
 
 logger = logging.getLogger(__name__)
@@ -212,9 +213,11 @@ def _record_late_answers(batch: Sequence[_Late]) -> None:
         (late.attempt.message.id, LATE_ANSWER, *_code_and_detail(late), late.provider, late.attempt.message.attempt)
         for late in batch
     ]
+    # The late call is a call of its provider's all the same: counted in the attempts rollup.
+    reasons = {late.attempt.message.id: _reason(late.outcome) for late in batch}
     for tries in range(1, RECORD_TRIES + 1):
         try:
-            record_events(rows)
+            record_events(rows, reasons=reasons)
             return
         except DatabaseError:
             logger.warning("late answers not recorded (try %d of %d)", tries, RECORD_TRIES, exc_info=True)
@@ -222,6 +225,10 @@ def _record_late_answers(batch: Sequence[_Late]) -> None:
         finally:
             connection.close()
     logger.error("%d late answer(s) lost: %s", len(batch), outcomes)
+
+
+def _reason(outcome: Outcome) -> str:
+    return ACCEPTED if isinstance(outcome, SendResult) else outcome.reason
 
 
 def _kind(outcome: Outcome) -> str:

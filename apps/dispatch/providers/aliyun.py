@@ -79,6 +79,14 @@ PROVIDER_FAULT_CODES = {
 }
 LOOKUP_MAX_PAGES = 10
 MAX_BATCH_NUMBERS = 100  # SendBatchSms
+# The message's own refusals, by what they mean (errors.REASONS); the rest by their kind.
+REASONS = {
+    "isv.MOBILE_NUMBER_ILLEGAL": "invalid_number",
+    "isv.BLACK_KEY_CONTROL_LIMIT": "blocked",
+    "isv.TEMPLATE_MISSING_PARAMETERS": "content_rejected",
+    "isv.TEMPLATE_PARAMS_ILLEGAL": "content_rejected",
+    "isv.PARAM_LENGTH_LIMIT": "content_rejected",
+}
 THROTTLE_CODES = {"isv.BUSINESS_LIMIT_CONTROL", "isv.DAY_LIMIT_CONTROL", "Throttling", "Throttling.User", "Throttling.Api"}
 
 
@@ -361,6 +369,6 @@ def _error_reply(response: HttpResponse) -> ProviderError | None:
         return ProviderError(code, detail, permanent=False)
     if code in PERMANENT_CODES or code.startswith(("InvalidAccessKeyId", "Forbidden")):
         fault = code in PROVIDER_FAULT_CODES or code.startswith(("InvalidAccessKeyId", "Forbidden"))
-        return ProviderError(code, detail, permanent=True, provider_fault=fault)
+        return ProviderError(code, detail, permanent=True, provider_fault=fault, reason=REASONS.get(code))
     # Unknown codes: a 4xx is a fault in our request; on a 200 retrying is cheap (bounded by the TTL).
     return ProviderError(code, detail, permanent=response.status >= 400)

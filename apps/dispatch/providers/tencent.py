@@ -59,6 +59,15 @@ PERMANENT_PREFIXES = (
     "FailedOperation",
 )
 TRANSIENT_CODES = {"FailedOperation.FailResolvePacket", "FailedOperation.JsonParseFail"}
+# The message's own refusals, by what they mean (errors.REASONS); the rest by their kind.
+REASONS = {
+    "InvalidParameterValue.IncorrectPhoneNumber": "invalid_number",
+    "FailedOperation.PhoneNumberInBlacklist": "blocked",
+    "FailedOperation.ContainSensitiveWord": "blocked",
+    "InvalidParameterValue.ContentLengthLimit": "content_rejected",
+    "InvalidParameterValue.TemplateParameterFormatError": "content_rejected",
+    "InvalidParameterValue.TemplateParameterLengthLimit": "content_rejected",
+}
 # The provider account's or its configuration's fault, not the message's: fail over.
 PROVIDER_FAULT_PREFIXES = (
     "AuthFailure",
@@ -117,7 +126,9 @@ def error_for(code: str, detail: str) -> ProviderError:
     if code.startswith("LimitExceeded") or code == "RequestLimitExceeded":
         return ProviderError(THROTTLE, f"{code}: {detail}", permanent=False)
     permanent = code.startswith(PERMANENT_PREFIXES) and code not in TRANSIENT_CODES
-    return ProviderError(code, detail, permanent=permanent, provider_fault=code.startswith(PROVIDER_FAULT_PREFIXES))
+    return ProviderError(
+        code, detail, permanent=permanent, provider_fault=code.startswith(PROVIDER_FAULT_PREFIXES), reason=REASONS.get(code)
+    )
 
 
 class TencentSms(ProviderAdapter):

@@ -53,6 +53,8 @@ PERMANENT_CODES = {
 # Of those, the Twilio account's or its configuration's fault: fail over.
 PROVIDER_FAULT_CODES = {20003, 20404, 21212, 21408, 21606}
 THROTTLE_CODES = {20429, 14107, 30022}
+# The message's own refusals, by what they mean (errors.REASONS); the rest by their kind.
+REASONS = {21211: "invalid_number", 21612: "invalid_number", 21610: "blocked", 30007: "blocked", 21617: "content_rejected"}
 FINAL_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "undelivered"}
 LOOKUP_PAGE_SIZE = 50
 LOOKUP_MAX_PAGES = 10
@@ -242,5 +244,9 @@ def _error_reply(response: HttpResponse) -> ProviderError | None:
         return ProviderError(THROTTLE, f"{code}: {detail}", permanent=False)
     permanent = code in PERMANENT_CODES or (400 <= response.status < 500 and response.status != 408)
     return ProviderError(
-        str(code), detail, permanent=permanent and response.status < 500, provider_fault=code in PROVIDER_FAULT_CODES
+        str(code),
+        detail,
+        permanent=permanent and response.status < 500,
+        provider_fault=code in PROVIDER_FAULT_CODES,
+        reason=REASONS.get(code),
     )

@@ -71,6 +71,7 @@ PROVIDER_FAULT_CODES = {
 }
 # Refused for good: the number (RE:0006) or our request.
 PERMANENT_CODES = PROVIDER_FAULT_CODES | {"RE:0006", "RE:0009", "MissingParameter", "MissingRequestInfo"}
+REASONS = {"RE:0006": "invalid_number"}  # by what they mean (errors.REASONS); the rest by their kind
 # RE:0013 is the sending cap set in the console; the others the gateway's rate limits.
 THROTTLE_CODES = {"FlowLimitExceeded", "AccountFlowLimitExceeded", "RE:0013"}
 TRANSIENT_CODES = {
@@ -182,7 +183,7 @@ def error_for(code: str, detail: str, status: int) -> ProviderError:
     if code in TRANSIENT_CODES or status >= 500:
         return ProviderError(code, detail, permanent=False)
     if code in PERMANENT_CODES:
-        return ProviderError(code, detail, permanent=True, provider_fault=code in PROVIDER_FAULT_CODES)
+        return ProviderError(code, detail, permanent=True, provider_fault=code in PROVIDER_FAULT_CODES, reason=REASONS.get(code))
     # Unknown codes: a 4xx is a fault in our request; on a 200 retrying is cheap (bounded by the TTL).
     return ProviderError(code, detail, permanent=status >= 400)
 
