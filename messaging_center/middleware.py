@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 
-from messaging_center import metrics
+from messaging_center import availability, metrics
 from messaging_center.errors import DATABASE_DOWN, database_unavailable, json_error
 
 
@@ -36,7 +36,7 @@ class BodySizeLimitMiddleware:
 
 
 class RequestMetricsMiddleware:
-    """Request latency per route for /metrics."""
+    """Request latency per route for /metrics; API answers per minute for the availability metric."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -50,6 +50,8 @@ class RequestMetricsMiddleware:
         except Resolver404:
             route = "unmatched"
         metrics.REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
+        if request.path_info.startswith("/api/"):
+            availability.TALLY.count(response.status_code)
         return response
 
 

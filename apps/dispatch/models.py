@@ -222,6 +222,8 @@ class Rollup(models.Model):
 
     class Meta:
         db_table = "dispatch_rollup"
+        # Across accounts by time (the quality metrics, alerts, the dashboard); the key leads with the account.
+        indexes = [models.Index(fields=["grain", "bucket"], name="rollup_time")]
 
     def __str__(self) -> str:
         return f"{self.grain} {self.bucket:%Y-%m-%d %H:%M} {self.outcome}: {self.messages}"
@@ -244,7 +246,12 @@ class AttemptRollup(models.Model):
     segment = models.CharField(max_length=16)
     template_code = models.CharField(max_length=64)
     outcome = models.CharField(max_length=32, help_text="accepted, or why not in every provider's words.")
-    code = models.CharField(max_length=64, blank=True, help_text="The provider's own code of a failed call.")
+    code = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="A failed call: the provider's own code. An accepted one: failover_from:<provider> "
+        "when the message's previous attempt went to another provider.",
+    )
     calls = models.BigIntegerField(default=0)
     latency_ms = ArrayField(
         models.IntegerField(), help_text="The attempt's claim → the provider's answer, per bucket of LATENCY_BOUNDS_MS."
@@ -252,6 +259,7 @@ class AttemptRollup(models.Model):
 
     class Meta:
         db_table = "dispatch_attempt_rollup"
+        indexes = [models.Index(fields=["grain", "bucket"], name="attempt_rollup_time")]
 
     def __str__(self) -> str:
         return f"{self.grain} {self.bucket:%Y-%m-%d %H:%M} {self.provider} {self.outcome}: {self.calls}"

@@ -3,7 +3,7 @@
 `dispatch_rollup` (models.Rollup) counts messages by the minute, hour, day and calendar month (UTC)
 they were created in, kept by triggers as they change state (docs/architecture.md, "Rollups"). A
 range is read as whole months, with days, hours and then minutes at its edges — at most seven index
-range scans, each over the groups of that grain and time (`_spans`) — so the cost depends on the
+range scans, each over the groups of that grain and time (`rollup_spans`) — so the cost depends on the
 number of groups and (little) on the time range, never on the number of messages. By day, the days'
 `totals` rows (a day's messages by outcome alone) stand for the months. `created_after`/`created_before`
 count to the minute: seconds are dropped (a message created at 12:00:30 is in `created_after=12:00:45`).
@@ -90,7 +90,7 @@ def stats_range(start: dt.datetime | None, end: dt.datetime | None, now: dt.date
     )
 
 
-def _spans(
+def rollup_spans(
     start: dt.datetime, end: dt.datetime, grains: tuple[tuple[Grain, dt.timedelta], ...] = GRAINS
 ) -> list[tuple[str, dt.datetime, dt.datetime]]:
     """[start, end) (whole minutes) as (grain, from, to) ranges of rollup buckets: the whole months
@@ -172,7 +172,7 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
         choices = ", ".join(GROUP_KEYS)
         raise ValidationFailed(f"group_by must be one of {choices}.", errors={"group_by": [f"One of {choices}."]})
     after, before = params.get("created_after"), params.get("created_before")
-    spans = _spans(
+    spans = rollup_spans(
         *stats_range(
             query_timestamp("created_after", after) if after else None,
             query_timestamp("created_before", before) if before else None,

@@ -175,12 +175,13 @@ SENT = _build(
         UPDATE dispatch_message AS m SET status = {sent}, provider = c.provider, provider_message_id = c.pid,
                sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
         FROM json_to_recordset(%(rows)s::json)
-             AS c(id uuid, attempt int, provider text, pid text, detail text, event_id uuid, started timestamptz, reason text)
+             AS c(id uuid, attempt int, provider text, pid text, code text, detail text, event_id uuid, started timestamptz,
+                  reason text)
         WHERE {of_attempt}
-        RETURNING m.id, m.account_id, c.provider, c.detail, c.attempt, c.event_id, c.started, c.reason
+        RETURNING m.id, m.account_id, c.provider, c.code, c.detail, c.attempt, c.event_id, c.started, c.reason
     ), events AS (
         INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at, reason)
-        SELECT event_id, id, {sent}, now(), '', detail, provider, attempt, started, reason FROM sent
+        SELECT event_id, id, {sent}, now(), code, detail, provider, attempt, started, reason FROM sent
     )
     SELECT 's', id, NULL FROM sent
     UNION ALL SELECT 'c', s.id, s.account_id FROM sent s JOIN accounts_account a ON a.id = s.account_id

@@ -46,6 +46,19 @@ def call_reason(attempt: Attempt) -> str:
     return "" if outcome.code in NOT_CALLS else outcome.reason
 
 
+FAILOVER_FROM = "failover_from:"
+
+
+def failover_code(attempt: Attempt) -> str:
+    """The code of a `sent` event: `failover_from:<provider>` where the message's previous attempt went
+    to another provider (it failed there, or its outcome could not be told), else ''. The quality
+    metrics count failovers away from a provider by it (apps/dispatch/quality.py)."""
+    previous, route = attempt.message.previous_provider, attempt.route
+    if attempt.message.attempt > 1 and previous and route is not None and route.name != previous:
+        return f"{FAILOVER_FROM}{previous}"[:64]
+    return ""
+
+
 def _count_calls(attempts: Sequence[Attempt], now: dt.datetime) -> None:
     calls = [(attempt, reason) for attempt in attempts if (reason := call_reason(attempt))]
     metrics.count(metrics.PROVIDER_ATTEMPTS, ((a.route.name, reason) for a, reason in calls))  # type: ignore[union-attr]
@@ -139,6 +152,7 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     params = attempt_rows(
         attempts,
         pid=[a.outcome.provider_message_id for a in attempts],  # type: ignore[union-attr]
+        code=[failover_code(a) for a in attempts],
         detail=[_sent_detail(a) for a in attempts],
         event_id=[str(event_id) for event_id in ids.uuid7_many(len(attempts))],
         started=[a.message.claimed_at for a in attempts],

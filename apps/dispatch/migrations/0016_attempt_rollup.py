@@ -1,6 +1,8 @@
 """Attempts rollup (#23): every provider call counted when it is made — by grain (minute, hour, day,
 calendar month; UTC) × bucket of the call's time × account × channel × provider × segment × template ×
-outcome (`accepted` or a normalized reason, providers.errors.REASONS) × the provider's own code —
+outcome (`accepted` or a normalized reason, providers.errors.REASONS) × code (of a failed call the
+provider's own; of an accepted one `failover_from:<provider>` when the message's previous attempt went
+to another provider, else '') —
 with the calls and a histogram of their latency (the attempt's claim → the answer). Kept by a
 statement-level trigger on the events: an event with a `reason` records a call (finishing, hedged
 late answers). `/stats` reads it for `attempts`, `errors` and `success_rate`; the quality metrics,
@@ -23,7 +25,7 @@ FUNCTION = f"""CREATE FUNCTION dispatch_attempt_rollup_inserted() RETURNS trigge
 BEGIN
     INSERT INTO dispatch_attempt_rollup AS r ({KEY}, calls, latency_ms)
     SELECT m.account_id, g.grain, {_BUCKET}, m.channel, c.provider, m.segment, m.template_code, c.reason,
-           CASE WHEN c.reason = 'accepted' THEN '' ELSE left(c.code, 64) END, count(*), {_HISTOGRAM}
+           left(c.code, 64), count(*), {_HISTOGRAM}
     FROM (SELECT e.message_id, e.at, e.provider, e.reason, e.code,
                  dispatch_rollup_bucket(extract(epoch FROM e.at - e.started_at) * 1000) AS latency_at
           FROM new_rows e WHERE e.reason <> '' AND e.provider <> '') c
@@ -80,7 +82,15 @@ class Migration(migrations.Migration):
                 ("segment", models.CharField(max_length=16)),
                 ("template_code", models.CharField(max_length=64)),
                 ("outcome", models.CharField(help_text="accepted, or why not in every provider's words.", max_length=32)),
-                ("code", models.CharField(blank=True, help_text="The provider's own code of a failed call.", max_length=64)),
+                (
+                    "code",
+                    models.CharField(
+                        blank=True,
+                        help_text="A failed call: the provider's own code. An accepted one: failover_from:<provider> "
+                        "when the message's previous attempt went to another provider.",
+                        max_length=64,
+                    ),
+                ),
                 ("calls", models.BigIntegerField(default=0)),
                 (
                     "latency_ms",
@@ -91,8 +101,13 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            options={"db_table": "dispatch_attempt_rollup"},
+            options={
+                "db_table": "dispatch_attempt_rollup",
+                "indexes": [models.Index(fields=["grain", "bucket"], name="attempt_rollup_time")],
+            },
         ),
+        # Across accounts by time (the quality metrics, alerts, the dashboard); the key leads with the account.
+        migrations.AddIndex(model_name="rollup", index=models.Index(fields=["grain", "bucket"], name="rollup_time")),
         migrations.RunSQL(
             [FUNCTION, TRIGGER],
             [
