@@ -78,25 +78,35 @@ def no_fault(ctx: Context) -> tuple[Load, str, list[str]]:
 
 
 def kill_twice(kill: Callable[[Stack], str], worker: str | None) -> Run:
-    """Two kills a few seconds apart into a burst (the second after the launcher brought it back)."""
+    """Two kills into a burst, a few seconds apart (the second once the launcher brought the process
+    back). Providers answer after 0.8 s meanwhile, so that every kill lands on sends in flight."""
 
     def fault(stack: Stack) -> str:
         first = kill(stack)
         if worker is not None:
             faults.wait_for_worker(stack, worker)
         time.sleep(2)
-        return f"{first}; again: {kill(stack)}"
+        return f"{first}; again: {kill(stack)} (providers 0.8 s slow)"
 
-    return lambda ctx: during(ctx, BURST, lambda: fault(ctx.stack), at=1.5)
+    def run(ctx: Context) -> tuple[Load, str, list[str]]:
+        ctx.stack.sim_behave(ALL_SMS, latency_ms=800)
+        try:
+            return during(ctx, BURST, lambda: fault(ctx.stack), at=2)
+        finally:
+            ctx.stack.sim_heal()
+
+    return run
 
 
 def web_kills(ctx: Context) -> tuple[Load, str, list[str]]:
+    """Sends of two numbers each, ~15 requests a second from 6 clients: a kill lands mid-request."""
+
     def fault() -> str:
         first = faults.kill_web(ctx.stack)
         time.sleep(6)
         return f"{first}; 6 s later {faults.kill_web(ctx.stack)}"
 
-    return during(ctx, STEADY, fault, at=5)
+    return during(ctx, {**STEADY, "batch": 2, "seconds": 12.0}, fault, at=3)
 
 
 def redis_killed(keep_data: bool) -> Run:
