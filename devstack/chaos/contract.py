@@ -69,7 +69,7 @@ def quota(ctx: Context) -> tuple[Load, str, list[str]]:
 
     with ThreadPoolExecutor(20) as pool:
         answers = list(pool.map(one, phones))
-    load = Load()
+    load = Load(account=api)
     accepted = 0
     outcomes: Counter[str] = Counter()
     for phone, answer in zip(phones, answers, strict=True):

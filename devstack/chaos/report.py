@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from devstack.chaos.checker import p99
 from devstack.chaos.scenarios import Outcome
 
 COLUMNS = (
@@ -16,6 +17,7 @@ COLUMNS = (
     ("dup1", 5),
     ("dup2", 5),
     ("codes2", 6),
+    ("code p99", 8),
     ("wrong", 5),
     ("probe", 5),
     ("secs", 5),
@@ -26,8 +28,9 @@ LEGEND = (
     "(the API says so); lost: accepted, the API says sent (or forgot it), no provider has it; stuck: "
     "still waiting after the deadline; dup1: one provider got one message twice; dup2: two providers "
     "sent one SMS to its person; codes2: verification codes that reached their person through two "
-    "providers (hedging/failover, allowed); wrong: other faults found (listed below); probe: an SMS and "
-    "a code sent after the fault reached a provider, nobody having restarted anything."
+    "providers (hedging/failover, allowed); code p99: accept -> sent of the codes, seconds; wrong: other "
+    "faults found (listed below); probe: an SMS and a code sent after the fault reached a provider, "
+    "nobody having restarted anything."
 )
 
 
@@ -43,14 +46,26 @@ def table(outcomes: Sequence[Outcome], total_seconds: float) -> str:
         f = o.figures
         verdict = "ok" if f.clean and o.probe else "FAIL"
         values = [o.name, f.messages, f.out, f.failed, f.lost, f.stuck, f.dup_one_provider, f.dup_to_person, f.codes_twice]
-        lines.append(_row([*values, len(f.problems), "yes" if o.probe else "NO", f"{o.seconds:.0f}", verdict]))
+        lines.append(
+            _row([*values, _seconds(f.code_p99), len(f.problems), "yes" if o.probe else "NO", f"{o.seconds:.0f}", verdict])
+        )
     sums = [sum(getattr(o.figures, name) for o in outcomes) for name in _SUMMED]
     wrong = sum(len(o.figures.problems) for o in outcomes)
     probes = sum(o.probe for o in outcomes)
     failing = sum(not (o.figures.clean and o.probe) for o in outcomes)
     lines.append(_row(["-" * width for _, width in COLUMNS]))
     lines.append(
-        _row(["total", *sums, wrong, f"{probes}/{len(outcomes)}", f"{total_seconds:.0f}", f"{failing}✗" if failing else "ok"])
+        _row(
+            [
+                "total",
+                *sums,
+                _seconds(p99([s for o in outcomes for s in o.figures.code_seconds])),
+                wrong,
+                f"{probes}/{len(outcomes)}",
+                f"{total_seconds:.0f}",
+                f"{failing}✗" if failing else "ok",
+            ]
+        )
     )
     lines += ["", LEGEND, ""]
     for o in outcomes:
@@ -64,3 +79,7 @@ def table(outcomes: Sequence[Outcome], total_seconds: float) -> str:
 
 
 _SUMMED = ("messages", "out", "failed", "lost", "stuck", "dup_one_provider", "dup_to_person", "codes_twice")
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

@@ -159,6 +159,8 @@ class Load:
 
     expected: list[Expected] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The account that sent them, when not the suite's own (the API shows an account its messages only).
+    account: Api | None = None
 
     def add(self, items: list[Expected]) -> None:
         with self.lock:
