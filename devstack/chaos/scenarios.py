@@ -224,11 +224,7 @@ def run_scenario(ctx: Context, scenario: Scenario) -> Outcome:
     answers = Counter(ctx.api.answers)
     answers.subtract(answers_before)
     answers = +answers
-    wrongs += [
-        f"{count} answers {answer} (the contract: 503 unavailable with Retry-After)"
-        for answer, count in answers.items()
-        if answer.startswith("500") or "off-contract" in answer
-    ]
+    wrongs += answer_wrongs(answers)
     limit, slowest = scenario.code_p99_limit, figures.code_p99
     if limit is not None and slowest is not None and slowest >= limit:
         wrongs.append(f"verification codes accept -> sent p99 {slowest:.1f} s (at most {limit:.0f} s)")
@@ -238,6 +234,15 @@ def run_scenario(ctx: Context, scenario: Scenario) -> Outcome:
     outcome = Outcome(scenario.name, did, figures, probed, time.monotonic() - started, answers)
     print(f"  {did}; {figures.messages} messages checked in {outcome.seconds:.0f} s", flush=True)
     return outcome
+
+
+def answer_wrongs(answers: Counter[str]) -> list[str]:
+    """API answers outside the contract: a 500, an error without the contract's body, a bare 503."""
+    return [
+        f"{count} answers {answer} (the contract: 503 unavailable with Retry-After)"
+        for answer, count in sorted(answers.items())
+        if answer.startswith("500") or "off-contract" in answer
+    ]
 
 
 def messages(api: Api, since: dt.datetime) -> list[dict[str, object]]:
