@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean install stop
+.PHONY: run test lint format bench chaos clean install stop
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -52,6 +52,12 @@ format: $(STAMP)
 # Every scenario; BENCH=throughput or BENCH=history runs one, BENCH_HISTORY=200000 seeds a smaller history.
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Faults injected into a stack of its own (.data/chaos, wiped first), every message checked against
+# the simulator; prints a table, exits 1 on a finding. CHAOS_ARGS="--soak 1h" repeats the faults for
+# an hour under steady load, CHAOS_ARGS="--only redis" runs the scenarios whose name holds "redis".
+chaos: $(STAMP)
+	$(PY) -m devstack.chaos $(CHAOS_ARGS)
 
 stop: $(STAMP)
 	$(PY) -m devstack.embedded stop

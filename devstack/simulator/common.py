@@ -37,18 +37,34 @@ class Push:
 async def simulate(
     request: web.Request, provider: str, *, accept: Callable[[], web.Response], fail: Callable[[str], web.Response]
 ) -> web.Response:
-    return await simulate_with(request.app[STATE_KEY], provider, accept=accept, fail=fail)
+    return await simulate_with(request.app[STATE_KEY], provider, accept=accept, fail=fail, garble=_garbled)
 
 
-async def simulate_with(state: SimulatorState, provider: str, *, accept: Callable[[], R], fail: Callable[[str], R]) -> R:
+def _garbled(_: web.Response) -> web.Response:
+    # What a proxy in front of a provider answers when it mangles the provider's reply.
+    return web.Response(status=200, body=b"<html><body>upstream\x00 reply</bo", content_type="text/html")
+
+
+async def simulate_with(
+    state: SimulatorState,
+    provider: str,
+    *,
+    accept: Callable[[], R],
+    fail: Callable[[str], R],
+    garble: Callable[[R], R] | None = None,
+) -> R:
     """Applies the provider's behavior to a valid request: latency, then an injected error or `accept()`.
     Any protocol's answer (`R`): HTTP/1.1, the HTTP/2 APNs server, SMTP replies.
 
-    An injected `timeout` accepts the message (it did reach the provider) and answers too late.
+    An injected `timeout` accepts the message (it did reach the provider) and answers too late; an
+    injected `garbage` accepts it and answers with what `garble` makes of the answer (HTTP APIs: a 200
+    HTML fragment; protocols without `garble` get the provider's `http_500` failure instead).
     """
     await delay(state, provider)
     behavior = state.behavior(provider)
     if behavior.fail_rate and random.random() < behavior.fail_rate:
+        if behavior.error == "garbage":
+            return garble(accept()) if garble is not None else fail("http_500")
         if behavior.error != "timeout":
             return fail(behavior.error)
         response = accept()

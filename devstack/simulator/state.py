@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from devstack.simulator.test_keys import APNS_AUTH_KEY, FCM_SERVICE_ACCOUNT_PRIVATE_KEY, WECHAT_ENCODING_AES_KEY
 
-ERROR_KINDS = ("http_500", "timeout", "throttle", "invalid_number")
+ERROR_KINDS = ("http_500", "timeout", "throttle", "invalid_number", "garbage")
 RECEIPT_KINDS = ("delivered", "undelivered", "none")
 
 

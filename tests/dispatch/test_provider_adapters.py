@@ -385,3 +385,15 @@ def test_twilio_batch_sends_its_requests_concurrently(sim: Simulator) -> None:
     assert time.monotonic() - started < 1.2  # one by one: 2.4 s
     assert all(isinstance(outcome, SendResult) for outcome in outcomes)
     assert len({outcome.provider_message_id for outcome in outcomes}) == 8  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_garbled_answer_is_ambiguous_because_the_provider_did_accept_it(sim: Simulator, provider: str) -> None:
+    """`garbage`: the provider took the message and a proxy mangled its answer (a 200 HTML fragment)."""
+    sim.behave(provider, fail_rate=1.0, error="garbage")
+    with pytest.raises(ProviderError) as caught:
+        adapter(sim, provider).send(message(10, provider_template_id="1", callback_url=sim.receiver.base_url))
+    assert caught.value.code == "bad_response"
+    assert not caught.value.permanent and caught.value.ambiguous
+    [record] = sim.messages()
+    assert record["message_id"] == "msg_01jtest000010"
