@@ -11,6 +11,9 @@ from apps.dispatch import outbox
 from apps.dispatch.delivery import chunk, sweeper
 from apps.dispatch.retention import run_retention
 from apps.dispatch.services import idempotency_purge
+from apps.dispatch.spool import delivery as spool_delivery
+from apps.dispatch.spool import replay
+from apps.dispatch.spool.accept import DELIVER_SPOOLED_TASK
 
 
 # The database unreachable (a restart): the chunk is tried again in seconds rather than left to the
@@ -27,6 +30,28 @@ from apps.dispatch.services import idempotency_purge
 def deliver(self: Task, message_ids: list[str]) -> None:
     queue = (self.request.delivery_info or {}).get("routing_key") or ""
     chunk.deliver_messages([uuid.UUID(mid) for mid in message_ids], lane=queue.removeprefix("mc."))
+
+
+@shared_task(name=DELIVER_SPOOLED_TASK, bind=True)
+def deliver_spooled(self: Task, id_hexes: list[str]) -> None:
+    """Spooled verification codes (apps/dispatch/spool): needs no database. Run again for those a
+    retry or another worker's lease still holds."""
+    again = spool_delivery.deliver_spooled(id_hexes)
+    if again:
+        queue = (self.request.delivery_info or {}).get("routing_key") or "mc.critical"
+        self.apply_async(args=(id_hexes,), countdown=again, queue=queue)
+
+
+@shared_task(name="dispatch.replay_spool")
+def replay_spool() -> int:
+    """Spooled messages into the database, batch after batch, once it answers."""
+    replayed = 0
+    try:
+        while batch := replay.replay_spool():
+            replayed += batch
+    except (OperationalError, InterfaceError):
+        pass  # still down (or down again): the next run goes on where this one stopped
+    return replayed
 
 
 @shared_task(name="dispatch.relay_outbox")
