@@ -33,7 +33,7 @@ MESSAGE_PREFIX = "mc:spool:m:"
 EVENTS_PREFIX = "mc:spool:e:"
 # The appendfsync the spool found (and switched to `always`), put back once the spool is empty.
 FSYNC_WAS_KEY = "mc:spool:fsync-was"
-FSYNC_CHECK_SECONDS = 5.0
+FSYNC_CHECK_SECONDS = 1.0
 
 _PUT = """
 local n = (#ARGV - 1) / 3

@@ -1,0 +1,117 @@
+"""Sends through a database outage (apps/dispatch/spool): with PostgreSQL unreachable for this
+process (its port swapped for a closed one, as tests/test_database_down.py does), a verification code
+is accepted into the Redis spool with its final id, shown by GET, delivered from the spool by a real
+worker through the simulator, and stored in PostgreSQL once when it is back, with its events and its
+code still checkable; marketing sends and sends past a full spool answer 503 `unavailable`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from django.test import override_settings
+
+from apps.dispatch.models import Message, MessageEvent, Provider
+from apps.dispatch.providers_config import provider_save
+from apps.dispatch.spool import replay, store
+from apps.verifications.models import Verification
+from messaging_center import ids
+from messaging_center.broker import redis_client
+from tests.helpers import wait_until
+from tests.test_database_down import database_unreachable
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+PHONE = "+8613800001234"
+
+
+@pytest.fixture(autouse=True)
+def _fsync_put_back() -> Iterator[None]:
+    """The spool switches the test Redis to `appendfsync always`; the suite goes on without it."""
+    yield
+    store.restore_fsync()
+
+
+@pytest.fixture
+def login_code(api, make_template, sim):  # type: ignore[no-untyped-def]
+    provider_save(provider=Provider(name="test-aliyun", kind="aliyun", channel="sms"), settings=sim.settings("aliyun"))
+    make_template(api, code="promo", category="marketing", content="Sale {{n}}", provider_template_ids={"aliyun": "SMS_300"})
+    return make_template(
+        api, code="login_code", category="verification", content="Your code is {{code}}.", provider_template_ids={"aliyun": "SMS_200"}
+    )
+
+
+def _code_sent_to(sim, phone: str) -> str:  # type: ignore[no-untyped-def]
+    [record] = sim.messages(to=phone)
+    return str(json.loads(record["request"]["TemplateParam"])["code"])
+
+
+def _replay_all() -> int:
+    """Replays until the spool is empty (a message a worker is sending waits for its finish), as the
+    beat job does every 2 s."""
+    replayed = [0]
+
+    def empty() -> bool:
+        replayed[0] += replay.replay_spool()
+        return store.size() == 0
+
+    wait_until(empty, 30, "the spool replayed")
+    return replayed[0]
+
+
+def test_a_code_sent_during_an_outage_is_delivered_from_the_spool_and_stored_once(api, login_code, sim, dispatch_worker) -> None:
+    # Before the outage: this process has read the key and the templates, the worker the providers.
+    warm = api.post("/api/v1/verifications", {"to": {"phone": "+8613800009999"}, "template": "login_code"})
+    assert warm.status_code == 202, warm.content
+    # (held by quiet hours or sent: either way this process has read the marketing template)
+    assert api.post("/api/v1/messages", {"template": "promo", "to": {"phone": "+8613800009998"}, "params": {"n": "1"}}).status_code == 202
+    wait_until(lambda: sim.messages(to="+8613800009999"), 30, "the code sent before the outage")
+
+    with database_unreachable():
+        # The request that finds the database gone is refused; nothing of it is stored anywhere.
+        first = api.post("/api/v1/verifications", {"to": {"phone": PHONE}, "template": "login_code"})
+        assert first.status_code == 503 and first.json()["code"] == "unavailable" and first["Retry-After"]
+        sent = api.post("/api/v1/verifications", {"to": {"phone": PHONE}, "template": "login_code"})
+        assert sent.status_code == 202, sent.content
+        message_id = sent.json()["message_id"]
+
+        marketing = api.post("/api/v1/messages", {"template": "promo", "to": {"phone": PHONE}, "params": {"n": "2"}})
+        assert marketing.status_code == 503 and marketing.json()["code"] == "unavailable" and marketing["Retry-After"]
+
+        def status() -> str:
+            response = api.get(f"/api/v1/messages/{message_id}")
+            assert response.status_code == 200, response.content
+            return str(response.json()["status"])
+
+        wait_until(lambda: status() == "sent", 30, "the code sent from the spool")
+        body = api.get(f"/api/v1/messages/{message_id}").json()
+        assert body["provider"] == "test-aliyun" and body["provider_message_id"] and body["content"] == "Your code is ******."
+        assert [e["status"] for e in body["events"]] == ["queued", "sending", "sent"]
+        assert api.get("/api/v1/messages").status_code == 503  # a search waits for the database
+
+    code = _code_sent_to(sim, PHONE)
+    assert _replay_all() == 1
+    assert _replay_all() == 0  # once
+    message = Message.objects.get(id=ids.decode("msg", message_id))
+    assert (message.status, message.provider, message.attempts) == ("sent", "test-aliyun", 1)
+    assert [e.status for e in MessageEvent.objects.filter(message_id=message.id)] == ["sent"]
+    assert Verification.objects.filter(message_id=message.id).count() == 1
+    assert store.size() == 0 and not redis_client().keys("mc:spool:*")
+    assert [e["status"] for e in api.get(f"/api/v1/messages/{message_id}").json()["events"]] == ["queued", "sending", "sent"]
+    assert api.post("/api/v1/verifications/check", {"to": {"phone": PHONE}, "code": code}).json() == {"valid": True}
+    assert len(sim.messages(to=PHONE)) == 1  # the refused request sent nothing
+
+
+@override_settings(SPOOL_MAX_MESSAGES=2)
+def test_a_full_spool_answers_503(api, login_code, sim) -> None:
+    api.post("/api/v1/verifications", {"to": {"phone": "+8613800009999"}, "template": "login_code"})
+    phones = [f"+86138000012{i:02d}" for i in range(4)]
+    with database_unreachable():
+        answers = [api.post("/api/v1/verifications", {"to": {"phone": p}, "template": "login_code"}) for p in phones]
+    # The first may find the outage (503) or know of it already (this process saw it before).
+    assert [a.status_code for a in answers].count(202) == 2 and answers[2].status_code == 202
+    assert answers[3].json()["code"] == "unavailable" and "spool is full" in answers[3].json()["detail"]
+    assert store.size() == 2
+    assert _replay_all() == 2
+    assert Verification.objects.filter(address__in=phones).count() == 2
