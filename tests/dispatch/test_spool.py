@@ -14,6 +14,7 @@ from django.test import override_settings
 
 from apps.dispatch.models import Message, MessageEvent, Provider
 from apps.dispatch.providers_config import provider_save
+from apps.dispatch.spool import accept as spool_accept
 from apps.dispatch.spool import replay, store
 from apps.verifications.models import Verification
 from messaging_center import ids
@@ -27,8 +28,11 @@ PHONE = "+8613800001234"
 
 
 @pytest.fixture(autouse=True)
-def _fsync_put_back() -> Iterator[None]:
-    """The spool switches the test Redis to `appendfsync always`; the suite goes on without it."""
+def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts as a process that has not seen the database down (after an outage, sends go
+    on to the spool for up to a second); the spool switches the test Redis to `appendfsync always`,
+    the suite goes on without it."""
+    monkeypatch.setattr(spool_accept, "_down_until", 0.0)
     yield
     store.restore_fsync()
 
@@ -109,9 +113,35 @@ def test_a_full_spool_answers_503(api, login_code, sim) -> None:
     phones = [f"+86138000012{i:02d}" for i in range(4)]
     with database_unreachable():
         answers = [api.post("/api/v1/verifications", {"to": {"phone": p}, "template": "login_code"}) for p in phones]
-    # The first may find the outage (503) or know of it already (this process saw it before).
-    assert [a.status_code for a in answers].count(202) == 2 and answers[2].status_code == 202
+    assert [a.status_code for a in answers] == [503, 202, 202, 503]  # the first found the outage
     assert answers[3].json()["code"] == "unavailable" and "spool is full" in answers[3].json()["detail"]
     assert store.size() == 2
     assert _replay_all() == 2
     assert Verification.objects.filter(address__in=phones).count() == 2
+
+
+def test_transactional_sends_wait_in_the_spool_and_their_opt_outs_are_checked_when_the_database_is_back(
+    api, login_code, make_template, sim, dispatch_worker
+) -> None:
+    make_template(api, code="shipped", content="Order {{n}} shipped.", provider_template_ids={"aliyun": "SMS_100"})
+    api.put("/api/v1/recipients/u-out", {"phone": "+8613800001301"})
+    assert api.patch("/api/v1/recipients/u-out/preferences", {"transactional": {"sms": False}}).status_code == 200
+    to = [{"phone": "+8613800001300"}, {"phone": "+8613800001301"}]
+    assert api.post("/api/v1/messages", {"template": "shipped", "to": to[0], "params": {"n": "0"}}).status_code == 202
+    wait_until(lambda: sim.messages(to=to[0]["phone"]), 30, "a send before the outage")
+
+    with database_unreachable():
+        assert api.post("/api/v1/messages", {"template": "shipped", "to": to, "params": {"n": "1"}}).status_code == 503
+        sent = api.post("/api/v1/messages", {"template": "shipped", "to": to, "params": {"n": "1"}})
+        assert sent.status_code == 202, sent.content
+        assert [m["status"] for m in sent.json()["messages"]] == ["queued", "queued"]
+        kept, opted_out = (m["id"] for m in sent.json()["messages"])
+        assert api.get(f"/api/v1/messages/{kept}").json()["status"] == "queued"
+    assert len(sim.messages(to=to[0]["phone"])) == 1  # waited in the spool: nothing sent while down
+
+    assert _replay_all() == 2
+    wait_until(lambda: api.get(f"/api/v1/messages/{kept}").json()["status"] == "sent", 30, "the replayed message sent")
+    refused = api.get(f"/api/v1/messages/{opted_out}").json()
+    assert (refused["status"], refused["code"]) == ("suppressed", "opted_out")
+    assert sim.messages(to=to[1]["phone"]) == []
+    assert len(sim.messages(to=to[0]["phone"])) == 2
