@@ -73,7 +73,7 @@ def _stream(stack: Stack, key: str, rate: float, stop: threading.Event, answers:
 
 def _sim_messages(stack: Stack) -> list[dict[str, object]]:
     url = f"http://127.0.0.1:{stack.env['SIM_PORT']}/_sim/messages"
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - our own loopback URL
+    with urllib.request.urlopen(url, timeout=30) as response:
         return list(json.load(response)["results"])
 
 
@@ -146,8 +146,7 @@ def main() -> None:
         up = dt.datetime.fromtimestamp(up_at, dt.UTC)
         delivered_during = [a for a in accepted if any(t < up for t in received[_digits(a.phone)])]
         latencies = sorted(
-            (min(received[_digits(a.phone)]) - dt.datetime.fromtimestamp(a.at, dt.UTC)).total_seconds()
-            for a in delivered_during
+            (min(received[_digits(a.phone)]) - dt.datetime.fromtimestamp(a.at, dt.UTC)).total_seconds() for a in delivered_during
         )
         accepted_ids = [a.code for a in accepted]
         rows = _sql(
@@ -163,7 +162,8 @@ def main() -> None:
         all_answers = collections.Counter((a.status, a.code if a.status != 202 else "") for a in answers)
 
         print()
-        print(f"outage {up_at - down_at:.1f} s at {args.rate:.0f} codes/s; spool empty {emptied - up_at:.1f} s after PostgreSQL was back")
+        print(f"outage {up_at - down_at:.1f} s at {args.rate:.0f} codes/s")
+        print(f"spool empty {emptied - up_at:.1f} s after PostgreSQL was back")
         print(f"requests during the outage: {len(during)}; accepted 202: {len(accepted)}; refused: {len(refused)}")
         print(f"refusals: {dict(collections.Counter((a.status, a.code) for a in refused))}")
         print(f"every refusal 503 unavailable: {all(a.status == 503 and a.code == 'unavailable' for a in refused)}")

@@ -340,6 +340,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "poll-provider-receipts": {"task": "receipts.poll", "schedule": 30.0, "options": _RECEIPTS},
     "rematch-early-receipts": {"task": "receipts.rematch", "schedule": 30.0, "options": _RECEIPTS},
     "flag-receipt-timeouts": {"task": "receipts.flag_timeouts", "schedule": 60.0, "options": _RECEIPTS},
+    "replay-spooled-receipts": {"task": "receipts.replay_spooled", "schedule": 2.0, "options": _RECEIPTS},
     "failover-silent-verifications": {"task": "receipts.failover_silent", "schedule": 10.0, "options": _RECEIPTS},
     "publish-due-callbacks": {"task": "receipts.publish_due_callbacks", "schedule": 15.0, "options": _RECEIPTS},
 }

@@ -69,9 +69,9 @@ def _template(data: dict[str, Any]) -> MessageTemplate:
 def deliver_spooled(id_hexes: Sequence[str]) -> float:
     """Sends what is claimable of these spooled messages; returns in how many seconds the task should
     run again for the rest (a retry not yet due, a lease held by a worker that may have died), 0 if none."""
+    routing.ROUTES.refresh()  # before the claim: a process that never read the providers claims nothing
     claimed, later = store.claim(id_hexes, lease_seconds=sending_lease().total_seconds())
     health = routing.health()
-    routing.ROUTES.refresh()
     tally: dict[str, list[int]] = {}
     for id_hex, attempt, data, tried in claimed:
         message = _claimed(id_hex, attempt, data, tried)

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -58,7 +59,8 @@ def replay_spool() -> int:
     (0 also when the spool is empty, which puts Redis's fsync setting back)."""
     oldest = store.oldest(BATCH)
     if not oldest:
-        store.restore_fsync()
+        if not store.size():
+            store.restore_fsync()
         return 0
     # Reachable before anything is taken: a taken message is claimed by no spool worker until stored.
     connection.ensure_connection()
@@ -87,6 +89,7 @@ def replay_spool() -> int:
         new = {str(message_id) for message_id in inserted}
         outbox.enqueue((uuid.UUID(r["id"]), r["priority"]) for r in rows if r["id"] in new and r["status"] in _TO_DELIVER)
     store.remove([s.id_hex for s in taken])
+    store.mark_replayed(settings.VERIFICATION_FAILOVER_SECONDS)
     metrics.MESSAGES_REPLAYED.inc(len(inserted))
     logger.info("spool: %d message(s) replayed, %d were in the database already", len(inserted), len(rows) - len(inserted))
     by_status: dict[str, list[uuid.UUID]] = defaultdict(list)

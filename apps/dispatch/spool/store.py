@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from redis.exceptions import ResponseError
 
 from messaging_center.broker import redis_client
@@ -29,6 +30,11 @@ from messaging_center.broker import redis_client
 logger = logging.getLogger(__name__)
 
 IDS_KEY = "mc:spool:ids"
+# Providers' reports pushed while the database was down (apps.receipts.intake), JSON rows, oldest first.
+RECEIPTS_KEY = "mc:spool:receipts"
+# Set by each replay for one failover window: codes sent during the outage had their reports refused
+# or spooled, so their silence says nothing yet (apps.receipts.failover.failover_silent waits).
+REPLAYED_KEY = "mc:spool:replayed"
 MESSAGE_PREFIX = "mc:spool:m:"
 EVENTS_PREFIX = "mc:spool:e:"
 # The appendfsync the spool found (and switched to `always`), put back once the spool is empty.
@@ -177,11 +183,41 @@ def restore_fsync() -> None:
 
 
 def size() -> int:
-    return int(redis_client().zcard(IDS_KEY))
+    """Messages and reports in the spool."""
+    with redis_client().pipeline(transaction=False) as pipe:
+        pipe.zcard(IDS_KEY)
+        pipe.llen(RECEIPTS_KEY)
+        return sum(int(n) for n in pipe.execute())
 
 
 def has_room(count: int) -> bool:
-    return size() + count <= settings.SPOOL_MAX_MESSAGES
+    return int(redis_client().zcard(IDS_KEY)) + count <= settings.SPOOL_MAX_MESSAGES
+
+
+def put_receipts(rows: Sequence[dict[str, Any]]) -> None:
+    """Reports pushed during the outage (their rows as apps.receipts stores them); SpoolFull past the bound."""
+    _ensure_fsync_always()
+    client = redis_client()
+    if client.llen(RECEIPTS_KEY) + len(rows) > settings.SPOOL_MAX_MESSAGES:
+        raise SpoolFull
+    client.rpush(RECEIPTS_KEY, *(DjangoJSONEncoder().encode(row) for row in rows))
+
+
+def receipts(count: int) -> list[dict[str, Any]]:
+    return [json.loads(row) for row in redis_client().lrange(RECEIPTS_KEY, 0, count - 1)]
+
+
+def drop_receipts(count: int) -> None:
+    """The oldest `count` reports are stored: out of the spool."""
+    redis_client().ltrim(RECEIPTS_KEY, count, -1)
+
+
+def mark_replayed(seconds: int) -> None:
+    redis_client().set(REPLAYED_KEY, 1, ex=seconds)
+
+
+def replayed_recently() -> bool:
+    return bool(redis_client().exists(REPLAYED_KEY))
 
 
 def put(messages: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
