@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from apps.dispatch.models import Message, MessageEvent, Provider
 from apps.dispatch.providers_config import provider_save
 from apps.dispatch.spool import accept as spool_accept
 from apps.dispatch.spool import replay, store
+from apps.receipts import intake
 from apps.verifications.models import Verification
 from messaging_center import ids
 from messaging_center.broker import redis_client
@@ -25,6 +27,23 @@ from tests.test_database_down import database_unreachable
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 PHONE = "+8613800001234"
+RECEIPT_TOKEN = "spool-receipts-token"
+
+
+def _report(phone: str, provider_message_id: str, public_id: str) -> Any:
+    """Aliyun's push of a delivered report, as it reaches the receipts endpoint."""
+    report = {
+        "phone_number": phone.removeprefix("+86"),
+        "send_time": "2026-11-23 10:00:00",
+        "report_time": "2026-11-23 10:00:01",
+        "success": True,
+        "err_code": "DELIVERED",
+        "err_msg": "ok",
+        "sms_size": "1",
+        "biz_id": provider_message_id,
+        "out_id": public_id,
+    }
+    return Client().post(f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps([report]), content_type="application/json")
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +58,8 @@ def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def login_code(api, make_template, sim):  # type: ignore[no-untyped-def]
-    provider_save(provider=Provider(name="test-aliyun", kind="aliyun", channel="sms"), settings=sim.settings("aliyun"))
+    settings = sim.settings("aliyun", receipt_token=RECEIPT_TOKEN)
+    provider_save(provider=Provider(name="test-aliyun", kind="aliyun", channel="sms"), settings=settings)
     make_template(api, code="promo", category="marketing", content="Sale {{n}}", provider_template_ids={"aliyun": "SMS_300"})
     return make_template(
         api, code="login_code", category="verification", content="Your code is {{code}}.", provider_template_ids={"aliyun": "SMS_200"}
@@ -58,19 +78,20 @@ def _replay_all() -> int:
 
     def empty() -> bool:
         replayed[0] += replay.replay_spool()
-        return store.size() == 0
+        return redis_client().zcard(store.IDS_KEY) == 0
 
     wait_until(empty, 30, "the spool replayed")
     return replayed[0]
 
 
-def test_a_code_sent_during_an_outage_is_delivered_from_the_spool_and_stored_once(api, login_code, sim, dispatch_worker) -> None:
+def test_a_code_sent_during_an_outage_is_delivered_from_the_spool_and_stored_once_with_its_report(api, login_code, sim, dispatch_worker) -> None:
     # Before the outage: this process has read the key and the templates, the worker the providers.
     warm = api.post("/api/v1/verifications", {"to": {"phone": "+8613800009999"}, "template": "login_code"})
     assert warm.status_code == 202, warm.content
     # (held by quiet hours or sent: either way this process has read the marketing template)
     assert api.post("/api/v1/messages", {"template": "promo", "to": {"phone": "+8613800009998"}, "params": {"n": "1"}}).status_code == 202
     wait_until(lambda: sim.messages(to="+8613800009999"), 30, "the code sent before the outage")
+    assert _report("+8613800009999", "unknown", "msg_unknown").status_code == 200  # the receipts endpoint too
 
     with database_unreachable():
         # The request that finds the database gone is refused; nothing of it is stored anywhere.
@@ -93,16 +114,21 @@ def test_a_code_sent_during_an_outage_is_delivered_from_the_spool_and_stored_onc
         assert body["provider"] == "test-aliyun" and body["provider_message_id"] and body["content"] == "Your code is ******."
         assert [e["status"] for e in body["events"]] == ["queued", "sending", "sent"]
         assert api.get("/api/v1/messages").status_code == 503  # a search waits for the database
+        # The provider's report of the code is answered as usual and waits in the spool.
+        assert _report(PHONE, body["provider_message_id"], message_id).status_code == 200
 
     code = _code_sent_to(sim, PHONE)
     assert _replay_all() == 1
     assert _replay_all() == 0  # once
+    assert intake.receipts_replay_spooled() == 1
+    assert intake.receipts_replay_spooled() == 0
     message = Message.objects.get(id=ids.decode("msg", message_id))
-    assert (message.status, message.provider, message.attempts) == ("sent", "test-aliyun", 1)
-    assert [e.status for e in MessageEvent.objects.filter(message_id=message.id)] == ["sent"]
+    assert (message.status, message.provider, message.attempts) == ("delivered", "test-aliyun", 1)
+    assert [e.status for e in MessageEvent.objects.filter(message_id=message.id).order_by("id")] == ["sent", "delivered"]
     assert Verification.objects.filter(message_id=message.id).count() == 1
-    assert store.size() == 0 and not redis_client().keys("mc:spool:*")
-    assert [e["status"] for e in api.get(f"/api/v1/messages/{message_id}").json()["events"]] == ["queued", "sending", "sent"]
+    assert store.size() == 0 and not redis_client().keys("mc:spool:[me]:*")
+    events = api.get(f"/api/v1/messages/{message_id}").json()["events"]
+    assert [e["status"] for e in events] == ["queued", "sending", "sent", "delivered"]
     assert api.post("/api/v1/verifications/check", {"to": {"phone": PHONE}, "code": code}).json() == {"valid": True}
     assert len(sim.messages(to=PHONE)) == 1  # the refused request sent nothing
 
@@ -115,7 +141,7 @@ def test_a_full_spool_answers_503(api, login_code, sim) -> None:
         answers = [api.post("/api/v1/verifications", {"to": {"phone": p}, "template": "login_code"}) for p in phones]
     assert [a.status_code for a in answers] == [503, 202, 202, 503]  # the first found the outage
     assert answers[3].json()["code"] == "unavailable" and "spool is full" in answers[3].json()["detail"]
-    assert store.size() == 2
+    assert redis_client().zcard(store.IDS_KEY) == 2
     assert _replay_all() == 2
     assert Verification.objects.filter(address__in=phones).count() == 2
 
