@@ -62,7 +62,11 @@ def login_code(api, make_template, sim):  # type: ignore[no-untyped-def]
     provider_save(provider=Provider(name="test-aliyun", kind="aliyun", channel="sms"), settings=settings)
     make_template(api, code="promo", category="marketing", content="Sale {{n}}", provider_template_ids={"aliyun": "SMS_300"})
     return make_template(
-        api, code="login_code", category="verification", content="Your code is {{code}}.", provider_template_ids={"aliyun": "SMS_200"}
+        api,
+        code="login_code",
+        category="verification",
+        content="Your code is {{code}}.",
+        provider_template_ids={"aliyun": "SMS_200"},
     )
 
 
@@ -84,12 +88,17 @@ def _replay_all() -> int:
     return replayed[0]
 
 
-def test_a_code_sent_during_an_outage_is_delivered_from_the_spool_and_stored_once_with_its_report(api, login_code, sim, dispatch_worker) -> None:
+def test_a_code_sent_during_an_outage_is_delivered_from_the_spool_and_stored_once_with_its_report(
+    api, login_code, sim, dispatch_worker
+) -> None:
     # Before the outage: this process has read the key and the templates, the worker the providers.
     warm = api.post("/api/v1/verifications", {"to": {"phone": "+8613800009999"}, "template": "login_code"})
     assert warm.status_code == 202, warm.content
     # (held by quiet hours or sent: either way this process has read the marketing template)
-    assert api.post("/api/v1/messages", {"template": "promo", "to": {"phone": "+8613800009998"}, "params": {"n": "1"}}).status_code == 202
+    assert (
+        api.post("/api/v1/messages", {"template": "promo", "to": {"phone": "+8613800009998"}, "params": {"n": "1"}}).status_code
+        == 202
+    )
     wait_until(lambda: sim.messages(to="+8613800009999"), 30, "the code sent before the outage")
     assert _report("+8613800009999", "unknown", "msg_unknown").status_code == 200  # the receipts endpoint too
 
