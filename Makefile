@@ -30,8 +30,8 @@ test: $(STAMP)
 	exit $$code
 
 # mypy's Django plugin imports the settings: server URLs keep them from starting the embedded servers
-# (nothing connects to them while type checking).
-TYPECHECK_ENV := DATABASE_URL=postgres://typecheck@127.0.0.1:1/typecheck REDIS_URL=redis://127.0.0.1:1/0
+# (nothing connects to them while type checking), as a development run.
+TYPECHECK_ENV := MC_DEV_RUN=1 DATABASE_URL=postgres://typecheck@127.0.0.1:1/typecheck REDIS_URL=redis://127.0.0.1:1/0
 
 # Style, types, then the architecture: import-linter's contracts (pyproject.toml) and our own
 # cycle, simulator and module-size check. The client SDK (clients/python) is type-checked on its own,

@@ -1,6 +1,7 @@
 """`make bench` (`BENCH=history`), or `python -m bench.history [--history N]`: the same figures on the same
 run, first on an empty database and then with N old messages (default 5,000,000: bench.seed), side by
-side with their ratio and the targets of issue #21; then one retention cycle, if the service has one.
+side with their ratio and the targets of issue #21; then one retention cycle, and steady-state days
+(bench.steady): table sizes as days come and go.
 
 Each phase: accepted msg/s (batch 1,000, delivery paused), delivered SMS/s (the simulator sends
 receipts), search and stats latency (medians of sequential calls), each periodic job's duration
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from bench import seed
+from bench import seed, steady
 from bench.load import run_load
 from bench.throughput import (
     DATA_DIR,
@@ -408,6 +409,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=3, help="parallel COPY streams while seeding (default 3)")
     parser.add_argument("--delivery", type=int, default=30_000, help="SMS in each delivery measurement (default 30,000)")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle measurement (default 60)")
+    parser.add_argument("--steady-days", type=int, default=5, help="steady-state days after the history (default 5)")
     return parser.parse_args(argv)
 
 
@@ -459,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         history = measure(stack, key, "history", args)
         report(empty, history, args.history)
         retention_cycle(stack)
+        steady.steady_cycles(stack, plan, BIG_TABLES, cycles=args.steady_days, streams=args.streams)
         print(f"\nWhole run: {(time.perf_counter() - run_started) / 60:.1f} min (seeding {took / 60:.1f} min)")
     finally:
         stop_stack(stack)

@@ -23,8 +23,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from devstack import embedded
-from messaging_center.env import env_int
+from messaging_center.env import env_bool, env_int, require_production_variables
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -219,6 +221,14 @@ class Launcher:
         # Prefork children per dispatch worker: chunks in flight at once (each sends on its own threads).
         env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 4, minimum=1, maximum=64))
         env["BULK_WORKERS"] = str(env_int("BULK_WORKERS", 2, minimum=1, maximum=64))
+        # The default run is the development run whatever servers it is given; told otherwise
+        # (MC_DEV_RUN=0) it starts no embedded server and needs every production variable.
+        env.setdefault("MC_DEV_RUN", "1")
+        if not env_bool("MC_DEV_RUN", True, environ=env):
+            try:
+                require_production_variables(environ=env)
+            except ImproperlyConfigured as error:
+                raise StartupFailed(str(error)) from None
         if not env.get("DATABASE_URL") or not env.get("REDIS_URL"):
             self.services = embedded.Services.at(self.data_dir)
             print("Starting embedded PostgreSQL and Redis under", self.data_dir, flush=True)
@@ -226,7 +236,6 @@ class Launcher:
             env.setdefault("DATABASE_URL", urls["DATABASE_URL"])
             if not env.get("REDIS_URL"):
                 env["REDIS_URL"] = urls["REDIS_URL"]
-        env.setdefault("MC_DEV_RUN", "1")  # the children get the embedded servers' URLs: still the development run
         env.setdefault("SIMULATOR_URL", f"http://127.0.0.1:{env['SIM_PORT']}")
         env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
         env.setdefault("RECEIPTS_BASE_URL", f"http://127.0.0.1:{env['RECEIPTS_PORT']}")

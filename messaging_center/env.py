@@ -77,3 +77,26 @@ def env_url(name: str, schemes: tuple[str, ...], *, environ: Mapping[str, str] =
             f"Environment variable {name} must be a URL starting with {allowed}; got {value.split('://')[0]!r}."
         )
     return value
+
+
+# What a deployment must give: without them a process would make up a secret key, derive the encryption
+# key from it, or start embedded servers of its own, each a single-host trap (README, Production).
+PRODUCTION_VARIABLES = ("SECRET_KEY", "ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL")
+
+
+def is_dev_run(*, debug: bool, environ: Mapping[str, str] = os.environ) -> bool:
+    """`MC_DEV_RUN` when set; otherwise the development run only with DEBUG or a checkout given none of
+    the production variables (`make run`, `make test`, `manage.py` beside them on a fresh machine).
+    Setting any of them means a deployment, which then needs all of them."""
+    configured = any(environ.get(name, "").strip() for name in PRODUCTION_VARIABLES)
+    return env_bool("MC_DEV_RUN", debug or not configured, environ=environ)
+
+
+def require_production_variables(*, environ: Mapping[str, str] = os.environ) -> None:
+    """Outside the development run: every production variable is set, or nothing starts."""
+    missing = [name for name in PRODUCTION_VARIABLES if not environ.get(name, "").strip()]
+    if missing:
+        raise ImproperlyConfigured(
+            f"Outside the development run these environment variables must be set: {', '.join(missing)} "
+            "(no embedded server or generated key is used there; MC_DEV_RUN=1 marks the development run)."
+        )

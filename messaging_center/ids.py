@@ -86,6 +86,11 @@ def new(prefix: str) -> str:
     return encode(prefix, uuid7())
 
 
+def uuid7_time(value: uuid.UUID) -> datetime.datetime:
+    """When a UUIDv7 was made (to the millisecond)."""
+    return datetime.datetime.fromtimestamp((value.int >> 80) / 1000, datetime.UTC)
+
+
 def uuid7_floor(at: datetime.datetime) -> uuid.UUID:
     """The smallest UUIDv7 of the given instant, for id-range filters on creation time."""
     millis = int(at.timestamp() * 1000)

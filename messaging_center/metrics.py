@@ -14,6 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from messaging_center.broker import queue_depths
+from messaging_center.vocabulary import Channel
 
 REQUEST_LATENCY = Histogram(
     "mc_http_request_duration_seconds",
@@ -50,6 +51,16 @@ RECEIPT_TIMEOUTS = Counter("mc_receipt_timeouts_total", "Sent messages with no r
 RECEIPTS_RECEIVED = Counter("mc_receipts_received_total", "Provider receipts stored (replays excluded).", ["provider", "source"])
 CALLBACK_ATTEMPTS = Counter("mc_status_callback_attempts_total", "Status callback POSTs by outcome.", ["outcome"])
 MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
+HEDGED_SENDS = Counter(
+    "mc_hedged_sends_total",
+    "Messages sent through a second provider because the first had not answered within the lane's call deadline.",
+    ["lane", "provider"],
+)
+LATE_ANSWERS = Counter(
+    "mc_hedge_late_answers_total",
+    "Answers of the call that lost a hedge race, by outcome: accepted means the person was sent the message twice.",
+    ["provider", "outcome"],
+)
 PLATFORM_CAP_REFUSALS = Counter(
     "mc_platform_cap_refusals_total",
     "Entries refused by the platform-wide cap per address (across all accounts): SMS-bombing attempts.",
@@ -59,6 +70,16 @@ PLATFORM_CAP_REFUSALS = Counter(
 # before the first refusal. Literal: the core imports no app.
 for _category in ("verification", "marketing"):
     PLATFORM_CAP_REFUSALS.labels(_category)
+
+
+DUPLICATE_SENDS = Counter(
+    "mc_duplicate_sends_total",
+    "Messages delivered to the person by two providers: an attempt whose outcome was unknown reached them "
+    "too (a delivered report from it, by our id, after the message went through another provider).",
+    ["channel"],
+)
+for _channel in Channel.values:
+    DUPLICATE_SENDS.labels(_channel)
 
 
 def count(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:

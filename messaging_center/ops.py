@@ -37,15 +37,37 @@ def _broker_ok() -> bool:
         client.close()
 
 
+# What still works with only the broker down (README, Degradation): the database is the source of truth.
+BROKER_DOWN_DETAIL = (
+    "Redis (broker and limits) down: sends are still accepted and wait in the outbox until it is back; "
+    "delivery, polling and callbacks wait; sends that need frequency limits or dedup (verification codes, "
+    "marketing, templates with limits) answer 503 unavailable; request rates and daily quotas are not enforced."
+)
+
+# What still works with only the database down (README, Database outage): the spool in Redis.
+DATABASE_DOWN_DETAIL = (
+    "PostgreSQL down: verification and transactional sends are accepted into the spool (codes are delivered "
+    "from it, transactional sends wait for the database); everything else answers 503 unavailable."
+)
+
+
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
+    """503 only when this process cannot accept: the database down without the spool (apps/dispatch/spool,
+    in Redis) to take sends, or both down. The broker down leaves it ready (a load balancer taking every
+    web process out for a Redis outage would refuse what the outbox keeps), and so does the database
+    down while the spool takes verification and transactional sends."""
     checks = {"database": _database_ok(), "broker": _broker_ok()}
-    down = [name for name, ok in checks.items() if not ok]
-    body = {"status": "ok" if not down else "unavailable", "checks": {k: "ok" if v else "down" for k, v in checks.items()}}
-    if down:
-        body |= {"code": "unavailable", "detail": f"Not ready: {', '.join(down)} down."}
-        return JsonResponse(body, status=503)
-    return JsonResponse(body)
+    states = {name: "ok" if ok else "down" for name, ok in checks.items()}
+    if not checks["database"] and checks["broker"] and settings.SPOOL_MAX_MESSAGES:
+        return JsonResponse({"status": "degraded", "detail": DATABASE_DOWN_DETAIL, "checks": states, "accepting": True})
+    if not checks["database"]:
+        down = " and ".join(name for name, ok in checks.items() if not ok)
+        body = {"status": "unavailable", "code": "unavailable", "detail": f"Not ready: {down} down."}
+        return JsonResponse(body | {"checks": states, "accepting": False}, status=503)
+    if not checks["broker"]:
+        return JsonResponse({"status": "degraded", "detail": BROKER_DOWN_DETAIL, "checks": states, "accepting": True})
+    return JsonResponse({"status": "ok", "checks": states, "accepting": True})
 
 
 @require_GET

@@ -1,7 +1,8 @@
 """Django settings, read from the environment (see README "Settings").
 
-With `DATABASE_URL`/`REDIS_URL` unset, the embedded PostgreSQL and Redis under `.data/` are used
-(started on first use) and a generated secret key is kept there.
+In the development run, with `DATABASE_URL`/`REDIS_URL` unset, the embedded PostgreSQL and Redis under
+`.data/` are used (started on first use) and a generated secret key is kept there; outside it the start
+stops naming every production variable that is missing.
 """
 
 from __future__ import annotations
@@ -14,13 +15,20 @@ import phonenumbers
 from kombu import Exchange, Queue
 
 from devstack import embedded
-from messaging_center.env import env_bool, env_int, env_list, env_str, env_url
+from messaging_center.env import env_bool, env_int, env_list, env_str, env_url, is_dev_run, require_production_variables
 from messaging_center.vocabulary import Priority
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = embedded.default_data_dir()
 
 DEBUG = env_bool("DEBUG", False)
+# The development run: DEBUG, a checkout given none of the production variables, or MC_DEV_RUN=1 (the
+# launcher's default run and the test run set it for their processes). Outside it every production
+# variable is required (no generated key, no embedded server), TLS-ready defaults apply and callbacks
+# go only to public addresses.
+DEV_RUN = is_dev_run(debug=DEBUG)
+if not DEV_RUN:
+    require_production_variables()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -42,16 +50,12 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-# Encrypts provider credentials and callback secrets at rest; falls back to a key derived from SECRET_KEY.
+# Encrypts provider credentials and callback secrets at rest; in the development run it falls back to a
+# key derived from SECRET_KEY.
 ENCRYPTION_KEY = env_str("ENCRYPTION_KEY", "")
 
 _database_url = env_url("DATABASE_URL", ("postgres", "postgresql"))
 _redis_url = env_url("REDIS_URL", ("redis", "rediss"))
-USING_EMBEDDED_SERVICES = _database_url is None or _redis_url is None
-# The development run: DEBUG, the embedded servers, or the launcher's default run (which hands its
-# children the embedded servers' URLs and MC_DEV_RUN=1). Outside it: TLS-ready defaults, callbacks
-# only to public addresses.
-DEV_RUN = env_bool("MC_DEV_RUN", DEBUG or USING_EMBEDDED_SERVICES)
 if _database_url is None:
     _database_url = embedded.EmbeddedPostgres(DATA_DIR / "postgres").ensure_running()
 if _redis_url is None:
@@ -289,6 +293,14 @@ QUEUES = (*(f"mc.{lane}" for lane in LANES), "mc.receipts", "mc.maintenance", "m
 MAX_RETRY_COUNTDOWN_SECONDS = 300
 DISPATCH_SENDING_LEASE_SECONDS = env_int("DISPATCH_SENDING_LEASE_SECONDS", 60, minimum=1)
 DISPATCH_QUEUED_LEASE_SECONDS = env_int("DISPATCH_QUEUED_LEASE_SECONDS", 120, minimum=1)
+# Per lane: a provider call unanswered this long is sent through another provider as well (hedged;
+# apps.dispatch.delivery.hedge), 0 = wait for the call. Only codes by default: a second code is
+# harmless, a late one is not, while a second copy of other messages is a duplicate to the person.
+# 1.5 s rather than 2: the second call must fit too for a code to be sent within 2 s of its accept.
+PROVIDER_CALL_DEADLINE_MS = {
+    lane: env_int(f"PROVIDER_CALL_DEADLINE_{lane.upper()}_MS", 1500 if lane == Priority.CRITICAL else 0, minimum=0)
+    for lane in LANES
+}
 BROKER_VISIBILITY_TIMEOUT_SECONDS = env_int("BROKER_VISIBILITY_TIMEOUT", 3600, minimum=MAX_RETRY_COUNTDOWN_SECONDS * 2)
 
 CELERY_BROKER_URL = REDIS_URL
@@ -351,6 +363,11 @@ RECEIPT_TIMEOUT_SECONDS = env_int("RECEIPT_TIMEOUT_SECONDS", 600, minimum=1)
 # Pull-only providers are asked about messages sent at least this long ago, and at most this long ago.
 RECEIPT_POLL_DELAY_SECONDS = env_int("RECEIPT_POLL_DELAY_SECONDS", 30, minimum=0)
 RECEIPT_POLL_WINDOW_SECONDS = env_int("RECEIPT_POLL_WINDOW_SECONDS", 6 * 3600, minimum=60)
+# A message whose last attempt's outcome is unknown (a timeout after the request left) and that its
+# provider cannot settle is held this long before it is sent again: a verification code briefly (a
+# second code is harmless, a late one is not); any other message for RECEIPT_TIMEOUT_SECONDS, in which
+# a receipt settles it (apps/dispatch/delivery/holds.py).
+AMBIGUOUS_RESEND_AFTER_VERIFICATION_S = env_int("AMBIGUOUS_RESEND_AFTER_VERIFICATION_S", 5, minimum=0)
 # A verification code without a receipt this long after sending is resent once through another provider.
 VERIFICATION_FAILOVER_SECONDS = env_int("VERIFICATION_FAILOVER_SECONDS", 30, minimum=1)
 # Status callbacks to private/loopback addresses are refused unless this allows them (local runs).

@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 import re
 
+# The test run is a development run (embedded servers, generated key), and so are the workers and
+# commands it starts, which inherit this; tests of the production start remove it.
+os.environ.setdefault("MC_DEV_RUN", "1")
+
 from messaging_center.settings import *  # noqa: F403
 from messaging_center.settings import REDIS_URL as _BASE_REDIS_URL
 

@@ -152,9 +152,36 @@ def history(api: Any) -> Iterator[None]:
 BOUND = {transitions.DUE, transitions.LAPSED_AND_EXPIRED, transitions.EXPIRE, transitions.LAPSED}
 
 
+# Run through db.generic_plan_cursor: one generic plan per connection, whatever the parameters.
+GENERIC = {transitions.DUE, transitions.LAPSED_AND_EXPIRED, transitions.LAPSED, polling.AWAITING, polling.LATE}
+
+
+def _sql_type(value: Any) -> str:
+    """The type psycopg sends a parameter as."""
+    if isinstance(value, list):
+        return _sql_type(value[0]) + "[]" if value else "text[]"
+    types = ((bool, "boolean"), (int, "bigint"), (dt.datetime, "timestamptz"), (dt.timedelta, "interval"), (uuid.UUID, "uuid"))
+    return next((name for kind, name in types if isinstance(value, kind)), "text")
+
+
+def _generic(statement: str, params: dict[str, Any]) -> str:
+    """The statement with $1, $2 … (typed as psycopg sends them) for EXPLAIN (GENERIC_PLAN)."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        return f"${numbers.setdefault(match[1], len(numbers) + 1)}::{_sql_type(params[match[1]])}"
+
+    return re.sub(r"%\((\w+)\)s", number, statement)
+
+
 def _plan(statement: str | QuerySet[Any, Any], params: Any = None) -> dict[str, Any]:
     if isinstance(statement, QuerySet):
         statement, params = statement.query.sql_with_params()
+    if statement in GENERIC:
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (GENERIC_PLAN, FORMAT JSON) {_generic(statement, params)}")
+            raw = cursor.fetchone()[0]
+        return (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]  # type: ignore[no-any-return]
     opened = bound_cursor() if statement in BOUND else connection.cursor()
     with opened as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {statement}", params)

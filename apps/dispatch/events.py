@@ -45,11 +45,17 @@ def record_events(
 _ONCE = " WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent x WHERE x.message_id = e.m AND x.attempt = e.a AND x.code = e.c)"
 
 
-# Attempts that waited for a retry through no fault of their provider: our own rate limit for it, and
-# a worker that died mid-send.
+# Attempts that waited for a retry through no fault of their provider: our own rate limit for it, a
+# worker that died mid-send, and a message held because its earlier attempt's outcome is still unknown
+# (apps/dispatch/delivery/holds.py; that attempt's own event names its provider).
 LOCAL_THROTTLE = "provider_rate_limited"
 WORKER_LOST = "worker_lost"
-NOT_THE_PROVIDERS_FAULT = (LOCAL_THROTTLE, WORKER_LOST)
+OUTCOME_UNKNOWN = "outcome_unknown"
+NOT_THE_PROVIDERS_FAULT = (LOCAL_THROTTLE, WORKER_LOST, OUTCOME_UNKNOWN)
+# A message that reached the person through two providers (a hedged call accepted late, or a delivered
+# report from the provider of an earlier attempt whose outcome was unknown): one event per message,
+# the count's once-only record (mc_duplicate_sends_total).
+DUPLICATE_SEND = "duplicate_send"
 
 
 def record_lost_attempts(lost: Sequence[tuple[uuid.UUID, int, str, dt.datetime]]) -> None:
@@ -85,3 +91,17 @@ def failed_providers(message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, set[st
             [list(message_ids), Status.RETRY_WAIT, list(NOT_THE_PROVIDERS_FAULT)],
         )
         return {message_id: set(providers) for message_id, providers in cursor.fetchall()}
+
+
+def last_retry_waits(message_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dt.datetime]:
+    """When each message's latest attempt ended waiting for a retry (a hold of a message whose outcome
+    is unknown is not an attempt's end: see OUTCOME_UNKNOWN)."""
+    if not message_ids:
+        return {}
+    with bound_cursor() as cursor:
+        cursor.execute(
+            "SELECT message_id, max(at) FROM dispatch_messageevent "
+            "WHERE message_id = ANY(%s) AND status = %s AND code <> %s GROUP BY message_id",
+            [list(message_ids), Status.RETRY_WAIT, OUTCOME_UNKNOWN],
+        )
+        return dict(cursor.fetchall())

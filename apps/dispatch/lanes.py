@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+from django.conf import settings
 from redis.exceptions import RedisError
 
 from messaging_center.broker import broker_client
@@ -51,3 +52,9 @@ def critical_in_flight(active: bool) -> Iterator[None]:
     finally:
         with contextlib.suppress(RedisError):
             client.decr(CRITICAL_IN_FLIGHT_KEY)
+
+
+def call_deadline(lane: str) -> float:
+    """Seconds a provider call for a message of this lane may take before the message is sent through
+    another provider as well (apps.dispatch.delivery.hedge); 0: never."""
+    return float(settings.PROVIDER_CALL_DEADLINE_MS.get(lane, 0)) / 1000

@@ -179,10 +179,12 @@ class Grain(models.TextChoices):
     MINUTE = "minute"
     HOUR = "hour"
     DAY = "day"
+    MONTH = "month"  # a calendar month, UTC
+    TOTALS = "totals", "Day totals"  # a day's messages by outcome alone: every other part of the key ''
 
 
 # How long finer rollup rows are kept (apps/dispatch/retention.py prunes them; stats read older edges
-# at the next coarser grain). Day rows stay: one per group and day.
+# at the next coarser grain). Day and month rows stay: one per group and day, and per group and month.
 MINUTE_ROWS_KEPT = dt.timedelta(days=3)
 HOUR_ROWS_KEPT = dt.timedelta(days=35)
 

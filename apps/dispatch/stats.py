@@ -1,13 +1,15 @@
 """`GET /api/v1/stats`: delivery figures of the account's own messages, read from the rollups only.
 
-`dispatch_rollup` (models.Rollup) counts messages by the minute, hour and day they were created in,
-kept by triggers as they change state (docs/architecture.md, "Rollups"). A range is read as whole days,
-with hours and then minutes at its edges — at most five index range scans, each over the groups of
-that grain and time (`_spans`) — so the cost depends on the time range and the number of groups,
-never on the number of messages. `created_after`/`created_before` count to the minute: seconds are
-dropped (a message created at 12:00:30 is in `created_after=12:00:45`). Minute rows are kept
-models.MINUTE_ROWS_KEPT and hour rows models.HOUR_ROWS_KEPT (apps/dispatch/retention.py prunes older ones), so an
-edge older than that counts from the start of its hour, or of its day (`stats_range`).
+`dispatch_rollup` (models.Rollup) counts messages by the minute, hour, day and calendar month (UTC)
+they were created in, kept by triggers as they change state (docs/architecture.md, "Rollups"). A
+range is read as whole months, with days, hours and then minutes at its edges — at most seven index
+range scans, each over the groups of that grain and time (`_spans`) — so the cost depends on the
+number of groups and (little) on the time range, never on the number of messages. By day, the days'
+`totals` rows (a day's messages by outcome alone) stand for the months. `created_after`/`created_before`
+count to the minute: seconds are dropped (a message created at 12:00:30 is in `created_after=12:00:45`).
+Minute rows are kept models.MINUTE_ROWS_KEPT and hour rows models.HOUR_ROWS_KEPT
+(apps/dispatch/retention.py prunes older ones), so an edge older than that counts from the start of its
+hour, or of its day (`stats_range`).
 
 success = a provider accepted / attempted (handed to a provider at least once, among the sent,
 delivered, undelivered, failed and expired); receipt = messages with a receipt / sent; delivery =
@@ -42,25 +44,36 @@ COUNTS = ("total", "sent", "delivered", "undelivered", "failed", "expired", "sup
 ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the triggers' date_bin origin: UTC minutes, hours, days
 OPEN_START = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 OPEN_END = dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
-GRAINS = ((Grain.DAY, dt.timedelta(days=1)), (Grain.HOUR, dt.timedelta(hours=1)), (Grain.MINUTE, dt.timedelta(minutes=1)))
+MONTH = dt.timedelta(days=31)  # stands for a calendar month (UTC) in GRAINS
+DAY, HOUR, MINUTE = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(minutes=1)
+# The grains a range is read in, coarsest first. By day: the days' totals rows (every other part of
+# their key ''), since a month row cannot say which of its days a message was made on.
+GRAINS = ((Grain.MONTH, MONTH), (Grain.DAY, DAY), (Grain.HOUR, HOUR), (Grain.MINUTE, MINUTE))
+GRAINS_BY_DAY = ((Grain.TOTALS, DAY), (Grain.HOUR, HOUR), (Grain.MINUTE, MINUTE))
 
 
 def _floor(moment: dt.datetime, width: dt.timedelta) -> dt.datetime:
+    if width == MONTH:
+        return moment.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return moment - (moment - ORIGIN) % width
 
 
 def _ceil(moment: dt.datetime, width: dt.timedelta) -> dt.datetime:
     floor = _floor(moment, width)
-    return floor if floor == moment else floor + width
+    if floor == moment:
+        return floor
+    if width == MONTH:
+        return _floor(floor + dt.timedelta(days=32), MONTH)
+    return floor + width
 
 
 def _coarse(moment: dt.datetime, now: dt.datetime) -> dt.datetime:
     """An edge at the finest grain still kept at its age."""
-    moment = _floor(moment, dt.timedelta(minutes=1))
+    moment = _floor(moment, MINUTE)
     if moment < now - HOUR_ROWS_KEPT:
-        return _floor(moment, dt.timedelta(days=1))
+        return _floor(moment, DAY)
     if moment < now - MINUTE_ROWS_KEPT:
-        return _floor(moment, dt.timedelta(hours=1))
+        return _floor(moment, HOUR)
     return moment
 
 
@@ -73,16 +86,18 @@ def stats_range(start: dt.datetime | None, end: dt.datetime | None, now: dt.date
     )
 
 
-def _spans(start: dt.datetime, end: dt.datetime) -> list[tuple[str, dt.datetime, dt.datetime]]:
-    """[start, end) (whole minutes) as (grain, from, to) ranges of rollup buckets: the whole days
-    inside it, then the whole hours inside what is left at either edge, then the minutes."""
+def _spans(
+    start: dt.datetime, end: dt.datetime, grains: tuple[tuple[Grain, dt.timedelta], ...] = GRAINS
+) -> list[tuple[str, dt.datetime, dt.datetime]]:
+    """[start, end) (whole minutes) as (grain, from, to) ranges of rollup buckets: the whole months
+    inside it, then the whole days inside what is left at either edge, then hours, then minutes."""
     spans: list[tuple[str, dt.datetime, dt.datetime]] = []
 
     def cover(start: dt.datetime, end: dt.datetime, level: int) -> None:
         if start >= end:
             return
-        grain, width = GRAINS[level]
-        if level == len(GRAINS) - 1:
+        grain, width = grains[level]
+        if level == len(grains) - 1:
             spans.append((grain, start, end))
             return
         inner_start, inner_end = _ceil(start, width), _floor(end, width)
@@ -99,32 +114,27 @@ def _spans(start: dt.datetime, end: dt.datetime) -> list[tuple[str, dt.datetime,
 
 _SENT = "r.outcome IN ('sent', 'delivered', 'undelivered')"
 _ATTEMPTED = "r.outcome IN ('sent', 'delivered', 'undelivered', 'failed', 'expired')"
-# Raw SQL, not the ORM: ranges from unnest joined to the rollups, and the histograms summed bucket by bucket.
-_STATS = """
-WITH picked AS (
-    SELECT {key} AS key, r.*
-    FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
-    JOIN dispatch_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
-), groups AS (
-    SELECT r.key, sum(r.messages) AS total,
-           coalesce(sum(r.messages) FILTER (WHERE {sent}), 0) AS sent,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'delivered'), 0) AS delivered,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'undelivered'), 0) AS undelivered,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'failed'), 0) AS failed,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'expired'), 0) AS expired,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'suppressed'), 0) AS suppressed,
-           coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'rejected'), 0) AS rejected,
-           coalesce(sum(r.attempted) FILTER (WHERE {attempted}), 0) AS attempted,
-           sum(r.codes) AS codes, sum(r.filled) AS filled
-    FROM picked r GROUP BY r.key HAVING sum(r.messages) > 0
-), latency AS (
-    SELECT key, array_agg(n ORDER BY i) AS histogram
-    FROM (SELECT r.key, u.i, sum(u.n)::bigint AS n FROM picked r, unnest(r.latency_ms) WITH ORDINALITY AS u(n, i)
-          WHERE r.outcome = 'delivered' GROUP BY r.key, u.i) AS buckets
-    GROUP BY key
+# The latency histogram summed bucket by bucket in the same pass (one aggregate per bucket): unnesting
+# the arrays and summing them in a second pass over the picked rows took twice as long.
+_HISTOGRAM = ", ".join(
+    f"coalesce(sum(r.latency_ms[{i}]) FILTER (WHERE r.outcome = 'delivered'), 0)" for i in range(1, len(LATENCY_BOUNDS_MS) + 1)
 )
-SELECT g.*, l.histogram FROM groups g LEFT JOIN latency l ON l.key = g.key ORDER BY g.key
-"""
+# Raw SQL, not the ORM: ranges from unnest joined to the rollups, and the histograms summed bucket by bucket.
+_STATS = f"""
+SELECT {{key}} AS key, sum(r.messages) AS total,
+       coalesce(sum(r.messages) FILTER (WHERE {_SENT}), 0) AS sent,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'delivered'), 0) AS delivered,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'undelivered'), 0) AS undelivered,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'failed'), 0) AS failed,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'expired'), 0) AS expired,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'suppressed'), 0) AS suppressed,
+       coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'rejected'), 0) AS rejected,
+       coalesce(sum(r.attempted) FILTER (WHERE {_ATTEMPTED}), 0) AS attempted,
+       sum(r.codes) AS codes, sum(r.filled) AS filled, ARRAY[{_HISTOGRAM}] AS histogram
+FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
+JOIN dispatch_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
+GROUP BY 1 HAVING sum(r.messages) > 0 ORDER BY 1
+"""  # noqa: S608 - our own constants
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -158,11 +168,12 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
             query_timestamp("created_after", after) if after else None,
             query_timestamp("created_before", before) if before else None,
             timezone.now(),
-        )
+        ),
+        GRAINS_BY_DAY if group_by == "day" else GRAINS,
     )
     if not spans:
         return []
-    sql = _STATS.format(key=GROUP_KEYS[group_by], sent=_SENT, attempted=_ATTEMPTED)
+    sql = _STATS.format(key=GROUP_KEYS[group_by])
     bounds: dict[str, Any] = {
         "account": account.id,
         "grains": [grain for grain, _, _ in spans],

@@ -16,6 +16,7 @@ from apps.dispatch.services import idempotency_purge
 from apps.dispatch.spool import delivery as spool_delivery
 from apps.dispatch.spool import replay
 from apps.dispatch.spool.accept import DELIVER_SPOOLED_TASK
+from messaging_center.periodic import PeriodicJob
 
 
 # The database unreachable (a restart): the chunk is tried again in seconds rather than left to the
@@ -56,7 +57,7 @@ def deliver_spooled(self: Task, id_hexes: list[str]) -> None:
         self.apply_async(args=(id_hexes,), countdown=again, queue=queue)
 
 
-@shared_task(name="dispatch.replay_spool")
+@shared_task(name="dispatch.replay_spool", base=PeriodicJob)
 def replay_spool() -> int:
     """Spooled messages into the database, batch after batch, once it answers."""
     replayed = 0
@@ -68,27 +69,27 @@ def replay_spool() -> int:
     return replayed
 
 
-@shared_task(name="dispatch.relay_outbox")
+@shared_task(name="dispatch.relay_outbox", base=PeriodicJob)
 def relay_outbox() -> int:
     return outbox.outbox_relay()
 
 
-@shared_task(name="dispatch.enqueue_due")
+@shared_task(name="dispatch.enqueue_due", base=PeriodicJob)
 def enqueue_due() -> int:
     return sweeper.enqueue_due()
 
 
-@shared_task(name="dispatch.sweep")
+@shared_task(name="dispatch.sweep", base=PeriodicJob)
 def sweep() -> int:
     return sweeper.sweep()
 
 
-@shared_task(name="dispatch.purge_idempotency_keys")
+@shared_task(name="dispatch.purge_idempotency_keys", base=PeriodicJob)
 def purge_idempotency_keys() -> int:
     return idempotency_purge()
 
 
-@shared_task(name="dispatch.retention")
+@shared_task(name="dispatch.retention", base=PeriodicJob)
 def retention() -> dict[str, int]:
     report = run_retention()
     return {"dropped": len(report.dropped), "rewritten": len(report.rewritten), "made": len(report.made)}

@@ -89,12 +89,12 @@ READ_CLAIMABLE = _build(
     """
     WITH expired AS ({expire})
     SELECT FALSE AS expired, id, channel, address, attempts + 1 AS attempt, template_id, content, title, params,
-           provider AS previous_provider, priority, expires_at,
+           provider AS previous_provider, priority, category, expires_at,
            needs_reconcile OR ({sending} AND provider <> '') AS needs_reconcile, user_id, account_id,
            provider_message_id AS previous_reference, CASE WHEN {sending} THEN lease_until END AS lost_lease
     FROM dispatch_message WHERE id = ANY(%(ids)s) AND {claimable}
     UNION ALL
-    SELECT TRUE, e.id, NULL, NULL, d.attempts, NULL, e.detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    SELECT TRUE, e.id, NULL, NULL, d.attempts, NULL, e.detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            {under_way}
     {expired_rows}
 """,

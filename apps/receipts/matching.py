@@ -14,9 +14,9 @@ from typing import Any, cast
 from django.db import connection, transaction
 from redis.exceptions import RedisError
 
-from apps.dispatch import transitions
+from apps.dispatch import events, transitions
 from apps.dispatch.lanes import yield_to_critical
-from apps.dispatch.models import Provider
+from apps.dispatch.models import Provider, Status
 from apps.dispatch.providers.base import Receipt
 from apps.receipts import callbacks, failover
 from messaging_center import ids, metrics
@@ -30,15 +30,23 @@ NOT_YET_SENT = transitions.NOT_YET_SENT
 REMATCH_WINDOW = dt.timedelta(days=1)
 
 
+# A report as it comes probes only the partitions of messages made in the last RECENT_MESSAGES (the
+# id bound; a message table partitioned by day has one probe per partition otherwise). A report it
+# leaves unmatched (a message scheduled days ahead, or not sent yet) is matched again without it.
+RECENT_MESSAGES = dt.timedelta(days=2)
+RECENT = "AND m.id >= %(recent)s"
+
+
 # Report → message by (provider id, number) (one id may cover an Aliyun batch), else by the id alone (no number in
 # the report, or one message for the id), else by our id; LATERAL probes, OFFSET 0 (docs/performance.md, Receipts).
+# `{recent}`: RECENT or nothing.
 PAIRS = """
     exact AS (
         SELECT r.id AS rid, m.id AS mid FROM r CROSS JOIN LATERAL (
             -- `<> ''` on m as well: the index is partial, and the join alone does not tell the planner so
             SELECT m.id FROM dispatch_message m
             WHERE m.provider = r.provider AND m.provider_message_id = r.provider_message_id AND m.address = r."to"
-              AND m.provider_message_id <> ''
+              AND m.provider_message_id <> '' {recent}
             OFFSET 0
         ) m
         WHERE r.provider_message_id <> '' AND r."to" <> ''
@@ -48,6 +56,7 @@ PAIRS = """
         SELECT r.id, m.id FROM r CROSS JOIN LATERAL (
             SELECT m.id FROM dispatch_message m
             WHERE m.provider = r.provider AND m.provider_message_id = r.provider_message_id AND m.provider_message_id <> ''
+              {recent}
             OFFSET 0
         ) m
         WHERE r.provider_message_id <> '' AND r."to" = ''
@@ -56,7 +65,7 @@ PAIRS = """
             SELECT array_agg(first_two.id) AS ids FROM (
                 SELECT m.id FROM dispatch_message m
                 WHERE m.provider = r.provider AND m.provider_message_id = r.provider_message_id
-                  AND m.provider_message_id <> '' LIMIT 2
+                  AND m.provider_message_id <> '' {recent} LIMIT 2
             ) first_two
         ) sole
         WHERE r.provider_message_id <> '' AND r."to" <> '' AND cardinality(sole.ids) = 1
@@ -167,7 +176,7 @@ def receipts_store_and_apply(rows: Sequence[Mapping[str, Any]]) -> tuple[list[uu
                 SELECT * FROM json_to_recordset(%(rows)s::json) AS i(
                     id uuid, provider text, kind text, source text, provider_message_id text, message_ref uuid, "to" text,
                     status text, code text, detail text, reported_at timestamptz)
-            ), r AS (SELECT * FROM input), {PAIRS}, found AS ({_APPLICABLE}
+            ), r AS (SELECT * FROM input), {PAIRS.format(recent=RECENT)}, found AS ({_APPLICABLE}
             ), stored AS (
                 INSERT INTO receipts_providerreceipt (id, provider, kind, source, provider_message_id, message_ref, "to",
                                                       status, code, detail, reported_at, received_at, message_id, matched_at)
@@ -183,7 +192,12 @@ def receipts_store_and_apply(rows: Sequence[Mapping[str, Any]]) -> tuple[list[uu
             UNION ALL
             SELECT *, NULL, NULL FROM ({_MOVED}) moved_rows
             """,  # noqa: S608 - our own constants
-            {"rows": json_rows(rows), "event_ids": ids.uuid7_many(len(rows)), **_STATEMENT_PARAMS},
+            {
+                "rows": json_rows(rows),
+                "event_ids": ids.uuid7_many(len(rows)),
+                "recent": ids.uuid7_floor(dt.datetime.now(dt.UTC) - RECENT_MESSAGES),
+                **_STATEMENT_PARAMS,
+            },
         )
         result = cursor.fetchall()
     stored = [(row[8], row[9]) for row in result if row[8] is not None]
@@ -195,9 +209,10 @@ def receipts_store_and_apply(rows: Sequence[Mapping[str, Any]]) -> tuple[list[uu
 
 
 def receipts_record(*, provider: Provider, receipts: Sequence[Receipt], source: str) -> list[Applied]:
-    """Stores new reports and applies them at once (polling)."""
+    """Stores new reports and applies them at once (polling); those of older messages, a second look."""
     with transaction.atomic():
-        return receipts_store_and_apply(_receipt_rows(provider, receipts, source))[1]
+        unmatched, applied = receipts_store_and_apply(_receipt_rows(provider, receipts, source))
+    return applied + receipts_match(receipt_ids=unmatched)
 
 
 # Pushed reports whose message was not `sent` yet when they came (the push beat the worker's
@@ -263,7 +278,7 @@ def receipts_match(*, receipt_ids: Sequence[uuid.UUID]) -> list[Applied]:
                 SELECT * FROM receipts_providerreceipt WHERE id = ANY(%(ids)s)
             ), r AS (
                 SELECT * FROM by_id WHERE message_id IS NULL
-            ), {PAIRS}, applicable AS ({_APPLICABLE}
+            ), {PAIRS.format(recent="")}, applicable AS ({_APPLICABLE}
             ), matched AS (
                 UPDATE receipts_providerreceipt AS x SET message_id = c.mid, matched_at = now()
                 FROM (SELECT DISTINCT ON (rid) rid, mid FROM applicable ORDER BY rid, mid) c
@@ -331,8 +346,51 @@ def rematch_params(*, batch: int = 1000) -> dict[str, Any]:
 
 
 def receipts_rematch(*, batch: int = 1000) -> int:
-    """Beat job: unmatched receipts of the last day, in case their message became `sent` since."""
+    """Beat job: unmatched receipts of the last day, in case their message became `sent` since; of
+    those still unmatched, the duplicates."""
     with connection.cursor() as cursor:
         cursor.execute(REMATCH, rematch_params(batch=batch))
         receipt_ids = [row[0] for row in cursor.fetchall()]
-    return len(receipts_match(receipt_ids=receipt_ids))
+    matched = len(receipts_match(receipt_ids=receipt_ids))
+    receipts_count_duplicates(receipt_ids=receipt_ids)
+    return matched
+
+
+DUPLICATE_EVENT = events.DUPLICATE_SEND
+# A delivered report, by our id, from a provider other than the one a sent or delivered message went
+# through: an earlier attempt whose outcome was unknown reached the person too. Such a report never
+# matches (it names another provider); it is matched to its message here, and the message gets one
+# `duplicate_send` event (the count's once-only record). Rows: the channel of each message counted.
+DUPLICATES = f"""
+    WITH dup AS MATERIALIZED (
+        SELECT r.id AS rid, m.id AS mid, m.channel, m.status, m.attempts, r.provider
+        FROM receipts_providerreceipt r JOIN dispatch_message m ON m.id = r.message_ref
+        WHERE r.id = ANY(%(ids)s) AND r.matched_at IS NULL AND r.status = '{Status.DELIVERED}'
+          AND m.provider <> r.provider AND m.status IN ('{Status.SENT}', '{Status.DELIVERED}')
+    ), matched AS (
+        UPDATE receipts_providerreceipt AS x SET message_id = dup.mid, matched_at = now()
+        FROM dup WHERE x.id = dup.rid AND x.id = ANY(%(ids)s)
+    ), firsts AS (
+        SELECT DISTINCT ON (mid) * FROM dup
+        WHERE NOT EXISTS (SELECT 1 FROM dispatch_messageevent e WHERE e.message_id = dup.mid AND e.code = '{DUPLICATE_EVENT}')
+        ORDER BY mid, rid
+    ), counted AS (
+        INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt)
+        SELECT {ids.UUID7_SQL}, mid, status, now(), '{DUPLICATE_EVENT}',
+               provider || ' delivered it too: an attempt whose outcome was unknown reached the person', provider, attempts
+        FROM firsts
+        RETURNING message_id
+    )
+    SELECT f.channel FROM firsts f JOIN counted c ON c.message_id = f.mid
+"""  # noqa: S608 - our own constants
+
+
+def receipts_count_duplicates(*, receipt_ids: Sequence[uuid.UUID]) -> int:
+    """Counts the messages these reports show delivered twice (once each, ever); returns how many."""
+    if not receipt_ids:
+        return 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(DUPLICATES, {"ids": list(receipt_ids)})
+        channels = [row[0] for row in cursor.fetchall()]
+    metrics.count(metrics.DUPLICATE_SENDS, ((channel,) for channel in channels))
+    return len(channels)

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -21,6 +20,7 @@ from apps.dispatch.providers.base import ProviderAdapter, ProviderError
 from apps.receipts.matching import receipts_record
 from messaging_center import metrics
 from messaging_center.broker import redis_client
+from messaging_center.db import generic_plan_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _awaiting(provider: Provider, *, limit: int) -> list[tuple[str, str, dt.date
         "until": now - dt.timedelta(seconds=settings.RECEIPT_POLL_DELAY_SECONDS),
         "batch": limit,
     }
-    with connection.cursor() as cursor:
+    with generic_plan_cursor() as cursor:
         cursor.execute(AWAITING, {**params, "after_at": after[0], "after_id": after[1]})
         rows = cursor.fetchall()
         if not rows and after != _START:  # the lap ended exactly at a batch's end: start the next one now
@@ -136,7 +136,7 @@ def receipts_flag_timeouts(*, batch: int = 1000) -> int:
     providers = list(
         Provider.objects.filter(kind__in=_kinds(lambda adapter: adapter.reports_delivery)).values_list("name", flat=True)
     )
-    with connection.cursor() as cursor:
+    with generic_plan_cursor() as cursor:
         cursor.execute(
             LATE,
             {

@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from apps.receipts import callbacks, failover, intake, matching, polling
+from messaging_center.periodic import PeriodicJob
 
 
 @shared_task(name=callbacks.DELIVER_TASK)
@@ -15,7 +16,7 @@ def deliver_callbacks(callback_ids: list[str]) -> int:
     return len(callbacks.callbacks_deliver(callback_ids=[uuid.UUID(c) for c in callback_ids]))
 
 
-@shared_task(name="receipts.publish_due_callbacks")
+@shared_task(name="receipts.publish_due_callbacks", base=PeriodicJob)
 def publish_due_callbacks() -> int:
     return callbacks.callbacks_publish_due()
 
@@ -25,22 +26,22 @@ def match_pending() -> int:
     return matching.receipts_match_pending()
 
 
-@shared_task(name="receipts.rematch")
+@shared_task(name="receipts.rematch", base=PeriodicJob)
 def rematch() -> int:
     return matching.receipts_rematch()
 
 
-@shared_task(name="receipts.poll")
+@shared_task(name="receipts.poll", base=PeriodicJob)
 def poll() -> int:
     return polling.receipts_poll()
 
 
-@shared_task(name="receipts.flag_timeouts")
+@shared_task(name="receipts.flag_timeouts", base=PeriodicJob)
 def flag_timeouts() -> int:
     return polling.receipts_flag_timeouts()
 
 
-@shared_task(name="receipts.replay_spooled")
+@shared_task(name="receipts.replay_spooled", base=PeriodicJob)
 def replay_spooled() -> int:
     """Reports pushed during a database outage (apps/dispatch/spool), once it is back."""
     stored = 0
@@ -52,6 +53,6 @@ def replay_spooled() -> int:
     return stored
 
 
-@shared_task(name="receipts.failover_silent")
+@shared_task(name="receipts.failover_silent", base=PeriodicJob)
 def failover_silent() -> int:
     return len(failover.failover_silent())

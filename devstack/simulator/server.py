@@ -137,6 +137,7 @@ def build_app(
     app.router.add_route("POST", "/", root)
     app.router.add_route("GET", "/", root)
     app.router.add_post(twilio.PATH, twilio.create_message)
+    app.router.add_get(twilio.PATH, twilio.list_messages)
     app.router.add_get(wechat.AUTH_PATH, wechat.token)
     app.router.add_post(wechat.SEND_PATH, wechat.template_send)
     app.router.add_get(wecom.AUTH_PATH, wecom.gettoken)

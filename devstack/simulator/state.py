@@ -96,6 +96,8 @@ TOKEN_TTL_S = {"wechat": 7200, "wecom": 7200, "fcm": 3599}
 # Memory bounds for a simulator left running under load; the oldest entries go first.
 MAX_RECORDS = 100_000
 MAX_SENT = 100_000
+# What a lookup by number sees: the newest messages to each number.
+MAX_SENT_PER_ADDRESS = 1_000
 
 
 def credentials_from_env(environ: dict[str, str]) -> dict[str, dict[str, str]]:
@@ -161,6 +163,7 @@ class SimulatorState:
         self.records: deque[Record] = deque(maxlen=MAX_RECORDS)
         self.behaviors: dict[str, Behavior] = {}
         self.sent: dict[tuple[str, str], list[SentMessage]] = {}
+        self.sent_to: dict[tuple[str, str], deque[SentMessage]] = {}
         self.pull_queues: dict[str, deque[SentMessage]] = {}
         self.pending: list[PendingReceipt] = []
         self.tokens: dict[str, tuple[str, float]] = {}
@@ -187,6 +190,9 @@ class SimulatorState:
         self.sent.setdefault(key, []).append(message)
         if len(self.sent) > MAX_SENT:
             del self.sent[next(iter(self.sent))]
+        self.sent_to.setdefault((message.provider, message.to), deque(maxlen=MAX_SENT_PER_ADDRESS)).append(message)
+        if len(self.sent_to) > MAX_SENT:
+            del self.sent_to[next(iter(self.sent_to))]
         behavior = self.behavior(message.provider)
         if behavior.receipt == "none":
             return
@@ -195,6 +201,10 @@ class SimulatorState:
 
     def sent_messages(self, provider: str, provider_message_id: str) -> list[SentMessage]:
         return self.sent.get((provider, provider_message_id), [])
+
+    def sent_to_address(self, provider: str, to: str) -> list[SentMessage]:
+        """What `provider` accepted for `to`, newest first (the provider's own record, for its query APIs)."""
+        return list(reversed(self.sent_to.get((provider, to), ())))
 
     def due_receipts(self) -> list[PendingReceipt]:
         now = time.monotonic()
@@ -246,6 +256,7 @@ class SimulatorState:
         self.records.clear()
         self.behaviors.clear()
         self.sent.clear()
+        self.sent_to.clear()
         self.pull_queues.clear()
         self.pending.clear()
         self.tokens.clear()

@@ -53,6 +53,8 @@ async def handle(request: web.Request) -> web.Response:
         return await _send_sms(request, params)
     if action == "PullSmsSendStatus":
         return _pull_sms_send_status(request.app[STATE_KEY], params)
+    if action == "PullSmsSendStatusByPhoneNumber":
+        return _pull_by_phone_number(request.app[STATE_KEY], params)
     return _error("InvalidAction", f"The action {action!r} does not exist.", 400)
 
 
@@ -164,6 +166,42 @@ def _pull_sms_send_status(state: SimulatorState, params: dict[str, Any]) -> web.
                 "SessionContext": m.message_id or "",
             }
             for m in pulled
+        ]
+    )
+
+
+def _pull_by_phone_number(state: SimulatorState, params: dict[str, Any]) -> web.Response:
+    """The delivery statuses of one number since BeginTime (at most 7 days back), each with the
+    SessionContext of its SendSms; only messages whose carrier report has arrived are listed."""
+    begin, end, limit = params.get("BeginTime"), params.get("EndTime"), params.get("Limit")
+    now = time.time()
+    if not isinstance(begin, int) or isinstance(begin, bool) or not now - 7 * 86400 <= begin <= now:
+        return _error("InvalidParameterValue.TimeRangeError", "BeginTime must be unix seconds within the last 7 days.")
+    if end is not None and (not isinstance(end, int) or isinstance(end, bool)):
+        return _error("InvalidParameterValue", "EndTime must be unix seconds.")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100 or params.get("Offset") != 0:
+        return _error("InvalidParameterValue", "Limit must be 1-100 and Offset 0.")
+    phone = params.get("PhoneNumber")
+    if not isinstance(phone, str) or not E164.match(phone) or not params.get("SmsSdkAppId"):
+        return _error("InvalidParameterValue.IncorrectPhoneNumber", "PhoneNumber (E.164) and SmsSdkAppId are required.")
+    reported = [
+        m
+        for m in state.sent_to_address(PROVIDER, phone)
+        if m.outcome is not None and begin <= m.sent_at.timestamp() and (end is None or m.sent_at.timestamp() <= end)
+    ]
+    return _ok(
+        PullSmsSendStatusSet=[
+            {
+                "UserReceiveTime": int((m.reported_at or m.sent_at).timestamp()),
+                "CountryCode": _split(m.to)[0],
+                "SubscriberNumber": _split(m.to)[1],
+                "PhoneNumber": m.to,
+                "SerialNo": m.provider_message_id,
+                "ReportStatus": "SUCCESS" if m.outcome == "delivered" else "FAIL",
+                "Description": "DELIVRD" if m.outcome == "delivered" else "UNDELIV",
+                "SessionContext": m.message_id or "",
+            }
+            for m in reported[:limit]
         ]
     )
 

@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import hmac
+import operator
 import re
 import uuid
 from email.utils import format_datetime
@@ -69,29 +70,9 @@ async def create_message(request: web.Request) -> web.Response:
     def accept() -> web.Response:
         sid = f"SM{uuid.uuid4().hex}"
         state.record(Record(PROVIDER, to, message_id, fields, provider_message_id=sid))
-        state.accept(SentMessage(PROVIDER, sid, to, message_id, content=fields["Body"], callback_url=callback, sender=sender))
-        now = format_datetime(dt.datetime.now(dt.UTC), usegmt=True)
-        return json_response(
-            {
-                "sid": sid,
-                "account_sid": account_sid,
-                "to": to,
-                "from": fields.get("From"),
-                "messaging_service_sid": fields.get("MessagingServiceSid"),
-                "body": fields["Body"],
-                "status": "queued",
-                "num_segments": "1",
-                "direction": "outbound-api",
-                "api_version": "2010-04-01",
-                "date_created": now,
-                "date_updated": now,
-                "date_sent": None,
-                "error_code": None,
-                "error_message": None,
-                "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json",
-            },
-            201,
-        )
+        message = SentMessage(PROVIDER, sid, to, message_id, content=fields["Body"], callback_url=callback, sender=sender)
+        state.accept(message)
+        return json_response(_resource(account_sid, message, created=True), 201)
 
     def fail(kind: str) -> web.Response:
         if kind == "throttle":
@@ -101,6 +82,78 @@ async def create_message(request: web.Request) -> web.Response:
         return _error(500, 20500, "Internal Server Error")
 
     return await simulate(request, PROVIDER, accept=accept, fail=fail)
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """Read multiple Message resources, newest first: filtered by To, From and DateSent (a GMT day,
+    `DateSent<` / `DateSent>` for on or before / on or after it), PageSize (≤ 1000), Page and PageToken."""
+    state = request.app[STATE_KEY]
+    if not _authenticated(request):
+        return _error(401, 20003, "Authenticate")
+    query = request.query
+    try:
+        size = int(query.get("PageSize", "50"))
+        page = int(query.get("Page", "0"))
+        days = {op: dt.date.fromisoformat(query[f"DateSent{op}"]) for op in ("", "<", ">") if f"DateSent{op}" in query}
+    except ValueError:
+        return _error(400, 20001, "Invalid PageSize, Page or DateSent.")
+    if not 1 <= size <= 1000 or page < 0:
+        return _error(400, 20001, "PageSize must be 1-1000 and Page 0 or more.")
+    to = query.get("To")
+    listed = state.sent_to_address(PROVIDER, to) if to else [m for found in state.sent.values() for m in found]
+    if not to:
+        listed = sorted((m for m in listed if m.provider == PROVIDER), key=lambda m: m.sent_at, reverse=True)
+    sent_on = {"": operator.eq, "<": operator.le, ">": operator.ge}
+    listed = [
+        m
+        for m in listed
+        if (not query.get("From") or m.sender == query["From"])
+        and all(sent_on[op](m.sent_at.astimezone(dt.UTC).date(), day) for op, day in days.items())
+    ]
+    account_sid = request.match_info["account_sid"]
+    path = request.path
+    rest = {k: v for k, v in query.items() if k not in ("Page", "PageToken")}
+    more = len(listed) > (page + 1) * size
+    next_page = f"{path}?{urlencode({**rest, 'Page': page + 1, 'PageToken': f'PA{page + 1}'})}" if more else None
+    return json_response(
+        {
+            "messages": [_resource(account_sid, m) for m in listed[page * size : (page + 1) * size]],
+            "page": page,
+            "page_size": size,
+            "start": page * size,
+            "end": page * size + min(size, max(0, len(listed) - page * size)) - 1,
+            "uri": f"{path}?{urlencode(dict(query))}",
+            "first_page_uri": f"{path}?{urlencode({**rest, 'Page': 0})}",
+            "next_page_uri": next_page,
+            "previous_page_uri": f"{path}?{urlencode({**rest, 'Page': page - 1})}" if page else None,
+        }
+    )
+
+
+def _resource(account_sid: str, message: SentMessage, *, created: bool = False) -> dict[str, Any]:
+    """A Message resource as Twilio answers it: `queued` when just created; later sent at once (the
+    simulator's carrier takes it), then delivered or undelivered once its report is due."""
+    made = format_datetime(message.sent_at, usegmt=True)
+    status = "queued" if created else (message.outcome or "sent")
+    service = message.sender if message.sender and message.sender.startswith("MG") else None
+    return {
+        "sid": message.provider_message_id,
+        "account_sid": account_sid,
+        "to": message.to,
+        "from": None if service else message.sender,
+        "messaging_service_sid": service,
+        "body": message.content,
+        "status": status,
+        "num_segments": "1",
+        "direction": "outbound-api",
+        "api_version": "2010-04-01",
+        "date_created": made,
+        "date_updated": format_datetime(message.reported_at or message.sent_at, usegmt=True),
+        "date_sent": None if created else made,
+        "error_code": 30003 if status == "undelivered" else None,
+        "error_message": None,
+        "uri": f"/2010-04-01/Accounts/{account_sid}/Messages/{message.provider_message_id}.json",
+    }
 
 
 def pushes(state: SimulatorState, messages: list[SentMessage]) -> list[Push]:

@@ -11,7 +11,7 @@ import pytest
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import OutboundMessage, ProviderAdapter, ProviderError, SendResult
 from tests.dispatch.conftest import Simulator
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_until
 
 PROVIDERS = sorted(kind for kind in ADAPTERS if adapter_class(kind).channel == "sms")
 AUTH_ERRORS = {
@@ -294,9 +294,86 @@ def test_aliyun_lookup_finds_a_message_sent_in_a_batch_by_the_batch_reference(si
     aliyun = adapter(sim, "aliyun")
     aliyun.send_batch([message(61, batch_reference="mcb-61"), message(62, batch_reference="mcb-61")])
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
-    found = aliyun.lookup_sent(message_id="msg_01jtest000062", to="+8613800100062", since=since, batch_reference="mcb-61")
+    found = aliyun.lookup_sent(message(62, batch_reference="mcb-61"), since=since)
     assert found is not None and found.raw["reconciled"]
-    assert aliyun.lookup_sent(message_id="msg_01jtest000062", to="+8613800100062", since=since) is None
+    assert aliyun.lookup_sent(message(62), since=since) is None
+
+
+def test_tencent_lookup_finds_our_session_context_once_the_carrier_reported(sim: Simulator) -> None:
+    """PullSmsSendStatusByPhoneNumber lists delivery reports with the SessionContext of their SendSms:
+    our id for a lone message, the batch reference for a call to several numbers. Before the report a
+    miss is no proof, which the adapter says of itself."""
+    tencent = adapter(sim, "tencent")
+    sim.behave("tencent", receipt_delay_ms=60_000)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    lone = message(81, provider_template_id="1001")
+    tencent.send(lone)
+    assert tencent.lookup_sent(lone, since=since) is None and not tencent.lookup_sees_unreported
+    sim.behave("tencent", receipt_delay_ms=0)
+    batch = [
+        message(82, provider_template_id="1001", batch_reference="mcb-82", params={}),
+        message(83, provider_template_id="1001", batch_reference="mcb-82", params={}),
+    ]
+    outcomes = tencent.send_batch(batch)
+    other = message(84, provider_template_id="1001", to=lone.to)
+    tencent.send(other)
+    wait_until(lambda: tencent.lookup_sent(other, since=since) is not None, 5, "the report of the second message")
+
+    found = tencent.lookup_sent(other, since=since)
+    assert found is not None and found.raw["reconciled"]
+    [record] = [r for r in sim.messages(to=lone.to) if r["message_id"] == other.message_id]
+    assert found.provider_message_id == record["provider_message_id"]  # the SerialNo, by which receipts match
+    assert (
+        tencent.lookup_sent(message(83, provider_template_id="1001", batch_reference="mcb-82"), since=since).provider_message_id
+        == outcomes[1].provider_message_id
+    )  # type: ignore[union-attr]
+    assert tencent.lookup_sent(lone, since=since) is None  # still no report: a miss
+
+    with pytest.raises(ProviderError) as refused:
+        adapter(sim, "tencent", secret_key="wrong").lookup_sent(other, since=since)
+    assert refused.value.code == "AuthFailure.SignatureFailure"
+
+
+def test_twilio_lookup_finds_our_body_to_the_number_since_the_message_was_made(sim: Simulator) -> None:
+    """A Twilio Message carries no client reference: ours is the outbound one with our body to our
+    number, made since the message was, listed by To and DateSent>= across pages."""
+    twilio = adapter(sim, "twilio")
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    ours = message(91, content="Your code is 123456")
+    for n in range(60):  # more than a page of other messages to the same number
+        twilio.send(message(91, message_id=f"msg_01jother{n:05d}", content=f"Other {n}"))
+    sent = twilio.send(ours)
+    for n in range(3):
+        twilio.send(message(91, message_id=f"msg_01jlater{n:05d}", content=f"Later {n}"))
+    found = twilio.lookup_sent(ours, since=since)
+    assert found is not None and found.provider_message_id == sent.provider_message_id and found.raw["reconciled"]
+    assert twilio.lookup_sent(message(91, content="Never sent"), since=since) is None
+    assert twilio.lookup_sent(message(92, content=ours.content), since=since) is None  # another number
+    assert twilio.lookup_sent(ours, since=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) is None  # made before
+
+    with pytest.raises(ProviderError) as refused:
+        adapter(sim, "twilio", auth_token="wrong").lookup_sent(ours, since=since)
+    assert refused.value.code == "20003"
+
+
+def test_twilio_list_pages_and_filters_as_twilio_does(sim: Simulator) -> None:
+    twilio = adapter(sim, "twilio")
+    for n in range(5):
+        twilio.send(message(95, content=f"Note {n}"))
+    sid = sim.settings("twilio")["account_sid"]
+    path = f"/2010-04-01/Accounts/{sid}/Messages.json"
+    auth = {"Authorization": twilio._headers()["Authorization"]}  # type: ignore[attr-defined]
+    today = dt.datetime.now(dt.UTC).date()
+    status, body = sim.raw("GET", f"{path}?To=%2B8613800100095&PageSize=2&DateSent%3E={today}", headers=auth)
+    page = json.loads(body)
+    assert status == 200 and [m["body"] for m in page["messages"]] == ["Note 4", "Note 3"]
+    assert page["messages"][0]["direction"] == "outbound-api" and page["messages"][0]["date_sent"]
+    status, body = sim.raw("GET", page["next_page_uri"], headers=auth)
+    assert [m["body"] for m in json.loads(body)["messages"]] == ["Note 2", "Note 1"]
+    tomorrow = today + dt.timedelta(days=1)
+    status, body = sim.raw("GET", f"{path}?To=%2B8613800100095&DateSent%3E={tomorrow}", headers=auth)
+    assert json.loads(body)["messages"] == [] and json.loads(body)["next_page_uri"] is None
+    assert sim.raw("GET", f"{path}?To=%2B8613800100095", headers={})[0] == 401
 
 
 def test_twilio_batch_sends_its_requests_concurrently(sim: Simulator) -> None:

@@ -351,3 +351,28 @@ def test_a_deleted_message_leaves_its_groups(api, make_message) -> None:
     Message.objects.filter(id=deleted.id).delete()
     [group] = api.get("/api/v1/stats", {"group_by": "provider"}).json()["groups"]
     assert (group["key"], group["total"], group["delivered"]) == (kept.provider, 1, 1)
+
+
+def test_month_and_day_total_rows_summed_from_the_day_rows_equal_those_the_triggers_keep(api, make_message) -> None:
+    """Migration 0014 fills the month and day-totals rows of an existing installation from its day rows:
+    what it writes is what the triggers have written as the messages changed."""
+    import importlib
+
+    backfills = importlib.import_module("apps.dispatch.migrations.0014_rollup_months").BACKFILLS
+    messages = [make_message(status=status) for status in (Status.DELIVERED, Status.DELIVERED, Status.UNDELIVERED, Status.SENT)]
+    for n, message in enumerate(messages):  # over two calendar months and several days
+        Message.objects.filter(id=message.id).update(
+            created_at=message.created_at - dt.timedelta(days=17 * n),
+            delivered_at=F("sent_at") + dt.timedelta(seconds=n + 1),
+        )
+    coarse = "SELECT * FROM dispatch_rollup WHERE grain IN ('month', 'totals') AND messages <> 0"
+    with connection.cursor() as cursor:
+        cursor.execute(coarse)
+        kept = sorted(cursor.fetchall())
+        cursor.execute("DELETE FROM dispatch_rollup WHERE grain IN ('month', 'totals')")
+        for backfill in backfills:
+            cursor.execute(backfill)
+        cursor.execute(coarse)
+        summed = sorted(cursor.fetchall())
+    assert {row[1] for row in kept} == {"month", "totals"} and len({row[2] for row in kept if row[1] == "month"}) >= 2
+    assert summed == kept

@@ -10,10 +10,12 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from apps.dispatch.models import Message, MessageEvent
-from apps.receipts.matching import receipts_rematch
+from apps.dispatch.providers.base import Receipt
+from apps.receipts.matching import RECENT_MESSAGES, receipts_match_pending, receipts_record, receipts_rematch
 from apps.receipts.models import ProviderReceipt
 from apps.receipts.polling import receipts_flag_timeouts
 from messaging_center.broker import redis_client
+from tests.helpers import move_back
 from tests.receipts.conftest import RECEIPT_TOKEN, make_provider
 from tests.receipts.test_receipt_webhooks import aliyun_report
 
@@ -66,6 +68,28 @@ def test_rematch_job_applies_receipts_that_beat_the_sent_finish(make_message) ->
     assert receipts_rematch() == 1
     assert Message.objects.get(id=message.id).status == "delivered"
     assert receipts_rematch() == 0
+
+
+def test_reports_of_messages_made_days_ago_are_applied_too(make_message) -> None:
+    """A report as it comes looks among the last days' messages first (one probe per daily partition
+    otherwise); a message made before that — sent late from a schedule — still gets its report, pushed
+    (through the receipts worker's match) or polled (at once)."""
+    provider = make_provider("aliyun", receipt_token=RECEIPT_TOKEN)
+    days = RECENT_MESSAGES.days + 3
+    pushed, polled = (Message.objects.get(id=move_back(make_message().id, days)) for _ in range(2))
+    report = json.loads(aliyun_report(pushed))
+    report[0]["out_id"] = ""  # by the provider's id and number alone
+    response = Client().post(
+        f"/api/v1/receipts/aliyun?token={RECEIPT_TOKEN}", json.dumps(report), content_type="application/json"
+    )
+    assert response.status_code == 200
+    receipts_match_pending()  # the receipts worker's task
+    assert Message.objects.get(id=pushed.id).status == "delivered"
+
+    receipt = Receipt(provider.name, polled.provider_message_id, None, polled.address, "delivered", "DELIVRD", "", timezone.now())
+    [applied] = receipts_record(provider=provider, receipts=[receipt], source="poll")
+    assert applied.message_id == polled.id
+    assert Message.objects.get(id=polled.id).status == "delivered"
 
 
 def test_metrics_show_receipts_and_latency(make_message, django_capture_on_commit_callbacks) -> None:

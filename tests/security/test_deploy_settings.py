@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.db import connection
 
@@ -22,6 +23,7 @@ def _production_env(**extra: str) -> dict[str, str]:
         "DATABASE_URL": f"postgresql://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "SECRET_KEY": secrets.token_urlsafe(64),
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
         "ALLOWED_HOSTS": "mc.example.com",
         "CSRF_TRUSTED_ORIGINS": "https://mc.example.com",
         "TRUST_X_FORWARDED_PROTO": "1",

@@ -118,7 +118,7 @@ def _to(message: Message) -> dict[str, str]:
 @extend_schema_serializer(component_name="MessageEvent")
 class MessageEventOutput(serializers.Serializer):
     status = serializers.CharField(
-        help_text="A message status, or a timeline event without one (e.g. `receipt_timeout`, `failover`)."
+        help_text="A message status, or a timeline event without one (e.g. `receipt_timeout`, `failover`, `late_answer`)."
     )
     at = serializers.DateTimeField()
     detail = serializers.CharField(allow_null=True)

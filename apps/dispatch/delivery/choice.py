@@ -7,8 +7,10 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 
 from apps.dispatch import routing
+from apps.dispatch.delivery import holds
 from apps.dispatch.delivery.claims import Claimed
 from apps.dispatch.events import failed_providers
+from apps.dispatch.lanes import call_deadline
 from apps.dispatch.providers.base import ProviderError, SendResult
 from apps.templates.models import MessageTemplate
 from messaging_center import ids
@@ -21,6 +23,10 @@ class Attempt:
     route: routing.Route | None
     outcome: SendResult | ProviderError | None = None
     dead_tokens: list[str] = field(default_factory=list)
+    # Said in the event that ends the attempt after the detail (a hedged send: which call won).
+    note: str = ""
+    # Seconds before the next try, where reconciliation decided it (a held message: holds.py).
+    wait: float | None = None
 
 
 # A batch call's reference starts so; it never looks like a provider's own message id.
@@ -65,13 +71,14 @@ class Choice:
                 self.templates[template.id] = TEMPLATES_BY_ID.put(template.id, template)
 
     def recorded(self) -> dict[uuid.UUID, tuple[str, str]]:
-        """Message id → (provider, batch reference) where a crash mid-send could be reconciled:
-        the provider can be asked. Others are sent again anyway after a crash."""
+        """Message id → (provider, batch reference) where a crash mid-send could be settled before a
+        resend: the provider can be asked, or its receipt waited for (holds.settles). Others are sent
+        again anyway after a crash."""
         references = {a.message.id: reference for part, reference in self.parts for a in part}
         return {
             a.message.id: (a.route.name, references.get(a.message.id, ""))
             for a in self.attempts
-            if a.outcome is None and a.route is not None and a.route.adapter.can_be_asked
+            if a.outcome is None and a.route is not None and holds.settles(a.route.adapter)
         }
 
     def only(self, claimed: Sequence[Claimed]) -> Choice:
@@ -100,19 +107,24 @@ def parts_of(parts: Sequence[tuple[list[Attempt], str]], kept: Container[uuid.UU
     return [(part, reference) for part, reference in trimmed if part]
 
 
+def usable_routes(message: Claimed, choice: Choice) -> list[routing.Route]:
+    """The enabled providers that serve the message's address with its template."""
+    template = choice.templates.get(message.template_id) if message.template_id else None
+    return routing.usable(
+        routing.ROUTES.for_channel(message.channel), (template.provider_template_ids or {}) if template else {}, message.address
+    )
+
+
 def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]:
     allowed: dict[str, set[str]] = {}
+    slow: dict[str, set[str]] = {}
+    hurried = any(call_deadline(m.priority) for m in messages)
     attempts = []
     # Retries fail over through every provider that has not failed the message yet (one query, for
     # third attempts and later only: a second attempt avoids the provider of the first).
     failed = failed_providers([m.id for m in messages if m.attempt > 2])
     for message in messages:
-        template = choice.templates.get(message.template_id) if message.template_id else None
-        routes = routing.usable(
-            routing.ROUTES.for_channel(message.channel),
-            (template.provider_template_ids or {}) if template else {},
-            message.address,
-        )
+        routes = usable_routes(message, choice)
         if not routes:
             attempts.append(
                 Attempt(
@@ -127,9 +139,13 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
             )
             continue
         if message.channel not in allowed:
-            allowed[message.channel] = choice.health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
+            names = [r.name for r in routing.ROUTES.for_channel(message.channel)]
+            allowed[message.channel] = choice.health.allowed(names)
+            slow[message.channel] = choice.health.slow(names) if hurried else set()
         avoid = [message.previous_provider] if message.attempt > 1 and message.previous_provider else []
         avoid += sorted(failed.get(message.id, set()) - set(avoid))
+        if call_deadline(message.priority):
+            avoid += sorted(slow[message.channel] - set(avoid))  # hedged away from lately: not waited for again
         route = routing.choose(routes, allowed=allowed[message.channel], avoid=avoid)
         if route is None:
             attempts.append(

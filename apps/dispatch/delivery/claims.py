@@ -32,6 +32,7 @@ class Claimed:
     params: dict[str, str]
     previous_provider: str
     priority: str
+    category: str
     expires_at: dt.datetime
     needs_reconcile: bool
     user_id: str

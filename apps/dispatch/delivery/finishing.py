@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.dispatch import outbox, routing, status_hooks, transitions
+from apps.dispatch.delivery import holds
 from apps.dispatch.delivery.choice import Attempt
-from apps.dispatch.events import LOCAL_THROTTLE, record_events
+from apps.dispatch.events import LOCAL_THROTTLE, OUTCOME_UNKNOWN, record_events
 from apps.dispatch.models import Status
 from apps.dispatch.providers.base import ProviderError, SendResult
 from messaging_center import ids, metrics
@@ -25,9 +27,6 @@ from messaging_center.db import bound_cursor, json_rows
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 60.0
 MAX_ATTEMPTS = 10
-# A timeout after the request left us may have been sent: wait this long for a receipt to settle it
-# (a receipt moves the message out of retry_wait, so the retry finds nothing to do) before resending.
-RECONCILE_SECONDS = 10.0
 RETRY_LEASE_GRACE = dt.timedelta(seconds=30)
 
 
@@ -48,7 +47,7 @@ def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:
         assert isinstance(outcome, ProviderError)
         counts_against_provider = (
             route is not None
-            and outcome.code != LOCAL_THROTTLE
+            and outcome.code not in (LOCAL_THROTTLE, OUTCOME_UNKNOWN)
             and (not outcome.permanent or outcome.provider_fault or outcome.ambiguous)
         )
         if counts_against_provider:
@@ -59,11 +58,15 @@ def finish_attempts(attempts: list[Attempt], health: routing.Health) -> None:
         if outcome.permanent and outcome.provider_fault and not _has_alternative(attempt):
             failed.append(attempt)
             continue
-        countdown = (
-            RECONCILE_SECONDS
-            if outcome.ambiguous
-            else backoff_seconds(attempt.message.attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS, jitter=True)
-        )
+        # A timeout after the request left us may have been sent: wait for a receipt or the provider's
+        # answer to settle it before resending (a receipt moves the message out of retry_wait, so the
+        # retry finds nothing to do), as long as its category allows (holds.py).
+        if attempt.wait is not None:
+            countdown = attempt.wait
+        elif outcome.ambiguous:
+            countdown = holds.first_wait(attempt.message.category, route.adapter if route else None)
+        else:
+            countdown = backoff_seconds(attempt.message.attempt, base=BACKOFF_BASE_SECONDS, cap=BACKOFF_CAP_SECONDS, jitter=True)
         if outcome.code == LOCAL_THROTTLE:
             countdown = random.uniform(0.2, 1.0)
         if attempt.message.attempt >= MAX_ATTEMPTS:
@@ -132,7 +135,7 @@ def _sent_detail(attempt: Attempt) -> str:
     assert attempt.route is not None and isinstance(attempt.outcome, SendResult)
     if attempt.outcome.raw.get("reconciled"):
         return f"{attempt.route.name} already had it (the earlier attempt's outcome was unknown); not sent again"
-    return f"accepted by {attempt.route.name}"
+    return f"accepted by {attempt.route.name}{attempt.note}"
 
 
 def _mark_final(attempts: list[Attempt], status: str) -> None:
@@ -170,7 +173,7 @@ def _detail(attempt: Attempt, status: str) -> str:
         return f"The TTL would pass before another try ({where}{error.code}: {error.detail})."
     if attempt.message.attempt >= MAX_ATTEMPTS and not error.permanent:
         return f"Gave up after {attempt.message.attempt} attempts ({where}{error.code}: {error.detail})."
-    return f"{where}{error.detail}" if error.detail else f"{where}{error.code}"
+    return (f"{where}{error.detail}" if error.detail else f"{where}{error.code}") + attempt.note
 
 
 def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
@@ -206,4 +209,7 @@ def _mark_retry(retries: list[tuple[Attempt, float]]) -> None:
         if attempt.message.id in done:
             groups.setdefault((attempt.message.priority, round(countdown)), []).append(attempt.message.id)
     for (lane, countdown), message_ids in groups.items():
-        outbox.publish_retry(lane=lane, message_ids=message_ids, countdown=max(0.1, float(countdown)))
+        # A wait beyond a countdown's cap (a hold for a receipt) is the database's: the sweeper enqueues
+        # the messages once their lease runs out.
+        if countdown <= settings.MAX_RETRY_COUNTDOWN_SECONDS:
+            outbox.publish_retry(lane=lane, message_ids=message_ids, countdown=max(0.1, float(countdown)))

@@ -14,6 +14,7 @@ from apps.dispatch import routing
 from apps.dispatch.delivery.choice import Attempt, Choice, group_into_calls, parts_of, route_messages
 from apps.dispatch.delivery.claims import Claimed
 from apps.dispatch.delivery.finishing import finish_attempts
+from apps.dispatch.delivery.hedge import Call, settle
 from apps.dispatch.delivery.pool import executor
 from apps.dispatch.delivery.reconcile import reconcile, record_chosen_providers
 from apps.dispatch.events import LOCAL_THROTTLE
@@ -77,6 +78,10 @@ def _send_one(route: routing.Route, message: OutboundMessage) -> SendResult | Pr
     except Exception as error:  # an adapter bug must not lose the message: treat as transient
         logger.exception("adapter %s raised unexpectedly", route.name)
         return ProviderError("adapter_error", f"{type(error).__name__}: {error}", permanent=False)
+
+
+def _send_alone(route: routing.Route, message: OutboundMessage) -> list[SendResult | ProviderError]:
+    return [_send_one(route, message)]
 
 
 def _send_batch(route: routing.Route, messages: list[OutboundMessage]) -> list[SendResult | ProviderError]:
@@ -156,6 +161,24 @@ def _deactivate_dead_tokens(attempts: Sequence[Attempt]) -> None:
         push_tokens_deactivate(tokens=dead)
 
 
+def _start_calls(choice: Choice) -> list[Call]:
+    """The choice's provider calls (single sends and batch calls), started on the send threads."""
+    calls = []
+    for single in choice.singles:
+        route = single.route
+        assert route is not None  # group_into_calls leaves out attempts without a route
+        outbound = _outbound(single.message, _template_of(single.message, choice.templates), route)
+        calls.append(Call(route, [single], executor().submit(_send_alone, route, outbound)))
+    for part, reference in choice.parts:
+        route = part[0].route
+        assert route is not None
+        outbound_part = [
+            _outbound(a.message, _template_of(a.message, choice.templates), route, batch_reference=reference) for a in part
+        ]
+        calls.append(Call(route, part, executor().submit(_send_batch, route, outbound_part)))
+    return calls
+
+
 def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = None) -> None:
     if not claimed:
         return
@@ -164,7 +187,11 @@ def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = N
     rest = [c for c in claimed if c.id not in chosen]
     if rest:
         choice.add_templates(rest)
-        settled = reconcile([c for c in rest if c.needs_reconcile and c.previous_provider])
+        templates = choice.templates
+        settled = reconcile(
+            [c for c in rest if c.needs_reconcile and c.previous_provider],
+            lambda m, route, reference: _outbound(m, _template_of(m, templates), route, batch_reference=reference),
+        )
         choice.attempts.extend(settled)
         done = {a.message.id for a in settled}
         later = Choice(choice.templates, choice.health)
@@ -183,24 +210,8 @@ def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = N
         for a in attempts
         if a.outcome is None and a.message.id in fanout
     ]
-    futures = []
-    for single in singles:
-        route = single.route
-        assert route is not None  # group_into_calls leaves out attempts without a route
-        futures.append(
-            executor().submit(_send_one, route, _outbound(single.message, _template_of(single.message, templates), route))
-        )
-    batch_futures = []
-    for part, reference in parts:
-        route = part[0].route
-        assert route is not None
-        outbound = [_outbound(a.message, _template_of(a.message, templates), route, batch_reference=reference) for a in part]
-        batch_futures.append((part, executor().submit(_send_batch, route, outbound)))
-    for attempt, future in zip(singles, futures, strict=True):
-        attempt.outcome = future.result()
-    for part, batch_future in batch_futures:
-        for attempt, outcome in zip(part, batch_future.result(), strict=True):
-            attempt.outcome = outcome
+    calls = _start_calls(Choice(templates, choice.health, parts=parts, singles=singles))
+    settle(calls, choice, _start_calls)
     for attempt, future in device_futures:
         attempt.outcome = future.result()
     finish_attempts(attempts, choice.health)

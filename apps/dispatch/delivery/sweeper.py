@@ -11,14 +11,14 @@ from apps.dispatch.events import record_events, record_lost_attempts
 from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Status
 from messaging_center.broker import queue_depths
-from messaging_center.db import bound_cursor
+from messaging_center.db import generic_plan_cursor
 
 
 def enqueue_due(*, batch: int = 1000) -> int:
     """Scheduled messages whose time has come → `queued`, published in chunks per lane."""
     total = 0
     while True:
-        with transaction.atomic(), bound_cursor() as cursor:
+        with transaction.atomic(), generic_plan_cursor() as cursor:
             cursor.execute(transitions.DUE, {"batch": batch, "lease": queued_lease()})
             due = cursor.fetchall()
             record_events([(mid, Status.QUEUED, "", "due", "", None) for mid, _ in due])
@@ -31,14 +31,15 @@ def enqueue_due(*, batch: int = 1000) -> int:
 def sweep(*, batch: int = 1000) -> int:
     """Messages left queued/retry_wait/sending past their lease (a lost task, a dead worker, a
     flushed broker) are enqueued again; expired ones are closed."""
-    with bound_cursor() as cursor:
+    with generic_plan_cursor() as cursor:
         cursor.execute(transitions.LAPSED_AND_EXPIRED, {"batch": batch})
-        expire([row[0] for row in cursor.fetchall()])
+        lapsed = [row[0] for row in cursor.fetchall()]
+    expire(lapsed)
     try:
         idle_lanes = [queue.removeprefix("mc.") for queue, depth in queue_depths().items() if depth == 0]
     except RedisError:
         idle_lanes = []
-    with transaction.atomic(), bound_cursor() as cursor:
+    with transaction.atomic(), generic_plan_cursor() as cursor:
         cursor.execute(
             transitions.LAPSED,
             {"idle_lanes": idle_lanes, "overdue": queued_lease() * 10, "batch": batch, "lease": queued_lease()},

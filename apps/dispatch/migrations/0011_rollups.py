@@ -22,7 +22,8 @@ BOUNDS_MS = (
 )  # fmt: skip
 PENDING = ("scheduled", "queued", "sending", "retry_wait")
 SENT = ("sent", "delivered", "undelivered")
-KEY = "account_id, grain, bucket, channel, category, priority, provider, template_code, segment, outcome"
+DIMENSIONS = ("channel", "category", "priority", "provider", "template_code", "segment")
+KEY = f"account_id, grain, bucket, {', '.join(DIMENSIONS)}, outcome"
 COUNTERS = ("messages", "sms_segments", "attempted", "codes", "filled")
 HISTOGRAMS = ("latency_ms", "queue_ms")
 
@@ -78,8 +79,15 @@ def _contribution(table, sign):
                         WHERE t.category = 'verification' AND v.message_id = t.id) v"""
 
 
-def _upsert(changes):
-    """Adds `changes` (contributions at minute grain) to the minute, hour and day rows, skipping what
+# The grains each change is added to, with the width of their buckets (a month: a calendar month, UTC).
+GRAINS = (("minute", "1 minute"), ("hour", "1 hour"), ("day", "1 day"))
+
+
+_BIN = "date_bin(g.width, c.minute, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+
+
+def _upsert(changes, grains=GRAINS):
+    """Adds `changes` (contributions at minute grain) to the rows of each of `grains`, skipping what
     adds nothing, in key order (two statements upserting the same rows never deadlock)."""
     zeros = f"array_fill(0, ARRAY[{len(BOUNDS_MS)}])"
     histograms = {
@@ -94,18 +102,26 @@ def _upsert(changes):
     updates = ", ".join(
         [*(f"{c} = r.{c} + EXCLUDED.{c}" for c in COUNTERS), *(f"{h} = dispatch_rollup_add(r.{h}, EXCLUDED.{h})" for h in HISTOGRAMS)]
     )
+    values = ", ".join(f"('{grain}', INTERVAL '{width}')" for grain, width in grains)
+    buckets = _BIN
+    if "month" in dict(grains):
+        buckets = f"CASE WHEN g.grain = 'month' THEN date_trunc('month', c.minute, 'UTC') ELSE {_BIN} END"
+    # `totals`: a day's messages by outcome alone, every other part of the key ''.
+    dimensions = ", ".join(
+        f"CASE WHEN g.grain = 'totals' THEN '' ELSE c.{d} END AS {d}" if "totals" in dict(grains) else f"c.{d}"
+        for d in DIMENSIONS
+    )
     return f"""
     WITH changes AS ({changes}),
     minutes AS (
         SELECT {grouped}, {sums} FROM changes c GROUP BY {grouped}
     ), deltas AS (
-        SELECT c.account_id, g.grain, date_bin(g.width, c.minute, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
-               c.channel, c.category, c.priority, c.provider, c.template_code, c.segment, c.outcome,
+        SELECT c.account_id, g.grain, {buckets} AS bucket, {dimensions}, c.outcome,
                {sums}, {histograms["latency_ms"]} AS latency_ms, {histograms["queue_ms"]} AS queue_ms
         FROM minutes c
-        CROSS JOIN (VALUES ('minute', INTERVAL '1 minute'), ('hour', INTERVAL '1 hour'), ('day', INTERVAL '1 day')) AS g(grain, width)
+        CROSS JOIN (VALUES {values}) AS g(grain, width)
         WHERE c.messages <> 0 OR c.sms_segments <> 0 OR c.attempted <> 0 OR c.codes <> 0 OR c.filled <> 0
-        GROUP BY c.account_id, g.grain, 3, c.channel, c.category, c.priority, c.provider, c.template_code, c.segment, c.outcome
+        GROUP BY c.account_id, g.grain, 3, 4, 5, 6, 7, 8, 9, c.outcome
     )
     INSERT INTO dispatch_rollup AS r ({KEY}, {", ".join(COUNTERS)}, {", ".join(HISTOGRAMS)})
     SELECT {KEY}, {", ".join(COUNTERS)}, {", ".join(HISTOGRAMS)} FROM deltas WHERE {nonzero} ORDER BY {KEY}
@@ -135,11 +151,11 @@ _UNCHANGED = f"""
         END IF;"""
 
 
-def _trigger_function(name, changes, shortcut=""):
-    return f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+def _trigger_function(name, changes, shortcut="", grains=GRAINS, create="CREATE"):
+    return f"""{create} FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         {shortcut}
-        {_upsert(changes)};
+        {_upsert(changes, grains)};
         RETURN NULL;
     END $$"""
 

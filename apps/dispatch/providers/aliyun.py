@@ -283,18 +283,18 @@ class AliyunSms(ProviderAdapter):
                 day += dt.timedelta(days=1)
         return receipts
 
-    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime, batch_reference: str = "") -> SendResult | None:
+    def lookup_sent(self, message: OutboundMessage, *, since: dt.datetime) -> SendResult | None:
         """QuerySendDetails lists what was sent to a phone on a day, with our OutId (the message id,
         or the batch reference of a SendBatchSms call): the only way to learn whether a request that
         timed out got through. Its rows carry no BizId, so the result's provider id is empty;
         receipts still match by OutId, or by number for a batch."""
-        wanted = {message_id, batch_reference} - {""}
+        wanted = {message.message_id, message.batch_reference} - {""}
         today = dt.datetime.now(CHINA).date()
         day = max(since.astimezone(CHINA).date(), today - dt.timedelta(days=29))
         while day <= today:
             for page in range(1, LOOKUP_MAX_PAGES + 1):
                 query = {
-                    "PhoneNumber": national_number(to),
+                    "PhoneNumber": national_number(message.to),
                     "SendDate": day.strftime("%Y%m%d"),
                     "PageSize": "50",
                     "CurrentPage": str(page),

@@ -125,6 +125,10 @@ class ProviderAdapter(abc.ABC):
     receipt_ack: ClassVar[tuple[int, str, bytes]] = (200, "application/json", b'{"ok": true}')
     # Whether `poll_receipts` asks about (phone, provider id) pairs rather than a time window.
     polls_by_message: ClassVar[bool] = False
+    # Whether `lookup_sent` sees a message the provider accepted but has no delivery report for yet.
+    # When it does not (Tencent lists reports only), a miss proves nothing until the receipt window
+    # has passed (apps/dispatch/delivery/holds.py).
+    lookup_sees_unreported: ClassVar[bool] = True
 
     def __init__(self, settings: Mapping[str, str], http: HttpClient | None = None) -> None:
         self.settings = dict(settings)
@@ -171,10 +175,11 @@ class ProviderAdapter(abc.ABC):
         """Whether `lookup_sent` can tell if the provider already has a message."""
         return type(self).lookup_sent is not ProviderAdapter.lookup_sent
 
-    def lookup_sent(self, *, message_id: str, to: str, since: dt.datetime, batch_reference: str = "") -> SendResult | None:
-        """Whether the provider already accepted our message (after a timeout or a crash mid-send):
-        its result, None when it did not, LookupUnsupported when the provider cannot be asked.
-        `batch_reference` is set when the attempt was a call for several messages."""
+    def lookup_sent(self, message: OutboundMessage, *, since: dt.datetime) -> SendResult | None:
+        """Whether the provider already accepted `message` (after a timeout or a crash mid-send), as it
+        was sent at or after `since`: its result, None when it did not, LookupUnsupported when the
+        provider cannot be asked. `message.batch_reference` is set when the attempt was a call for
+        several messages."""
         raise LookupUnsupported(self.kind)
 
     def poll_receipts(self, *, since: dt.datetime, phones_and_ids: list[tuple[str, str]] | None = None) -> list[Receipt]:

@@ -1,6 +1,7 @@
 """Tencent Cloud SMS: API 3.0, version 2021-01-11, signed with TC3-HMAC-SHA256.
 
-References: cloud.tencent.com SMS API SendSms / PullSmsSendStatus, "Signature v3" (the worked
+References: cloud.tencent.com SMS API SendSms / PullSmsSendStatus / PullSmsSendStatusByPhoneNumber
+(document 382/55976: BeginTime at most 7 days back, Offset fixed at 0, Limit ≤ 100), "Signature v3" (the worked
 example of the canonical request and the four-step HMAC key derivation), and "SMS sending status
 notification" (the status push, a JSON array).
 """
@@ -45,6 +46,8 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 PULL_LIMIT = 100
 MAX_NUMBERS_PER_CALL = 200  # SendSms: PhoneNumberSet holds at most 200 numbers
 PULL_MAX_PAGES = 20
+# PullSmsSendStatusByPhoneNumber reaches this far back.
+LOOKUP_REACH = dt.timedelta(days=7)
 
 PERMANENT_PREFIXES = (
     "AuthFailure",
@@ -124,9 +127,13 @@ class TencentSms(ProviderAdapter):
     `send` is one request per message, with our message id as `SessionContext`. `send_batch` puts
     the messages that share signature, template and parameters (a notice to many numbers) into one
     SendSms of up to 200 numbers: each number gets its own status and SerialNo, so every message keeps
-    its own outcome and provider id (receipts match by SerialNo; such a request carries no
-    SessionContext, which is one per request). The status push is unsigned: the receiver must sit
-    behind a secret per-provider URL token.
+    its own outcome and provider id (receipts match by SerialNo; such a request's SessionContext,
+    one per request, is the engine's batch reference). The status push is unsigned: the receiver
+    must sit behind a secret per-provider URL token.
+
+    `lookup_sent` pulls the number's statuses (PullSmsSendStatusByPhoneNumber), which echo each
+    request's SessionContext. They are delivery reports: a message Tencent accepted shows there only
+    once the carrier reported it, so a miss is not a "no" (`lookup_sees_unreported`).
     """
 
     kind = "tencent"
@@ -138,6 +145,7 @@ class TencentSms(ProviderAdapter):
     receipt_ack = (200, "application/json", b'{"result": 0, "errmsg": "OK"}')
     sends_batches = True
     max_batch = MAX_NUMBERS_PER_CALL
+    lookup_sees_unreported = False
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, str]) -> list[str]:
@@ -231,8 +239,8 @@ class TencentSms(ProviderAdapter):
 
     def _send_group(self, group: list[OutboundMessage]) -> list[SendResult | ProviderError]:
         try:
-            # A lone message keeps its id as SessionContext (pulled statuses then name it).
-            return self._send_sms(group, group[0].message_id if len(group) == 1 else "")
+            # SessionContext, which pulled statuses echo: a lone message's id, else the call's batch reference.
+            return self._send_sms(group, group[0].message_id if len(group) == 1 else group[0].batch_reference)
         except ProviderError as error:
             return [error] * len(group)
 
@@ -285,6 +293,29 @@ class TencentSms(ProviderAdapter):
             if len(statuses) < PULL_LIMIT:
                 break
         return receipts
+
+    def lookup_sent(self, message: OutboundMessage, *, since: dt.datetime) -> SendResult | None:
+        """The number's statuses since `since` (Tencent keeps 7 days), looked through for the
+        SessionContext our request carried: the message id, or the batch reference of a call for
+        several numbers. Offset is fixed at 0, so only the newest 100 statuses can be seen."""
+        wanted = {message.message_id, message.batch_reference} - {""}
+        begin = max(since, dt.datetime.now(dt.UTC) - LOOKUP_REACH + dt.timedelta(minutes=1))
+        answer = self.call(
+            "PullSmsSendStatusByPhoneNumber",
+            {
+                "BeginTime": int(begin.timestamp()),
+                "Offset": 0,
+                "Limit": PULL_LIMIT,
+                "PhoneNumber": message.to,
+                "SmsSdkAppId": self.settings["sdk_app_id"],
+            },
+        )
+        for status in answer.get("PullSmsSendStatusSet") or []:
+            if isinstance(status, dict) and status.get("SessionContext") in wanted:
+                return SendResult(
+                    str(status.get("SerialNo") or ""), {"reconciled": True, "ReportStatus": status.get("ReportStatus")}
+                )
+        return None
 
 
 def _time_or_now(value: Any) -> dt.datetime:

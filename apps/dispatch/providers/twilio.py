@@ -1,6 +1,7 @@
 """Twilio Programmable Messaging: the Messages resource of API 2010-04-01, and its StatusCallback.
 
-References: twilio.com/docs/messaging/api/message-resource (create), /docs/usage/security
+References: twilio.com/docs/messaging/api/message-resource (create; read with the To and
+DateSent>= filters, pages by next_page_uri), /docs/usage/security
 ("Validating requests": HMAC-SHA1 of the full URL followed by the sorted POST parameters,
 base64, keyed with the auth token) and /docs/api/errors.
 """
@@ -12,6 +13,8 @@ import datetime as dt
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from apps.dispatch.providers.base import (
@@ -51,6 +54,8 @@ PERMANENT_CODES = {
 PROVIDER_FAULT_CODES = {20003, 20404, 21212, 21408, 21606}
 THROTTLE_CODES = {20429, 14107, 30022}
 FINAL_STATUSES = {"delivered": "delivered", "undelivered": "undelivered", "failed": "undelivered"}
+LOOKUP_PAGE_SIZE = 50
+LOOKUP_MAX_PAGES = 10
 
 
 def compute_signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
@@ -83,6 +88,12 @@ class TwilioSms(ProviderAdapter):
     Free text: `content` is sent as the body. The StatusCallback is the message's `callback_url` plus
     `?message_id=<our id>`; the report itself does not echo it, so `Receipt.message_id` is None and
     the receiver reads the id from its own URL when it needs it.
+
+    `lookup_sent` lists the Messages to the number sent since `since`'s day: a Message resource
+    carries no client reference (nor its StatusCallback), so ours is the outbound one with our body,
+    created since `since`. Two of our messages with the same text to the same number inside that
+    window cannot be told apart; a message Twilio still holds queued has no date_sent yet and is not
+    listed (the engine asks seconds after the send, when Twilio has sent what it accepted).
     """
 
     kind = "twilio"
@@ -115,8 +126,32 @@ class TwilioSms(ProviderAdapter):
                 outcomes.append(error)
         return outcomes
 
+    def lookup_sent(self, message: OutboundMessage, *, since: dt.datetime) -> SendResult | None:
+        query = {"To": message.to, "DateSent>": since.astimezone(dt.UTC).date().isoformat(), "PageSize": LOOKUP_PAGE_SIZE}
+        url: str | None = f"{self._messages_url()}?{urlencode(query)}"
+        for _ in range(LOOKUP_MAX_PAGES):
+            if url is None:
+                break
+            response = self.http.request("GET", url, headers=self._headers())
+            raise_for_response(response, _error_reply)
+            page = response.json()
+            if not isinstance(page, dict) or not isinstance(page.get("messages"), list):
+                raise ProviderError("bad_response", f"HTTP {response.status}: no messages list", permanent=False)
+            for listed in page["messages"]:
+                if isinstance(listed, dict) and _is_ours(listed, message, since):
+                    return SendResult(str(listed["sid"]), {"reconciled": True, "status": listed.get("status")})
+            next_page = page.get("next_page_uri")
+            url = f"{self.endpoint}{next_page}" if isinstance(next_page, str) and next_page else None
+        return None
+
+    def _messages_url(self) -> str:
+        return f"{self.endpoint}/2010-04-01/Accounts/{self.settings['account_sid']}/Messages.json"
+
+    def _headers(self) -> dict[str, str]:
+        credentials = base64.b64encode(f"{self.settings['account_sid']}:{self.settings['auth_token']}".encode()).decode()
+        return {"Authorization": f"Basic {credentials}", "Accept": "application/json"}
+
     def _request(self, message: OutboundMessage) -> HttpRequest:
-        sid = self.settings["account_sid"]
         fields = {"To": message.to, "Body": message.content}
         if self.settings.get("messaging_service_sid"):
             fields["MessagingServiceSid"] = self.settings["messaging_service_sid"]
@@ -124,15 +159,10 @@ class TwilioSms(ProviderAdapter):
             fields["From"] = self.settings["from_number"]
         if message.callback_url:
             fields["StatusCallback"] = with_message_id(message.callback_url, message.message_id)
-        credentials = base64.b64encode(f"{sid}:{self.settings['auth_token']}".encode()).decode()
         return HttpRequest(
             "POST",
-            f"{self.endpoint}/2010-04-01/Accounts/{sid}/Messages.json",
-            headers={
-                "Authorization": f"Basic {credentials}",
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-            },
+            self._messages_url(),
+            headers={**self._headers(), "Content-Type": "application/x-www-form-urlencoded"},
             body=urlencode(fields).encode(),
         )
 
@@ -178,6 +208,20 @@ class TwilioSms(ProviderAdapter):
                 at=dt.datetime.now(dt.UTC),
             )
         ]
+
+
+def _is_ours(listed: Mapping[str, Any], message: OutboundMessage, since: dt.datetime) -> bool:
+    """An outbound Message with our number and body, made since `since`, that Twilio did not give up on
+    before sending (`failed`: it never left Twilio)."""
+    if not str(listed.get("direction", "")).startswith("outbound") or listed.get("status") == "failed":
+        return False
+    if listed.get("to") != message.to or listed.get("body") != message.content:
+        return False
+    try:
+        created = parsedate_to_datetime(str(listed.get("date_created")))
+    except (TypeError, ValueError):
+        return False
+    return created >= since
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

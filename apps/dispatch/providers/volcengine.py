@@ -198,7 +198,8 @@ class VolcengineSms(ProviderAdapter):
     call's one Tag cannot name each message, so it sends none); a call refused for a reason that may
     be one message's (a bad number) is retried message by message. Polled with GetSmsSendDetails per
     (phone, MessageID). There is no lookup after a timeout: the send details carry no Tag, so nothing
-    tells our message from another one to the same phone. The status push is unsigned: the receiver
+    tells our message from another one to the same phone; such a message is held for its receipt
+    (apps/dispatch/delivery/holds.py). The status push is unsigned: the receiver
     must sit behind a secret per-provider URL token; its document names no answer body, so it gets
     the default 200.
     """

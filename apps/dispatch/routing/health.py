@@ -25,6 +25,9 @@ FAILURE_MIN = 10
 FAILURE_RATIO = 0.5
 OPEN_SECONDS = 30
 PROBE_LEASE_SECONDS = 10
+# A provider slow past a lane's call deadline is avoided by those lanes this long; then one more
+# call tells whether it still is (each miss marks it again).
+SLOW_SECONDS = 10
 
 _RECORD = """
 local bucket = KEYS[1]
@@ -143,6 +146,27 @@ class Health:
         fail = sum(int(c[1] or 0) for c in counts)
         total = ok + fail
         return ProviderHealth((state or b"closed").decode(), total, ok / total if total else None)
+
+    def mark_slow(self, providers: Sequence[str]) -> None:
+        """Providers that let a call pass a lane's deadline: lanes with a deadline avoid them for
+        SLOW_SECONDS (a slow provider is not failing, so the breaker is not told)."""
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for provider in providers:
+                    pipe.set(f"mc:slow:{provider}", 1, ex=SLOW_SECONDS)
+                pipe.execute()
+        except RedisError:
+            logger.warning("slow providers not marked: Redis unavailable")
+
+    def slow(self, providers: Sequence[str]) -> set[str]:
+        """Which of the providers were marked slow within SLOW_SECONDS. Redis down: none."""
+        if not providers:
+            return set()
+        try:
+            marks = self.client.mget([f"mc:slow:{provider}" for provider in providers])
+        except RedisError:
+            return set()
+        return {provider for provider, mark in zip(providers, marks, strict=True) if mark}
 
     def reset(self, provider: str) -> None:
         self.client.delete(f"mc:breaker:{provider}")
