@@ -52,6 +52,7 @@ def _claimed(id_hex: str, attempt: int, data: dict[str, Any], tried: list[str]) 
         params=row["params"],
         previous_provider=tried[0] if tried else "",
         priority=row["priority"],
+        category=row["category"],
         expires_at=_when(row["expires_at"]),
         needs_reconcile=False,
         user_id=row["user_id"],
