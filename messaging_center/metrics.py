@@ -23,6 +23,10 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 MESSAGES_ACCEPTED = Counter("mc_messages_accepted_total", "Messages accepted for delivery.", ["channel", "lane"])
+MESSAGES_SPOOLED = Counter(
+    "mc_messages_spooled_total", "Messages accepted into the spool while the database was down.", ["channel"]
+)
+MESSAGES_REPLAYED = Counter("mc_messages_replayed_total", "Spooled messages written to the database once it was back.")
 SEND_GROUP_REQUESTS = Histogram(
     "mc_send_group_requests",
     "Send requests written together in one transaction (one web process's group commit).",

@@ -44,13 +44,23 @@ BROKER_DOWN_DETAIL = (
     "marketing, templates with limits) answer 503 unavailable; request rates and daily quotas are not enforced."
 )
 
+# What still works with only the database down (README, Database outage): the spool in Redis.
+DATABASE_DOWN_DETAIL = (
+    "PostgreSQL down: verification and transactional sends are accepted into the spool (codes are delivered "
+    "from it, transactional sends wait for the database); everything else answers 503 unavailable."
+)
+
 
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """503 only when this process cannot accept: the database down. The broker down leaves it ready
-    (a load balancer taking every web process out for a Redis outage would refuse what the outbox keeps)."""
+    """503 only when this process cannot accept: the database down without the spool (apps/dispatch/spool,
+    in Redis) to take sends, or both down. The broker down leaves it ready (a load balancer taking every
+    web process out for a Redis outage would refuse what the outbox keeps), and so does the database
+    down while the spool takes verification and transactional sends."""
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     states = {name: "ok" if ok else "down" for name, ok in checks.items()}
+    if not checks["database"] and checks["broker"] and settings.SPOOL_MAX_MESSAGES:
+        return JsonResponse({"status": "degraded", "detail": DATABASE_DOWN_DETAIL, "checks": states, "accepting": True})
     if not checks["database"]:
         down = " and ".join(name for name, ok in checks.items() if not ok)
         body = {"status": "unavailable", "code": "unavailable", "detail": f"Not ready: {down} down."}

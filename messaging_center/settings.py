@@ -76,6 +76,9 @@ DATABASES = {
         # many partitions the planner's estimates made it start two workers (~10 ms) for a read that
         # found nothing in 0.05 ms (verification failover with 5 M messages: 20 → 6 ms without).
         "OPTIONS": {
+            # A database host that does not answer is an outage found in seconds (the send path then
+            # spools, apps/dispatch/spool), not a request hanging on libpq's unlimited connect.
+            "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 2, minimum=1),
             "prepare_threshold": env_int("DB_PREPARE_THRESHOLD", 5, minimum=0) or None,
             "options": "-c plan_cache_mode=force_generic_plan -c max_parallel_workers_per_gather=0",
         },
@@ -275,6 +278,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- The spool (apps/dispatch/spool): verification and transactional sends through a database outage ---
+# At most this many messages wait in the spool; past it a send answers 503 `unavailable`. 0: no spool.
+SPOOL_MAX_MESSAGES = env_int("SPOOL_MAX_MESSAGES", 20_000, minimum=0)
+
 # --- Celery -------------------------------------------------------------------------------------
 # One lane (queue) per priority, highest first.
 LANES = tuple(Priority.values)
@@ -333,6 +340,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "relay-outbox": {"task": "dispatch.relay_outbox", "schedule": 2.0, "options": _MAINTENANCE},
     "enqueue-due-scheduled": {"task": "dispatch.enqueue_due", "schedule": 2.0, "options": _MAINTENANCE},
     "sweep-stuck-messages": {"task": "dispatch.sweep", "schedule": 15.0, "options": _MAINTENANCE},
+    # Messages accepted into the spool during a database outage, into the database once it is back.
+    "replay-spool": {"task": "dispatch.replay_spool", "schedule": 2.0, "options": _MAINTENANCE},
     "purge-idempotency-keys": {"task": "dispatch.purge_idempotency_keys", "schedule": 3600.0, "options": _MAINTENANCE},
     # Partitions for the next days, and each account's retention (apps/dispatch/retention.py).
     "apply-retention": {
@@ -343,6 +352,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "poll-provider-receipts": {"task": "receipts.poll", "schedule": 30.0, "options": _RECEIPTS},
     "rematch-early-receipts": {"task": "receipts.rematch", "schedule": 30.0, "options": _RECEIPTS},
     "flag-receipt-timeouts": {"task": "receipts.flag_timeouts", "schedule": 60.0, "options": _RECEIPTS},
+    "replay-spooled-receipts": {"task": "receipts.replay_spooled", "schedule": 2.0, "options": _RECEIPTS},
     "failover-silent-verifications": {"task": "receipts.failover_silent", "schedule": 10.0, "options": _RECEIPTS},
     "publish-due-callbacks": {"task": "receipts.publish_due_callbacks", "schedule": 15.0, "options": _RECEIPTS},
 }

@@ -37,10 +37,21 @@ class TtlCache(Generic[V]):
             self._entries[key] = (time.monotonic() + self.seconds, value)
         return value
 
-    def get_or_load(self, key: Hashable, load: Callable[[], V]) -> V:
-        """The fresh value (None too, when that is what was loaded), else `load()`'s, kept."""
+    def get_or_load(self, key: Hashable, load: Callable[[], V], *, stale_on: tuple[type[BaseException], ...] = ()) -> V:
+        """The fresh value (None too, when that is what was loaded), else `load()`'s, kept. When `load`
+        raises one of `stale_on` (the database is down), the last value loaded is served instead and
+        kept another period, so that an outage costs one failed load per key and period, not one per
+        call (apps/dispatch/spool: API keys and templates through a database outage)."""
         hit = self._fresh(key)
-        return hit[1] if hit is not None else self.put(key, load())
+        if hit is not None:
+            return hit[1]
+        try:
+            return self.put(key, load())
+        except stale_on:
+            stale = self._entries.get(key)
+            if stale is None:
+                raise
+            return self.put(key, stale[1])
 
     def clear(self) -> None:
         with self._lock:

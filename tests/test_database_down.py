@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 
 from apps.accounts.authentication import API_KEYS
 from apps.receipts.intake import SOURCES
@@ -47,7 +47,8 @@ def test_a_providers_report_gets_503_so_that_it_pushes_again() -> None:
     assert response.json()["code"] == "unavailable" and response["Retry-After"] == "5"
 
 
-def test_readyz_is_503_not_accepting_while_the_database_is_down() -> None:
+@override_settings(SPOOL_MAX_MESSAGES=0)
+def test_readyz_is_503_not_accepting_while_the_database_is_down_without_the_spool() -> None:
     with database_unreachable():
         response = Client().get("/readyz")
     assert response.status_code == 503, response.content
@@ -55,3 +56,13 @@ def test_readyz_is_503_not_accepting_while_the_database_is_down() -> None:
     assert (body["code"], body["checks"], body["accepting"]) == ("unavailable", {"database": "down", "broker": "ok"}, False)
     assert "database" in body["detail"]
     assert Client().get("/readyz").status_code == 200  # back
+
+
+def test_readyz_stays_200_and_says_what_is_accepted_while_the_spool_takes_sends() -> None:
+    """A load balancer must keep sending to the web processes: they accept codes into the spool."""
+    with database_unreachable():
+        response = Client().get("/readyz")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["status"], body["checks"], body["accepting"]) == ("degraded", {"database": "down", "broker": "ok"}, True)
+    assert "spool" in body["detail"]

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 
 from apps.accounts.models import Account, ApiKey
 from apps.accounts.services import hash_key, split_key
-from messaging_center.errors import AccountDisabled
+from messaging_center.errors import DATABASE_DOWN, AccountDisabled
 from messaging_center.ttl_cache import TtlCache
 
 # Revoking a key or disabling an account reaches other processes within this many seconds.
@@ -31,7 +31,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parts = split_key(raw_key)
         if parts is None:
             raise exceptions.AuthenticationFailed("Unknown API key.")
-        api_key = API_KEYS.get_or_load(parts[0], lambda: ApiKey.objects.select_related("account").filter(prefix=parts[0]).first())
+        # Through a database outage the key as this process last read it still opens the spool
+        # (apps/dispatch/spool); a key this process never read answers 503.
+        api_key = API_KEYS.get_or_load(
+            parts[0], lambda: ApiKey.objects.select_related("account").filter(prefix=parts[0]).first(), stale_on=DATABASE_DOWN
+        )
         if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_key(raw_key)):
             raise exceptions.AuthenticationFailed("Unknown API key.")
         if api_key.revoked_at is not None:

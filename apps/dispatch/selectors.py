@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 from django.db import connection
 from django.db.models import Q, QuerySet, Value
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apps.accounts.models import Account
+from apps.dispatch.accept.rows import MESSAGE_COLUMNS
 from apps.dispatch.leases import lease_start
 from apps.dispatch.models import (
     GRAM_INDEXED_STATUSES,
@@ -21,6 +24,7 @@ from apps.dispatch.models import (
     MessageEvent,
     Status,
 )
+from apps.dispatch.spool import store as spool_store
 from messaging_center import ids
 from messaging_center.errors import NotFound, ValidationFailed
 from messaging_center.pagination import keyset_page, page_input, page_of_rows
@@ -32,6 +36,45 @@ def message_get(*, account: Account, public_id: str) -> Message:
     if message is None:
         raise NotFound(f"No message {public_id!r}.")
     return message
+
+
+@dataclass(frozen=True)
+class SpooledMessage:
+    message: Message  # not in the database (yet)
+    events: list[MessageEvent]
+
+
+_TIMES = ("created_at", "scheduled_at", "expires_at", "sent_at", "lease_until")
+
+
+def message_spooled(*, account: Account, public_id: str) -> SpooledMessage | None:
+    """The message as the spool holds it (accepted during a database outage, not yet replayed)."""
+    message_id = ids.decode("msg", public_id)
+    spooled = spool_store.get(message_id.hex) if message_id else None
+    if spooled is None or spooled.data["row"]["account_id"] != str(account.id):
+        return None
+    row = spooled.row()
+    values: dict[str, Any] = {name: row[name] for name in (*MESSAGE_COLUMNS.split(", "), "sent_at")}
+    values |= {name: parse_datetime(row[name]) if row[name] else None for name in _TIMES}
+    values |= {"id": message_id, "batch_id": uuid.UUID(row["batch_id"]), "account": account}
+    values["segments"] = int(row["segments"]) if row["segments"] else None
+    del values["account_id"]
+    message = Message(**values)
+    events = [
+        MessageEvent(
+            id=uuid.UUID(e["id"]),
+            message=message,
+            status=e["status"],
+            at=dt.datetime.fromisoformat(e["at"]),
+            code=e["code"],
+            detail=e["detail"],
+            provider=e["provider"],
+            attempt=e["attempt"],
+            started_at=parse_datetime(e["started_at"]) if e["started_at"] else None,
+        )
+        for e in spooled.events
+    ]
+    return SpooledMessage(message, events)
 
 
 @dataclass(frozen=True)
@@ -206,12 +249,14 @@ def _sending(message: Message, attempt: int | None, at: dt.datetime) -> MessageE
     return MessageEvent(message=message, status=Status.SENDING, at=at, detail=f"attempt {attempt}", attempt=attempt)
 
 
-def message_timeline(message: Message) -> list[MessageEvent]:
+def message_timeline(message: Message, stored: list[MessageEvent] | None = None) -> list[MessageEvent]:
     """Every event of the message, oldest first. A message made elsewhere (sent again, a failover
     resend; or accepted before first events were made from the row) has its first event stored,
     under the message's own id. Each attempt's `sending` comes from the event that ended it
-    (`started_at`); the attempt under way from the row, its lease less the lease's length."""
-    stored = list(message.events.order_by("id"))
+    (`started_at`); the attempt under way from the row, its lease less the lease's length.
+    `stored`: the events, when they are not in the database (a spooled message)."""
+    if stored is None:
+        stored = list(message.events.order_by("id"))
     events = [] if stored and stored[0].id == message.id else [accepted_event(message)]
     for event in stored:
         if event.started_at is not None:

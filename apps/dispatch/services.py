@@ -11,10 +11,10 @@ from apps.accounts.models import Account
 from apps.dispatch import outbox, transitions
 from apps.dispatch.accept.group import take_request_token
 from apps.dispatch.accept.idempotency import IDEMPOTENCY_TTL
-from apps.dispatch.accept.send import message_send
 from apps.dispatch.events import record_events
 from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Message, Status
+from apps.dispatch.spool.accept import message_send
 from messaging_center.db import bound_cursor
 from messaging_center.errors import Conflict
 

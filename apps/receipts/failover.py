@@ -19,6 +19,7 @@ from apps.dispatch import outbox
 from apps.dispatch.events import record_events
 from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Message, Provider, Status
+from apps.dispatch.spool import store as spool_store
 from apps.receipts.models import Failover, ProviderReceipt
 
 logger = logging.getLogger(__name__)
@@ -106,5 +107,7 @@ def failover_on_undelivered(*, message_ids: Sequence[uuid.UUID]) -> list[Message
 def failover_silent() -> list[Message]:
     """Beat job: verification codes still without a receipt VERIFICATION_FAILOVER_SECONDS after sending."""
     wait = settings.VERIFICATION_FAILOVER_SECONDS
+    if spool_store.replayed_recently():
+        return []  # the reports of codes sent during a database outage are still coming in
     originals = _candidates(None, Status.SENT, timezone.now() - dt.timedelta(seconds=wait))
     return failover_resend(originals=originals, reason="no_receipt", explanation=f"no delivery receipt within {wait} s")

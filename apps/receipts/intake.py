@@ -12,11 +12,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.db import transaction
 from django.db.models import Q
+from redis.exceptions import RedisError
 
 from apps.dispatch.models import Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.providers.base import ProviderAdapter, Receipt
+from apps.dispatch.spool import store as spool_store
 from apps.receipts.matching import _receipt_rows, receipts_match_soon, receipts_store_and_apply
+from messaging_center.errors import DATABASE_DOWN, Unavailable
 from messaging_center.group_commit import GroupCommit
 from messaging_center.ttl_cache import TtlCache
 
@@ -46,7 +49,8 @@ def receipt_source_authenticate(
 
     `provider_ref` is a kind or a row name; several rows of one kind may exist (two Aliyun accounts),
     so each candidate's own token and signature check decides."""
-    for provider, settings in SOURCES.get_or_load(provider_ref, lambda: _candidates(provider_ref)):
+    # Through a database outage the provider rows as this process last read them (see receipts_store_pushed).
+    for provider, settings in SOURCES.get_or_load(provider_ref, lambda: _candidates(provider_ref), stale_on=DATABASE_DOWN):
         expected = settings.get(TOKEN_SETTING, "")
         if expected:
             if not token or not hmac.compare_digest(expected.encode(), token.encode()):
@@ -89,4 +93,26 @@ def receipts_store_pushed(*, provider: Provider, receipts: Sequence[Receipt]) ->
     """A pushed report: stored (committed) and applied when this returns, with the reports other
     threads of this process are storing at the same moment. Returns how many reports it carried."""
     rows = _receipt_rows(provider, receipts, "push")
-    return PUSHED.submit(rows) if rows else 0
+    if not rows:
+        return 0
+    try:
+        return PUSHED.submit(rows)
+    except DATABASE_DOWN:
+        # Through a database outage the reports wait in the spool (apps/dispatch/spool), stored by
+        # `receipts_replay_spooled` when it is back: the provider is answered as usual and does not
+        # give up on a report of a code that was sent from the spool meanwhile.
+        try:
+            spool_store.put_receipts(rows)
+        except (spool_store.SpoolFull, RedisError):
+            raise Unavailable("The database is unavailable and the reports cannot be spooled; push again.") from None
+        return len(rows)
+
+
+def receipts_replay_spooled(*, batch: int = 1000) -> int:
+    """Reports spooled during a database outage, stored and applied as if pushed now (a report
+    stored already is dropped by the unique constraints, so a repeated batch is harmless)."""
+    rows = spool_store.receipts(batch)
+    if rows:
+        _store_pushed_group([rows])
+        spool_store.drop_receipts(len(rows))
+    return len(rows)

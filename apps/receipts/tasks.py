@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
-from apps.receipts import callbacks, failover, matching, polling
+from apps.receipts import callbacks, failover, intake, matching, polling
 from messaging_center.periodic import PeriodicJob
 
 
@@ -38,6 +39,18 @@ def poll() -> int:
 @shared_task(name="receipts.flag_timeouts", base=PeriodicJob)
 def flag_timeouts() -> int:
     return polling.receipts_flag_timeouts()
+
+
+@shared_task(name="receipts.replay_spooled", base=PeriodicJob)
+def replay_spooled() -> int:
+    """Reports pushed during a database outage (apps/dispatch/spool), once it is back."""
+    stored = 0
+    try:
+        while batch := intake.receipts_replay_spooled():
+            stored += batch
+    except (OperationalError, InterfaceError):
+        pass  # still down: the next run goes on
+    return stored
 
 
 @shared_task(name="receipts.failover_silent", base=PeriodicJob)

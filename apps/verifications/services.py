@@ -8,6 +8,7 @@ right code is accepted once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import json
 import secrets
@@ -19,13 +20,15 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from apps.accounts.models import Account
-from apps.dispatch.accept.send import message_send
+from apps.dispatch.accept.idempotency import SendResponse
+from apps.dispatch.accept.templates import TEMPLATES, template_or_error
 from apps.dispatch.contacts import CHANNEL_ADDRESS_KEY, normalize_address
 from apps.dispatch.models import Message
-from apps.templates.selectors import template_get
+from apps.dispatch.spool import store
+from apps.dispatch.spool.accept import database_down, message_send, note_database_down
 from apps.verifications.models import Verification
 from messaging_center import ids
-from messaging_center.errors import ServiceError, ValidationFailed
+from messaging_center.errors import DATABASE_DOWN, ServiceError, ValidationFailed
 
 CODE_DIGITS = 6
 MAX_FAILED_CHECKS = 5
@@ -71,39 +74,61 @@ def verification_send(*, account: Account, data: Any) -> SentCode:
         raise ValidationFailed(
             f"Unknown field(s): {', '.join(sorted(unknown))}.", errors={k: ["Unknown field."] for k in unknown}
         )
-    template = template_get(account_id=account.id, code=data["template"])
+    # The send path's cached template: it is there through a database outage too.
+    template = TEMPLATES.get_or_load(
+        (account.id, data["template"]), lambda: template_or_error(account, data["template"]), stale_on=DATABASE_DOWN
+    )
+    if isinstance(template, ServiceError):
+        raise template
     if template.category != "verification":
         raise ValidationFailed(
             f"Template {template.code!r} is not a verification template.", errors={"template": ["Not a verification template."]}
         )
     address, to = _address(data, template.channel)
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-    with transaction.atomic():
-        sent = message_send(
-            account=account,
-            data={"template": template.code, "to": to, "params": {"code": code}},
-            secret_params=frozenset({"code"}),
-        )
-        outcome = json.loads(sent.body)["messages"][0]
-        if outcome["status"] not in ("queued", "scheduled"):
-            raise VerificationRefused(
-                outcome.get("detail") or f"The code was not sent ({outcome.get('code')}).",
-                code=outcome.get("code") or "verification_not_sent",
-                status_code=REFUSALS.get(outcome.get("code", ""), 422),
-            )
+    send = {"template": template.code, "to": to, "params": {"code": code}}
+    verification = Verification(
+        id=ids.uuid7(),
+        account=account,
+        address=address,
+        template_code=template.code,
+        code_hash=code_hash(account_id=account.id, address=address, code=code),
+        created_at=timezone.now(),
+    )
+    if database_down():
+        # Into the spool with the message, stored with it when the database is back.
+        row = {name: str(getattr(verification, name)) for name in ("id", "address", "template_code", "code_hash")}
+        outcome = _sent(message_send(account=account, data=send, secret_params=frozenset({"code"}), verification=row))
         message_id = ids.decode("msg", outcome["id"])
         assert message_id is not None  # the id of our own send's response
-        message = Message.objects.only("id", "expires_at").get(id=message_id)
-        verification = Verification.objects.create(
-            account=account,
-            address=address,
-            template_code=template.code,
-            message=message,
-            code_hash=code_hash(account_id=account.id, address=address, code=code),
-            created_at=timezone.now(),
-            expires_at=message.expires_at,
-        )
+        spooled = store.get(message_id.hex)
+        assert spooled is not None  # written by this send
+        verification.expires_at = dt.datetime.fromisoformat(spooled.data["row"]["expires_at"])
+        return SentCode(verification, outcome["id"])
+    try:
+        with transaction.atomic():
+            outcome = _sent(message_send(account=account, data=send, secret_params=frozenset({"code"})))
+            message_id = ids.decode("msg", outcome["id"])
+            assert message_id is not None  # the id of our own send's response
+            message = Message.objects.only("id", "expires_at").get(id=message_id)
+            verification.message, verification.expires_at = message, message.expires_at
+            verification.save(force_insert=True)
+    except DATABASE_DOWN:
+        note_database_down()  # the next code goes to the spool
+        raise
     return SentCode(verification, outcome["id"])
+
+
+def _sent(sent: SendResponse) -> dict[str, Any]:
+    """The send's one outcome; a code that was not sent is refused with why."""
+    outcome: dict[str, Any] = json.loads(sent.body)["messages"][0]
+    if outcome["status"] not in ("queued", "scheduled"):
+        raise VerificationRefused(
+            outcome.get("detail") or f"The code was not sent ({outcome.get('code')}).",
+            code=outcome.get("code") or "verification_not_sent",
+            status_code=REFUSALS.get(outcome.get("code", ""), 422),
+        )
+    return outcome
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def _claim_keys(sends: list[PreparedSend], results: list[SendResult | None]) -> 
             send.record_id = outcome
 
 
-def _apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -> None:
+def apply_limits(sends: list[PreparedSend], results: list[SendResult | None]) -> None:
     """Dedup, frequency (the account's, then the platform-wide cap) and quota of every send still
     going whose limits are not yet decided: one atomic script call each, all in one Redis round trip.
     A refused quota refuses that send whole."""
@@ -274,7 +274,7 @@ def _write_own(sends: list[PreparedSend], where: list[int], results: list[SendRe
     written again after a failed group keeps the limit outcomes it got (they are on its entries)."""
     own_results: list[SendResult | None] = [None] * len(sends)
     _claim_keys(sends, own_results)
-    _apply_limits(sends, own_results)
+    apply_limits(sends, own_results)
     written: list[PreparedSend] = []
     bodies: list[bytes] = []
     lanes: dict[str, list[uuid.UUID]] = {}

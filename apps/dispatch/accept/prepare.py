@@ -18,7 +18,7 @@ from apps.dispatch.accept.request import MissingParams, SendRequest, parse_reque
 from apps.dispatch.accept.templates import TEMPLATES, lane_for, template_or_error
 from apps.dispatch.models import Status
 from messaging_center import ids
-from messaging_center.errors import ServiceError
+from messaging_center.errors import DATABASE_DOWN, ServiceError
 
 
 def send_preferences_query(send: PreparedSend, suffix: str) -> PreferencesQuery | None:
@@ -73,7 +73,7 @@ def prepare_send(*, account: Account, data: Any, idempotency_key: str | None, se
     request = parse_request(data, now=now)
     fingerprint = body_fingerprint(data) if idempotency_key else ""
     template = TEMPLATES.get_or_load(
-        (account.id, request.template_code), lambda: template_or_error(account, request.template_code)
+        (account.id, request.template_code), lambda: template_or_error(account, request.template_code), stale_on=DATABASE_DOWN
     )
     if isinstance(template, ServiceError):
         raise template

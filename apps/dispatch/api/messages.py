@@ -22,9 +22,9 @@ from rest_framework.views import APIView
 from apps.accounts.authentication import request_account
 from apps.dispatch import selectors, services
 from apps.dispatch.accept.request import MAX_RECIPIENTS, MAX_TTL_SECONDS
-from apps.dispatch.models import Message, Status
+from apps.dispatch.models import Message, MessageEvent, Status
 from messaging_center.db import bounded_read
-from messaging_center.errors import ServiceError, ValidationFailed
+from messaging_center.errors import DATABASE_DOWN, NotFound, ServiceError, ValidationFailed
 from messaging_center.pagination import PageInput
 from messaging_center.schema import AUTHENTICATED, JSON_BODY, OneOrMany, error_responses, page_of
 from messaging_center.times import api_time
@@ -133,7 +133,7 @@ class MessageDetailOutput(MessageOutput):
     events = MessageEventOutput(many=True, help_text="Every transition and delivery attempt, oldest first.")
 
 
-def message_body(message: Message, *, with_events: bool) -> dict[str, Any]:
+def message_body(message: Message, *, with_events: bool, events: list[MessageEvent] | None = None) -> dict[str, Any]:
     body = MessageOutput(message).data
     if with_events:
         body["events"] = [
@@ -145,7 +145,7 @@ def message_body(message: Message, *, with_events: bool) -> dict[str, Any]:
                 "provider": e.provider or None,
                 "attempt": e.attempt,
             }
-            for e in selectors.message_timeline(message)
+            for e in selectors.message_timeline(message, events)
         ]
     return body
 
@@ -353,9 +353,17 @@ class MessageDetailView(APIView):
         responses={200: MessageDetailOutput, **error_responses(*AUTHENTICATED, "not_found")},
     )
     def get(self, request: Request, message_id: str) -> Response:
-        with bounded_read(RETRY_SHORTLY):
-            message = selectors.message_get(account=request_account(request), public_id=message_id)
-            body = message_body(message, with_events=True)
+        account = request_account(request)
+        try:
+            with bounded_read(RETRY_SHORTLY):
+                message = selectors.message_get(account=account, public_id=message_id)
+                body = message_body(message, with_events=True)
+        except (NotFound, *DATABASE_DOWN):
+            # Accepted during a database outage: in the spool until the replay stores it.
+            spooled = selectors.message_spooled(account=account, public_id=message_id)
+            if spooled is None:
+                raise
+            body = message_body(spooled.message, with_events=True, events=spooled.events)
         return Response(body)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apps.dispatch.models import DAY, HOUR, PLATFORM_CAP_DEFAULTS, PlatformCap, cap_limits
+from messaging_center.errors import DATABASE_DOWN
 from messaging_center.ttl_cache import TtlCache
 
 # An admin change reaches other web processes within this many seconds (this one at once: the
@@ -18,7 +19,7 @@ def platform_limits(*, category: str, channel: str) -> tuple[tuple[int, int], ..
     """((window seconds, max), …) of the category's platform cap for this channel; empty = none."""
     if channel in UNCAPPED_CHANNELS:
         return ()
-    return CAPS.get_or_load("caps", _load).get(category, ())
+    return CAPS.get_or_load("caps", _load, stale_on=DATABASE_DOWN).get(category, ())
 
 
 def _load() -> dict[str, tuple[tuple[int, int], ...]]:

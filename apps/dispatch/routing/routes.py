@@ -28,6 +28,7 @@ from apps.dispatch.providers import adapter_class
 from apps.dispatch.providers.base import ProviderAdapter
 from apps.dispatch.routing.health import Health
 from messaging_center.broker import redis_client
+from messaging_center.errors import DATABASE_DOWN
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,14 @@ class _Routes:
             except RedisError:
                 version = self._version
             if version != self._version or time.monotonic() - self._loaded_at >= RELOAD_SECONDS or not self._loaded_at:
-                self._load()
+                try:
+                    self._load()
+                except DATABASE_DOWN:
+                    if not self._loaded_at:
+                        raise
+                    # The database is down: the spool delivers with the providers as last read.
+                    logger.warning("providers not re-read: the database is unreachable")
+                    return
                 self._version = version
 
     def for_channel(self, channel: str) -> list[Route]:
