@@ -88,8 +88,7 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=15.0, help="seconds of codes before the outage")
     args = parser.parse_args()
 
-    # MC_DEV_RUN: this script's own manage.py commands use the embedded servers as the stack does.
-    stack = start_stack({"MC_DEV_RUN": "1"})
+    stack = start_stack()
     try:
         key = bench_account(stack)
         template = {

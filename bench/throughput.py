@@ -44,7 +44,9 @@ def start_stack(extra_env: dict[str, str] | None = None) -> Stack:
         run = launch(DATA_DIR, DATA_DIR / "launcher.log", {"LOG_LEVEL": "WARNING", **(extra_env or {})})
     except DidNotStart as error:
         raise SystemExit(str(error)) from None
-    stack_env = run.env | dict(line.split("=", 1) for line in _embedded_urls(run.env))
+    # MC_DEV_RUN: the bench's own manage.py commands and Django set-up use the stack's embedded servers
+    # and keys (with DATABASE_URL and REDIS_URL set, settings would otherwise take them for production).
+    stack_env = run.env | {"MC_DEV_RUN": "1"} | dict(line.split("=", 1) for line in _embedded_urls(run.env))
     return Stack(run.process, stack_env, f"http://127.0.0.1:{run.ports['PORT']}")
 
 
