@@ -31,6 +31,7 @@ STACK_ENV = {
     "BULK_WORKERS": "1",
     "DISPATCH_SENDING_LEASE_SECONDS": "30",
     "DISPATCH_QUEUED_LEASE_SECONDS": "40",
+    "RECEIPT_TIMEOUT_SECONDS": "60",
 }
 DOMESTIC_SMS = ("aliyun", "tencent", "volcengine")
 ALL_SMS = (*DOMESTIC_SMS, "twilio")
