@@ -352,7 +352,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 
 # --- Routing on delivery data and cost (apps/dispatch/routing/quality.py, docs/quality.md) ---------
 # The share of a destination segment's traffic a demoted provider keeps, so that its recovery is seen.
-ROUTING_PROBE_PERCENT = env_int("ROUTING_PROBE_PERCENT", 5, minimum=0, maximum=50)
+# 3 %, not more: the others must take at least 95 % (issue #23), and 5 % would put them at that edge.
+ROUTING_PROBE_PERCENT = env_int("ROUTING_PROBE_PERCENT", 3, minimum=0, maximum=50)
 # How far back the quality job reads the rollups' minute rows.
 ROUTING_QUALITY_LOOKBACK_MINUTES = env_int("ROUTING_QUALITY_LOOKBACK_MINUTES", 10, minimum=2, maximum=180)
 # A sent message with no receipt this long after its minute ended counts as silence.

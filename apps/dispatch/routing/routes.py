@@ -156,7 +156,7 @@ class SegmentView:
     excluded: frozenset[str] = frozenset()
     demoted: frozenset[str] = frozenset()
     prices: Mapping[str, int] = field(default_factory=dict)
-    probe_share: float = 0.05
+    probe_share: float = 0.03
 
 
 def providers_changed() -> None:
