@@ -356,6 +356,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 ROUTING_PROBE_PERCENT = env_int("ROUTING_PROBE_PERCENT", 3, minimum=0, maximum=50)
 # How far back the quality job reads the rollups' minute rows.
 ROUTING_QUALITY_LOOKBACK_MINUTES = env_int("ROUTING_QUALITY_LOOKBACK_MINUTES", 10, minimum=2, maximum=180)
+# Each figure is taken over the newest minutes holding at least this many messages (fewer: not judged).
+ROUTING_QUALITY_MIN_MESSAGES = env_int("ROUTING_QUALITY_MIN_MESSAGES", 20, minimum=5)
 # A sent message with no receipt this long after its minute ended counts as silence.
 ROUTING_SILENCE_AFTER_SECONDS = env_int("ROUTING_SILENCE_AFTER_SECONDS", 180, minimum=10)
 # Costs are stored in micro-units of this currency (ProviderPrice, dispatch_message.cost, `/stats` cost).

@@ -4,7 +4,7 @@ routing reads (docs/quality.md, "Routing on delivery data").
 A beat job (`quality_update`, every 15 s on mc.maintenance) reads the rollups' minute rows of the
 last ROUTING_QUALITY_LOOKBACK_MINUTES of every account (one index range scan, `rollup_recent_minutes`)
 and judges each provider times segment on three figures, each over the newest minutes that together hold
-at least MIN_MESSAGES messages (the current minute included: a receipt is evidence the moment it lands,
+at least ROUTING_QUALITY_MIN_MESSAGES messages (the current minute included: a receipt is evidence the moment it lands,
 and at steady traffic the newest minute alone is enough, so that a fault shows within seconds of its
 receipts rather than after a window of good minutes):
 
@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 DEMOTED = "mc:routing:demoted"
 FIGURES = "mc:routing:quality"
 STATE_TTL_SECONDS = 600
-MIN_MESSAGES = 20
 DEMOTE_BELOW, RECOVER_AT = 0.80, 0.90
 SILENCE_DEMOTE, SILENCE_RECOVER = 0.50, 0.20
 SLOW_RECEIPT_MS = 300_000  # a bound of LATENCY_BOUNDS_MS
@@ -100,18 +99,18 @@ def _sent(minute: Minute) -> int:
 
 
 def _newest(minutes: Iterable[Minute], size: Callable[[Minute], int]) -> list[Minute]:
-    """The newest minutes that together hold MIN_MESSAGES (by `size`), or all of them."""
+    """The newest minutes that together hold ROUTING_QUALITY_MIN_MESSAGES (by `size`), or all of them."""
     taken, total = [], 0
     for minute in sorted(minutes, key=lambda m: m.bucket, reverse=True):
         taken.append(minute)
         total += size(minute)
-        if total >= MIN_MESSAGES:
+        if total >= settings.ROUTING_QUALITY_MIN_MESSAGES:
             break
     return taken
 
 
 def _share(part: int, whole: int) -> float | None:
-    return part / whole if whole >= MIN_MESSAGES else None
+    return part / whole if whole >= settings.ROUTING_QUALITY_MIN_MESSAGES else None
 
 
 def judge(minutes: Sequence[Minute], *, previous: str, reports_delivery: bool, now: dt.datetime) -> Judgement:
