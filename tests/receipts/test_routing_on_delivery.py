@@ -81,7 +81,7 @@ def test_undelivered_receipts_move_a_segment_away_within_2_minutes_and_back_on_r
     live_sim.behave("aliyun", receipt="undelivered")
     fault = time.monotonic()
     demoted_after = traffic.run_until(lambda: _state("test-aliyun") == "demoted", 150)
-    traffic.run_until(lambda: time.monotonic() - fault > demoted_after + 40, 60)
+    traffic.run_until(lambda: time.monotonic() - fault > demoted_after + 60, 80)
     live_sim.behave("aliyun", receipt="delivered")
     recovery = time.monotonic()
     back_after = traffic.run_until(lambda: _state("test-aliyun") == "ok", 240)
