@@ -116,6 +116,17 @@ class QueueDepthCollector(Collector):
         yield family
 
 
+# Collectors that read state at scrape time (gauges of things kept elsewhere, e.g. in Redis), added by
+# the apps above the core (apps/dispatch/apps.py): a gauge set in one process of a multiprocess setup
+# would need a merge mode, and would show only what that process last saw.
+SCRAPE_COLLECTORS: list[Collector] = []
+
+
+def register_scrape_collector(collector: Collector) -> None:
+    if collector not in SCRAPE_COLLECTORS:
+        SCRAPE_COLLECTORS.append(collector)
+
+
 def render() -> bytes:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -125,6 +136,7 @@ def render() -> bytes:
 
         registry = REGISTRY
     output = generate_latest(registry)
-    depth_registry = CollectorRegistry()
-    depth_registry.register(QueueDepthCollector())
-    return output + generate_latest(depth_registry)
+    scraped = CollectorRegistry()
+    for collector in (QueueDepthCollector(), *SCRAPE_COLLECTORS):
+        scraped.register(collector)
+    return output + generate_latest(scraped)

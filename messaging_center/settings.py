@@ -343,6 +343,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Messages accepted into the spool during a database outage, into the database once it is back.
     "replay-spool": {"task": "dispatch.replay_spool", "schedule": 2.0, "options": _MAINTENANCE},
     "purge-idempotency-keys": {"task": "dispatch.purge_idempotency_keys", "schedule": 3600.0, "options": _MAINTENANCE},
+    # Delivery rate, receipt silence and latency per provider and destination segment, from the last
+    # minutes of the rollups, into the demotion state routing reads (apps/dispatch/routing/quality.py).
+    "routing-quality": {"task": "dispatch.routing_quality", "schedule": 15.0, "options": _MAINTENANCE},
     # Partitions for the next days, and each account's retention (apps/dispatch/retention.py).
     "apply-retention": {
         "task": "dispatch.retention",
@@ -356,6 +359,19 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "failover-silent-verifications": {"task": "receipts.failover_silent", "schedule": 10.0, "options": _RECEIPTS},
     "publish-due-callbacks": {"task": "receipts.publish_due_callbacks", "schedule": 15.0, "options": _RECEIPTS},
 }
+
+# --- Routing on delivery data and cost (apps/dispatch/routing/quality.py, docs/quality.md) ---------
+# The share of a destination segment's traffic a demoted provider keeps, so that its recovery is seen.
+# 3 %, not more: the others must take at least 95 % (issue #23), and 5 % would put them at that edge.
+ROUTING_PROBE_PERCENT = env_int("ROUTING_PROBE_PERCENT", 3, minimum=0, maximum=50)
+# How far back the quality job reads the rollups' minute rows.
+ROUTING_QUALITY_LOOKBACK_MINUTES = env_int("ROUTING_QUALITY_LOOKBACK_MINUTES", 10, minimum=2, maximum=180)
+# Each figure is taken over the newest minutes holding at least this many messages (fewer: not judged).
+ROUTING_QUALITY_MIN_MESSAGES = env_int("ROUTING_QUALITY_MIN_MESSAGES", 20, minimum=5)
+# A sent message with no receipt this long after its minute ended counts as silence.
+ROUTING_SILENCE_AFTER_SECONDS = env_int("ROUTING_SILENCE_AFTER_SECONDS", 180, minimum=10)
+# Costs are stored in micro-units of this currency (ProviderPrice, dispatch_message.cost, `/stats` cost).
+COST_CURRENCY = env_str("COST_CURRENCY", "CNY")
 
 # --- Receipts and status callbacks ----------------------------------------------------------------
 # A `sent` message without a receipt this long gets a `receipt_timeout` event (once).

@@ -24,6 +24,7 @@ from apps.dispatch import transitions
 from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Status
 from apps.dispatch.outbox import relay_query
+from apps.dispatch.routing import quality
 from apps.dispatch.services import PURGE_IDEMPOTENCY
 from apps.receipts import matching, polling
 from apps.receipts.callbacks import callbacks_due_query
@@ -44,6 +45,7 @@ BIG_TABLES = {
     "receipts_verification",
     "dispatch_idempotencyrecord",
     "receipts_failover",
+    "dispatch_rollup",
 }
 PROVIDERS = ("test-aliyun", "test-tencent", "test-wecom")
 
@@ -310,6 +312,7 @@ def _statements() -> list[tuple[str, str | QuerySet[Any, Any], Any, str | None]]
             "msg_verification_sent",
         ),
         ("publish-due-callbacks", callbacks_due_query(1000), None, "callback_due"),
+        ("routing-quality", quality.RECENT_MINUTES, {"since": now - dt.timedelta(minutes=10)}, "rollup_time"),
     ]
 
 

@@ -6,6 +6,7 @@ import re
 from typing import Any, cast
 
 from django import forms
+from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -16,9 +17,21 @@ from django.utils.html import format_html, format_html_join
 
 from apps.dispatch import selectors, services
 from apps.dispatch.contacts import mask_address
-from apps.dispatch.models import PLATFORM_CAP_CATEGORIES, Message, Outbox, PlatformCap, Provider, destination_prefixes
+from apps.dispatch.models import (
+    ANY_SEGMENT,
+    PLATFORM_CAP_CATEGORIES,
+    Message,
+    Outbox,
+    PlatformCap,
+    Provider,
+    ProviderPrice,
+    ProviderSegmentRule,
+    destination_prefixes,
+)
 from apps.dispatch.providers_config import provider_settings_errors
 from apps.dispatch.routing import health
+from apps.dispatch.routing.quality import figures
+from apps.dispatch.segments import known_segments
 from messaging_center import ids
 from messaging_center.errors import Conflict
 
@@ -225,7 +238,18 @@ class ProviderForm(forms.ModelForm):
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
     form = ProviderForm
-    list_display = ("name", "channel", "kind", "enabled", "priority_group", "weight", "destinations", "rate_limit", "circuit")
+    list_display = (
+        "name",
+        "channel",
+        "kind",
+        "enabled",
+        "priority_group",
+        "weight",
+        "destinations",
+        "rate_limit",
+        "circuit",
+        "demoted_for",
+    )
     list_filter = ("channel", "kind", "enabled")
     search_fields = ("name", "kind")
     actions = ["close_circuits"]
@@ -235,6 +259,13 @@ class ProviderAdmin(admin.ModelAdmin):
         snapshot = health().snapshot(provider.name)  # one Redis read per row for both figures
         rate = "—" if snapshot.success_rate is None else f"{snapshot.success_rate:.0%} of {snapshot.attempts}"
         return f"{snapshot.state} · {rate}"
+
+    @admin.display(description="demoted for (delivery data)")
+    def demoted_for(self, provider: Provider) -> str:
+        """One Redis read per row (a handful of providers), like the circuit's."""
+        judged = figures().items()
+        demoted = sorted((segment, v.reason) for (name, segment), v in judged if name == provider.name and v.state == "demoted")
+        return ", ".join(f"{segment} ({reason})" for segment, reason in demoted) or "—"
 
     @admin.action(description="Close circuit (send traffic again now)")
     def close_circuits(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:
@@ -255,3 +286,59 @@ class PlatformCapAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: PlatformCap | None = None) -> bool:
         # A missing row means the shipped defaults, not "no cap": `enabled` is how a cap is turned off.
         return False
+
+
+class SegmentField(forms.CharField):
+    """A destination segment as segment_of names it (CN-mobile, US, …); `*` where allowed."""
+
+    def __init__(self, *args: Any, any_segment: bool = False, **kwargs: Any) -> None:
+        self.any_segment = any_segment
+        super().__init__(*args, **kwargs)
+
+    def clean(self, value: Any) -> str:
+        segment = str(super().clean(value)).strip()
+        if (self.any_segment and segment == ANY_SEGMENT) or segment in known_segments():
+            return segment
+        allowed = "* (every segment), " if self.any_segment else ""
+        raise forms.ValidationError(
+            f"Not a destination segment: {allowed}CN-mobile, CN-unicom, CN-telecom, CN-other, a country code such as US, "
+            "or a channel such as email."
+        )
+
+
+class ProviderSegmentRuleForm(forms.ModelForm):
+    segment = SegmentField(max_length=16)
+
+    class Meta:
+        model = ProviderSegmentRule
+        fields = ("provider", "segment", "action", "note")
+
+
+@admin.register(ProviderSegmentRule)
+class ProviderSegmentRuleAdmin(admin.ModelAdmin):
+    """Pin or exclude a provider per destination segment; applied by the next task, without a restart."""
+
+    form = ProviderSegmentRuleForm
+    list_display = ("segment", "provider", "action", "note", "updated_at")
+    list_filter = ("action", "segment")
+    list_select_related = ("provider",)
+
+
+class ProviderPriceForm(forms.ModelForm):
+    segment = SegmentField(max_length=16, initial=ANY_SEGMENT, any_segment=True)
+
+    class Meta:
+        model = ProviderPrice
+        fields = ("provider", "segment", "price")
+
+
+@admin.register(ProviderPrice)
+class ProviderPriceAdmin(admin.ModelAdmin):
+    form = ProviderPriceForm
+    list_display = ("provider", "segment", "price", "per_segment", "updated_at")
+    list_filter = ("provider",)
+    list_select_related = ("provider",)
+
+    @admin.display(description="per SMS segment")
+    def per_segment(self, price: ProviderPrice) -> str:
+        return f"{price.price / 1_000_000:.6f} {django_settings.COST_CURRENCY}"

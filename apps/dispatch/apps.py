@@ -14,15 +14,17 @@ class DispatchConfig(AppConfig):
         from apps.dispatch import checks  # noqa: F401 - registers the system checks
         from apps.dispatch.accept.templates import TEMPLATES
         from apps.dispatch.delivery.choice import TEMPLATES_BY_ID
-        from apps.dispatch.models import PlatformCap, Provider
+        from apps.dispatch.models import PlatformCap, Provider, ProviderPrice, ProviderSegmentRule
         from apps.dispatch.policy.platform_caps import CAPS
         from apps.dispatch.providers import template_id_format
         from apps.dispatch.routing.routes import providers_changed
+        from apps.dispatch.routing.state import ProviderStateCollector
         from apps.templates.models import MessageTemplate
         from apps.templates.services import provider_id_format_register
-        from messaging_center import partitions
+        from messaging_center import metrics, partitions
 
         provider_id_format_register(template_id_format)
+        metrics.register_scrape_collector(ProviderStateCollector())
 
         def forget_templates(**kwargs: object) -> None:
             TEMPLATES.clear()
@@ -40,8 +42,10 @@ class DispatchConfig(AppConfig):
         def provider_saved(**kwargs: object) -> None:
             providers_changed()
 
-        post_save.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-changed")
-        post_delete.connect(provider_saved, sender=Provider, weak=False, dispatch_uid="providers-deleted")
+        # Rules and prices are read with the provider rows: the same token tells workers to re-read them.
+        for model in (Provider, ProviderSegmentRule, ProviderPrice):
+            post_save.connect(provider_saved, sender=model, weak=False, dispatch_uid=f"providers-changed-{model.__name__}")
+            post_delete.connect(provider_saved, sender=model, weak=False, dispatch_uid=f"providers-deleted-{model.__name__}")
 
         def make_partitions(using: str = "default", **kwargs: object) -> None:
             """Every `migrate` (the default run and the suite run it at start) makes the next days'

@@ -100,6 +100,9 @@ class Message(models.Model):
     # The last attempt's outcome is unknown (a timeout after the request left, or a worker that died
     # mid-send): ask the provider before sending again.
     needs_reconcile = models.BooleanField(default=False, db_default=False)
+    # What the provider that accepted it charges, in micro-units of settings.COST_CURRENCY: its price for
+    # the segment (ProviderPrice) times SMS segments (a message of another channel counts as one). Set at `sent`.
+    cost = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         indexes = [
@@ -219,6 +222,7 @@ class Rollup(models.Model):
     queue_ms = ArrayField(models.IntegerField(), help_text="Sent: accepted (or due) → sent, per bucket of LATENCY_BOUNDS_MS.")
     codes = models.BigIntegerField(default=0, help_text="Verification codes sent.")
     filled = models.BigIntegerField(default=0, help_text="Verification codes checked valid.")
+    cost = models.BigIntegerField(default=0, db_default=0, help_text="What the providers charged, micro-units of COST_CURRENCY.")
 
     class Meta:
         db_table = "dispatch_rollup"
@@ -356,6 +360,55 @@ class Provider(models.Model):
         import json
 
         self.settings_encrypted = crypto.encrypt(json.dumps(value, sort_keys=True))
+
+
+class SegmentAction(models.TextChoices):
+    PIN = "pin", "pin (only this provider, while its circuit is closed)"
+    EXCLUDE = "exclude", "exclude (never this provider)"
+
+
+class ProviderSegmentRule(models.Model):
+    """An operator's word on one provider for one destination segment (apps.dispatch.segments): pinned
+    providers take the segment's whole traffic, whatever their group, weight or delivery figures (the
+    others only while every pinned one's circuit is open, or for a retry a pinned one failed); an
+    excluded provider never gets it. Saving applies without a restart (the providers' version token)."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="segment_rules")
+    segment = models.CharField(
+        max_length=16, help_text="A destination segment: CN-mobile, CN-unicom, CN-telecom, CN-other, US, GB, …"
+    )
+    action = models.CharField(max_length=8, choices=SegmentAction.choices)
+    note = models.CharField(max_length=255, blank=True, default="", help_text="Why (seen by other operators).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["segment", "provider"]
+        constraints = [models.UniqueConstraint(fields=["provider", "segment"], name="provider_segment_rule_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.provider.name} for {self.segment}"
+
+
+ANY_SEGMENT = "*"
+
+
+class ProviderPrice(models.Model):
+    """What a provider charges per SMS segment (per message on other channels) to a destination
+    segment, or to every segment without a price of its own (`*`), in micro-units of
+    settings.COST_CURRENCY (0.045 CNY = 45000). Read by routing (a tie between equally weighted,
+    equally healthy providers goes to the cheapest) and when a message is sent (its cost)."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="prices")
+    segment = models.CharField(max_length=16, default=ANY_SEGMENT, help_text="A destination segment, or * for the default.")
+    price = models.PositiveBigIntegerField(help_text="Micro-units of the cost currency per SMS segment (45000 = 0.045).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "segment"]
+        constraints = [models.UniqueConstraint(fields=["provider", "segment"], name="provider_price_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.provider.name} → {self.segment}: {self.price}"
 
 
 HOUR, DAY = 3600, 86400

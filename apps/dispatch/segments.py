@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import phonenumbers
 
+from messaging_center.vocabulary import Channel
+
 # Calling code → the ISO code of its main region (phonenumbers lists the main region first).
 CALLING_CODES: dict[str, str] = {
     str(code): regions[0] for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items() if regions
@@ -50,3 +52,9 @@ def segment_of(channel: str, address: str) -> str:
         if region is not None:
             return region
     return ""
+
+
+def known_segments() -> frozenset[str]:
+    """Every segment `segment_of` can answer (operators' rules and prices name one of these)."""
+    carriers = {f"CN-{carrier}" for carrier in (*_CN_BLOCKS, "other")}
+    return frozenset({*carriers, *CALLING_CODES.values(), *(c for c in Channel.values if c != "sms")} - {"CN"})

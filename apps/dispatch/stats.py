@@ -20,13 +20,16 @@ delivered / sent; latency = provider accepted → delivered, its percentiles rea
 (models.LATENCY_BOUNDS_MS, interpolated linearly inside the bucket that holds the rank: within one
 bucket of the exact value, i.e. within a factor 1.5 above 100 ms and 3 above 10 minutes; beyond the last
 edge, 1 h, the edge); fill = verification codes checked valid / codes sent (null where no codes
-were sent). A message still pending counts in `total` under provider "" until an attempt settles."""
+were sent); cost = what the providers charged for the group's messages (each message's price times SMS
+segments, set when it was sent), in COST_CURRENCY. A message still pending counts in `total` under
+provider "" until an attempt settles."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -43,6 +46,7 @@ GROUP_KEYS = {
     "day": "to_char(r.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "segment": "r.segment",
 }
+MICRO = 1_000_000  # costs are stored in micro-units of the currency
 COUNTS = ("total", "sent", "delivered", "undelivered", "failed", "expired", "suppressed", "rejected")
 
 ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the triggers' date_bin origin: UTC minutes, hours, days
@@ -132,7 +136,7 @@ SELECT {{key}} AS key, sum(r.messages) AS total,
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'expired'), 0) AS expired,
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'suppressed'), 0) AS suppressed,
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'rejected'), 0) AS rejected,
-       sum(r.codes) AS codes, sum(r.filled) AS filled, ARRAY[{_HISTOGRAM}] AS histogram
+       sum(r.codes) AS codes, sum(r.filled) AS filled, ARRAY[{_HISTOGRAM}] AS histogram, sum(r.cost) AS cost
 FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
 JOIN dispatch_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
 GROUP BY 1 HAVING sum(r.messages) > 0
@@ -203,7 +207,7 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
 def _group(key: str, row: tuple[Any, ...] | None, calls: dict[str, int]) -> dict[str, Any]:
     """A group's figures from its messages' row of _STATS (None: only calls in the range) and its calls by outcome."""
     counts = dict(zip(COUNTS, map(int, row[1:9]), strict=True)) if row else dict.fromkeys(COUNTS, 0)
-    codes, filled, histogram = (int(row[9]), int(row[10]), row[11]) if row else (0, 0, None)
+    codes, filled, histogram, cost = (int(row[9]), int(row[10]), row[11], int(row[12])) if row else (0, 0, None, 0)
     p50, p95 = percentile(histogram, 0.5), percentile(histogram, 0.95)
     made = sum(calls.values())
     errors = sorted(((code, n) for code, n in calls.items() if code != ACCEPTED), key=lambda item: (-item[1], item[0]))
@@ -218,4 +222,6 @@ def _group(key: str, row: tuple[Any, ...] | None, calls: dict[str, int]) -> dict
         "latency_p50_ms": round(p50) if p50 is not None else None,
         "latency_p95_ms": round(p95) if p95 is not None else None,
         "fill_rate": _rate(filled, codes),
+        "cost": cost / MICRO,
+        "currency": settings.COST_CURRENCY,
     }

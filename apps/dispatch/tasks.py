@@ -12,6 +12,7 @@ from django.db import InterfaceError, OperationalError
 from apps.dispatch import outbox, routing
 from apps.dispatch.delivery import chunk, sweeper
 from apps.dispatch.retention import run_retention
+from apps.dispatch.routing.quality import quality_update
 from apps.dispatch.services import idempotency_purge
 from apps.dispatch.spool import delivery as spool_delivery
 from apps.dispatch.spool import replay
@@ -93,3 +94,8 @@ def purge_idempotency_keys() -> int:
 def retention() -> dict[str, int]:
     report = run_retention()
     return {"dropped": len(report.dropped), "rewritten": len(report.rewritten), "made": len(report.made)}
+
+
+@shared_task(name="dispatch.routing_quality", base=PeriodicJob)
+def routing_quality() -> dict[str, int]:
+    return quality_update()

@@ -91,11 +91,11 @@ READ_CLAIMABLE = _build(
     SELECT FALSE AS expired, id, channel, address, attempts + 1 AS attempt, template_id, content, title, params,
            provider AS previous_provider, priority, category, expires_at,
            needs_reconcile OR ({sending} AND provider <> '') AS needs_reconcile, user_id, account_id,
-           provider_message_id AS previous_reference, CASE WHEN {sending} THEN lease_until END AS lost_lease
+           provider_message_id AS previous_reference, segment, CASE WHEN {sending} THEN lease_until END AS lost_lease
     FROM dispatch_message WHERE id = ANY(%(ids)s) AND {claimable}
     UNION ALL
     SELECT TRUE, e.id, NULL, NULL, d.attempts, NULL, e.detail, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           {under_way}
+           NULL, {under_way}
     {expired_rows}
 """,
     expire=_EXPIRE,
@@ -167,16 +167,18 @@ RECORD_PROVIDER = _build(
     of_attempt=_OF_ATTEMPT,
 )
 
-# → sent, its `sent` events and the status callbacks owed, in one statement. Rows 's': the message;
+# → sent (with its cost), its `sent` events and the status callbacks owed, in one statement. Rows 's': the message;
 # 'c': (message, account) of a callback owed.
 SENT = _build(
     """
     WITH sent AS (
         UPDATE dispatch_message AS m SET status = {sent}, provider = c.provider, provider_message_id = c.pid,
-               sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE
+               sent_at = now(), code = '', detail = '', lease_until = NULL, needs_reconcile = FALSE,
+               -- the provider's price for the segment times SMS segments (another channel's message counts as one)
+               cost = c.price * coalesce(m.segments, 1)
         FROM json_to_recordset(%(rows)s::json)
              AS c(id uuid, attempt int, provider text, pid text, code text, detail text, event_id uuid, started timestamptz,
-                  reason text)
+                  reason text, price bigint)
         WHERE {of_attempt}
         RETURNING m.id, m.account_id, c.provider, c.code, c.detail, c.attempt, c.event_id, c.started, c.reason
     ), events AS (

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from apps.dispatch import services
 from apps.dispatch.delivery import chunk, claims
-from apps.dispatch.models import LATENCY_BOUNDS_MS, Message, MessageEvent, Provider, Status
+from apps.dispatch.models import LATENCY_BOUNDS_MS, Message, MessageEvent, Provider, ProviderPrice, Status
 from apps.dispatch.providers.base import Receipt
 from apps.dispatch.providers_config import provider_save
 from apps.dispatch.sealing import unseal
@@ -55,7 +55,8 @@ RAW_STATS = """
            array_agg(extract(epoch FROM m.delivered_at - m.sent_at)::float8 * 1000 ORDER BY m.delivered_at - m.sent_at)
                FILTER (WHERE m.status = 'delivered' AND m.delivered_at IS NOT NULL),
            count(v.id),
-           count(v.verified_at)
+           count(v.verified_at),
+           coalesce(sum(m.cost), 0)
     FROM dispatch_message m LEFT JOIN receipts_verification v ON v.message_id = m.id
     WHERE m.account_id = %(account)s AND m.created_at >= %(after)s AND m.created_at < %(before)s
     GROUP BY 1 ORDER BY 1
@@ -85,8 +86,8 @@ def _raw_stats(account_id: uuid.UUID, group_by: str, after: dt.datetime, before:
             calls.setdefault(key, {})[reason] = count
     groups = []
     for key in sorted({*messages, *calls}):
-        row = messages.get(key) or (key, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0)
-        _, total, sent, delivered, undelivered, failed, expired, suppressed, rejected, latencies, codes, filled = row
+        row = messages.get(key) or (key, 0, 0, 0, 0, 0, 0, 0, 0, None, 0, 0, 0)
+        _, total, sent, delivered, undelivered, failed, expired, suppressed, rejected, latencies, codes, filled, cost = row
         made = calls.get(key, {})
         groups.append(
             {
@@ -107,6 +108,8 @@ def _raw_stats(account_id: uuid.UUID, group_by: str, after: dt.datetime, before:
                 "latency_p50_ms": latencies,
                 "latency_p95_ms": latencies,
                 "fill_rate": _rate(filled, codes),
+                "cost": int(cost) / 1_000_000,
+                "currency": "CNY",
             }
         )
     return groups
@@ -149,6 +152,11 @@ def _providers(sim: Any) -> list[Provider]:
     for kind, destinations in (("aliyun", "+86"), ("tencent", "+86"), ("twilio", "")):
         provider = Provider(name=f"test-{kind}", kind=kind, channel="sms", destinations=destinations)
         made.append(provider_save(provider=provider, settings=sim.settings(kind)))
+    # Costs in every group: a price per SMS segment for two of them (none for Tencent, so that the
+    # tie between the mainland providers stays split by weight: routing unchanged by the prices).
+    ProviderPrice.objects.create(provider=made[0], segment="*", price=45_000)
+    ProviderPrice.objects.create(provider=made[0], segment="CN-unicom", price=41_500)
+    ProviderPrice.objects.create(provider=made[2], segment="*", price=350_000)
     return made
 
 

@@ -49,6 +49,11 @@ class StatsGroupOutput(serializers.Serializer):
     latency_p50_ms = serializers.IntegerField(allow_null=True, help_text="Accepted → delivered.")
     latency_p95_ms = serializers.IntegerField(allow_null=True, help_text="Accepted → delivered.")
     fill_rate = serializers.FloatField(allow_null=True, help_text="Verification codes checked valid / codes sent.")
+    cost = serializers.FloatField(
+        help_text="What the providers charged for the group's sent messages (their price per SMS segment to the "
+        "destination segment times SMS segments, recorded when sent), in `currency`; 0 where no price is set."
+    )
+    currency = serializers.CharField(help_text="The currency of `cost` (the COST_CURRENCY setting), e.g. CNY.")
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # `errors` cannot be a declared attribute: Serializer.errors is the validation errors.

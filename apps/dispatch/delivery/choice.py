@@ -50,10 +50,13 @@ class Choice:
     parts: list[tuple[list[Attempt], str]] = field(default_factory=list)
     singles: list[Attempt] = field(default_factory=list)
 
+    # (provider, segment) pairs demoted on delivery data (routing.quality), read once per chunk.
+    demoted: set[tuple[str, str]] = field(default_factory=set)
+
     @classmethod
     def start(cls, messages: Sequence[Claimed]) -> Choice:
         routing.ROUTES.refresh()
-        choice = cls(templates={}, health=routing.health())
+        choice = cls(templates={}, health=routing.health(), demoted=routing.demoted())
         choice.add_templates(messages)
         return choice
 
@@ -93,6 +96,7 @@ class Choice:
             [a for a in self.attempts if a.message.id in won],
             parts_of(self.parts, won),
             [a for a in self.singles if a.message.id in won],
+            self.demoted,
         )
 
     def extend(self, other: Choice) -> None:
@@ -123,8 +127,26 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
     # Retries fail over through every provider that has not failed the message yet (one query, for
     # third attempts and later only: a second attempt avoids the provider of the first).
     failed = failed_providers([m.id for m in messages if m.attempt > 2])
+    views: dict[str, routing.SegmentView] = {}
     for message in messages:
-        routes = usable_routes(message, choice)
+        view = views.get(message.segment) or views.setdefault(
+            message.segment, routing.ROUTES.segment_view(message.segment, choice.demoted)
+        )
+        serving = usable_routes(message, choice)
+        routes = [r for r in serving if r.name not in view.excluded]
+        if serving and not routes:
+            attempts.append(
+                Attempt(
+                    message,
+                    None,
+                    ProviderError(
+                        "no_provider",
+                        f"Every provider that can send this is excluded for segment {message.segment} by an operator's rule.",
+                        permanent=True,
+                    ),
+                )
+            )
+            continue
         if not routes:
             attempts.append(
                 Attempt(
@@ -146,7 +168,7 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
         avoid += sorted(failed.get(message.id, set()) - set(avoid))
         if call_deadline(message.priority):
             avoid += sorted(slow[message.channel] - set(avoid))  # hedged away from lately: not waited for again
-        route = routing.choose(routes, allowed=allowed[message.channel], avoid=avoid)
+        route = routing.choose(routes, allowed=allowed[message.channel], avoid=avoid, segment=view)
         if route is None:
             attempts.append(
                 Attempt(message, None, ProviderError("providers_unhealthy", "Every provider's circuit is open.", permanent=False))

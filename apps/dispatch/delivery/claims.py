@@ -39,6 +39,8 @@ class Claimed:
     account_id: uuid.UUID
     # The provider id the previous attempt left: a batch call's reference until a provider id replaces it.
     previous_reference: str
+    # The destination segment (apps.dispatch.segments): routing's delivery figures, rules and prices are by it.
+    segment: str
     # A `sending` row whose lease ran out (its worker died mid-send): that lease.
     lost_lease: dt.datetime | None = None
     # When this attempt was claimed (set by claim_read): its outcome's event carries it.

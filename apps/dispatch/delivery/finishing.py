@@ -157,8 +157,9 @@ def _mark_sent(attempts: list[Attempt]) -> None:
         event_id=[str(event_id) for event_id in ids.uuid7_many(len(attempts))],
         started=[a.message.claimed_at for a in attempts],
         reason=[call_reason(a) for a in attempts],
+        price=[_price(a) for a in attempts],
     )
-    # The finish, its `sent` events and the status callbacks owed in one statement. Receipts that
+    # The finish (and its cost), its `sent` events and the status callbacks owed in one statement. Receipts that
     # arrived before the finish are looked for after its commit: one that lands while this
     # statement runs would be invisible to it (and its own match found the message still sending).
     with bound_cursor() as cursor:
@@ -170,6 +171,13 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     )
 
     status_hooks.messages_sent(sorted(done), [(row[1], row[2], "") for row in found if row[0] == "c"])
+
+
+def _price(attempt: Attempt) -> int:
+    """The provider's price per SMS segment to the message's segment; 0 where none is set."""
+    if attempt.route is None:
+        return 0
+    return routing.ROUTES.price(attempt.route.name, attempt.message.segment) or 0
 
 
 def _sent_detail(attempt: Attempt) -> str:

@@ -136,7 +136,9 @@ def _hedge(late: list[_Waiting], choice: Choice, start: Callable[[Choice], list[
         missed.add(slow)
         if message.channel not in allowed:
             allowed[message.channel] = choice.health.allowed([r.name for r in routing.ROUTES.for_channel(message.channel)])
-        route = routing.choose([r for r in usable_routes(message, choice) if r.name != slow], allowed=allowed[message.channel])
+        view = routing.ROUTES.segment_view(message.segment, choice.demoted)
+        candidates = [r for r in usable_routes(message, choice) if r.name != slow and r.name not in view.excluded]
+        route = routing.choose(candidates, allowed=allowed[message.channel], segment=view)
         if route is not None:
             hedge = Attempt(message, route)
             hedges[id(hedge)] = waiting

@@ -194,7 +194,7 @@ def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = N
         )
         choice.attempts.extend(settled)
         done = {a.message.id for a in settled}
-        later = Choice(choice.templates, choice.health)
+        later = Choice(choice.templates, choice.health, demoted=choice.demoted)
         group_into_calls(later, route_messages([c for c in rest if c.id not in done], later))
         # Only where a crash mid-send could be reconciled: this is a round trip before the send.
         record_chosen_providers(later)

@@ -57,8 +57,10 @@ def _segment_function():
     END $$"""
 
 
-def _contribution(table, sign):
-    """Each message row of `table` as what it adds to its groups (times `sign`), at minute grain."""
+def _contribution(table, sign, counters=COUNTERS):
+    """Each message row of `table` as what it adds to its groups (times `sign`), at minute grain.
+    `counters`: a later migration's (0015 adds `cost`, a column of the message of the same name)."""
+    extra = "".join(f", {sign} * t.{c} AS {c}" for c in counters[len(COUNTERS) :])
     return f"""
     SELECT date_bin('1 minute', t.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS minute,
            t.account_id, t.channel, t.category, t.priority,
@@ -71,7 +73,7 @@ def _contribution(table, sign):
            END AS queue_at,
            {sign} AS messages, {sign} * coalesce(t.segments, 0) AS sms_segments,
            CASE WHEN t.attempts > 0 AND o.outcome <> 'pending' THEN {sign} ELSE 0 END AS attempted,
-           {sign} * v.codes AS codes, {sign} * v.filled AS filled
+           {sign} * v.codes AS codes, {sign} * v.filled AS filled{extra}
     FROM {table} t
     CROSS JOIN LATERAL (SELECT CASE WHEN t.status IN ({_list(PENDING)}) THEN 'pending' ELSE t.status END AS outcome) o
     -- Codes count with their message, only verification messages have them (verification_send).
@@ -86,7 +88,7 @@ GRAINS = (("minute", "1 minute"), ("hour", "1 hour"), ("day", "1 day"))
 _BIN = "date_bin(g.width, c.minute, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 
 
-def _upsert(changes, grains=GRAINS):
+def _upsert(changes, grains=GRAINS, counters=COUNTERS):
     """Adds `changes` (contributions at minute grain) to the rows of each of `grains`, skipping what
     adds nothing, in key order (two statements upserting the same rows never deadlock)."""
     zeros = f"array_fill(0, ARRAY[{len(BOUNDS_MS)}])"
@@ -96,11 +98,11 @@ def _upsert(changes, grains=GRAINS):
         + "]::int[]"
         for name, at in (("latency_ms", "latency_at"), ("queue_ms", "queue_at"))
     }
-    sums = ", ".join(f"sum(c.{counter}) AS {counter}" for counter in COUNTERS)
+    sums = ", ".join(f"sum(c.{counter}) AS {counter}" for counter in counters)
     grouped = "minute, account_id, channel, category, priority, provider, template_code, segment, outcome, latency_at, queue_at"
-    nonzero = " OR ".join([*(f"{c} <> 0" for c in COUNTERS), *(f"{h} <> {zeros}" for h in HISTOGRAMS)])
+    nonzero = " OR ".join([*(f"{c} <> 0" for c in counters), *(f"{h} <> {zeros}" for h in HISTOGRAMS)])
     updates = ", ".join(
-        [*(f"{c} = r.{c} + EXCLUDED.{c}" for c in COUNTERS), *(f"{h} = dispatch_rollup_add(r.{h}, EXCLUDED.{h})" for h in HISTOGRAMS)]
+        [*(f"{c} = r.{c} + EXCLUDED.{c}" for c in counters), *(f"{h} = dispatch_rollup_add(r.{h}, EXCLUDED.{h})" for h in HISTOGRAMS)]
     )
     values = ", ".join(f"('{grain}', INTERVAL '{width}')" for grain, width in grains)
     buckets = _BIN
@@ -120,49 +122,56 @@ def _upsert(changes, grains=GRAINS):
                {sums}, {histograms["latency_ms"]} AS latency_ms, {histograms["queue_ms"]} AS queue_ms
         FROM minutes c
         CROSS JOIN (VALUES {values}) AS g(grain, width)
-        WHERE c.messages <> 0 OR c.sms_segments <> 0 OR c.attempted <> 0 OR c.codes <> 0 OR c.filled <> 0
+        WHERE {" OR ".join(f"c.{counter} <> 0" for counter in counters)}
         GROUP BY c.account_id, g.grain, 3, 4, 5, 6, 7, 8, 9, c.outcome
     )
-    INSERT INTO dispatch_rollup AS r ({KEY}, {", ".join(COUNTERS)}, {", ".join(HISTOGRAMS)})
-    SELECT {KEY}, {", ".join(COUNTERS)}, {", ".join(HISTOGRAMS)} FROM deltas WHERE {nonzero} ORDER BY {KEY}
+    INSERT INTO dispatch_rollup AS r ({KEY}, {", ".join(counters)}, {", ".join(HISTOGRAMS)})
+    SELECT {KEY}, {", ".join(counters)}, {", ".join(HISTOGRAMS)} FROM deltas WHERE {nonzero} ORDER BY {KEY}
     ON CONFLICT ({KEY}) DO UPDATE SET {updates}"""
 
 
-def _signature(t):
+def _signature(t, counters=COUNTERS):
     """What of a message row its contribution depends on: pending statuses as one, and the provider,
-    attempts and times only where a settled outcome reads them."""
+    attempts and times only where a settled outcome reads them (and the columns of `counters` beyond
+    0011's own)."""
     settled = f"{t}.status NOT IN ({_list(PENDING)})"
+    extra = "".join(f", {t}.{c}" for c in counters[len(COUNTERS) :])
     return (
         f"(CASE WHEN {settled} THEN {t}.status END, CASE WHEN {settled} THEN {t}.provider END, "
         f"CASE WHEN {settled} THEN {t}.attempts > 0 END, CASE WHEN {settled} THEN {t}.sent_at END, "
         f"CASE WHEN {settled} THEN {t}.delivered_at END, CASE WHEN {settled} THEN {t}.scheduled_at END, {t}.created_at, "
-        f"{t}.segments, {t}.segment, {t}.template_code, {t}.channel, {t}.category, {t}.priority, {t}.account_id)"
+        f"{t}.segments, {t}.segment, {t}.template_code, {t}.channel, {t}.category, {t}.priority, {t}.account_id{extra})"
     )
 
 
-# An UPDATE that changes no row's contribution (a claim, a lease, a provider recorded while pending) ends
-# here, before the aggregation.
-_UNCHANGED = f"""
+def unchanged(counters=COUNTERS):
+    """An UPDATE that changes no row's contribution (a claim, a lease, a provider recorded while pending)
+    ends here, before the aggregation."""
+    return f"""
         IF NOT EXISTS (
             SELECT 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
-            WHERE o.id IS NULL OR {_signature("n")} IS DISTINCT FROM {_signature("o")}
+            WHERE o.id IS NULL OR {_signature("n", counters)} IS DISTINCT FROM {_signature("o", counters)}
         ) THEN
             RETURN NULL;
         END IF;"""
 
 
-def _trigger_function(name, changes, shortcut="", grains=GRAINS, create="CREATE"):
+_UNCHANGED = unchanged()
+
+
+def _trigger_function(name, changes, shortcut="", grains=GRAINS, create="CREATE", counters=COUNTERS):
     return f"""{create} FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         {shortcut}
-        {_upsert(changes, grains)};
+        {_upsert(changes, grains, counters)};
         RETURN NULL;
     END $$"""
 
 
-def _verification_changes(rows):
+def _verification_changes(rows, counters=COUNTERS):
     """Codes added or filled, each at its message's current groups. The message row is locked (FOR SHARE)
     so that a status change in flight finishes first: its trigger and this one see each other's rows."""
+    extra = "".join(f", 0 AS {c}" for c in counters[len(COUNTERS) :])
     return f"""
     SELECT date_bin('1 minute', m.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS minute,
            m.account_id, m.channel, m.category, m.priority,
@@ -170,7 +179,7 @@ def _verification_changes(rows):
            m.template_code, m.segment,
            CASE WHEN m.status IN ({_list(PENDING)}) THEN 'pending' ELSE m.status END AS outcome,
            NULL::int AS latency_at, NULL::int AS queue_at, 0 AS messages, 0 AS sms_segments, 0 AS attempted,
-           d.codes, d.filled
+           d.codes, d.filled{extra}
     FROM ({rows}) d
     JOIN LATERAL (SELECT * FROM dispatch_message m WHERE m.id = d.message_id AND m.category = 'verification' FOR SHARE) m ON TRUE"""
 
@@ -187,39 +196,43 @@ def _codes(*parts):
     )
 
 
-# (trigger, table, event, transition tables, function, the function's changes)
-TRIGGERS = [
-    ("dispatch_rollup_inserted", "dispatch_message", "INSERT", "NEW TABLE AS new_rows", _contribution("new_rows", 1)),
-    (
-        "dispatch_rollup_updated",
-        "dispatch_message",
-        "UPDATE",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        f"{_contribution('new_rows', 1)} UNION ALL {_contribution('old_rows', -1)}",
-    ),
-    ("dispatch_rollup_deleted", "dispatch_message", "DELETE", "OLD TABLE AS old_rows", _contribution("old_rows", -1)),
-    (
-        "dispatch_rollup_codes_inserted",
-        "receipts_verification",
-        "INSERT",
-        "NEW TABLE AS new_rows",
-        _verification_changes(_codes(_CODES_NEW)),
-    ),
-    (
-        "dispatch_rollup_codes_updated",
-        "receipts_verification",
-        "UPDATE",
-        "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        _verification_changes(_codes(_CODES_NEW, _CODES_OLD)),
-    ),
-    (
-        "dispatch_rollup_codes_deleted",
-        "receipts_verification",
-        "DELETE",
-        "OLD TABLE AS old_rows",
-        _verification_changes(_codes(_CODES_OLD)),
-    ),
-]
+def triggers(counters=COUNTERS):
+    """(trigger, table, event, transition tables, the function's changes), summing `counters`."""
+    return [
+        ("dispatch_rollup_inserted", "dispatch_message", "INSERT", "NEW TABLE AS new_rows", _contribution("new_rows", 1, counters)),
+        (
+            "dispatch_rollup_updated",
+            "dispatch_message",
+            "UPDATE",
+            "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            f"{_contribution('new_rows', 1, counters)} UNION ALL {_contribution('old_rows', -1, counters)}",
+        ),
+        ("dispatch_rollup_deleted", "dispatch_message", "DELETE", "OLD TABLE AS old_rows", _contribution("old_rows", -1, counters)),
+        (
+            "dispatch_rollup_codes_inserted",
+            "receipts_verification",
+            "INSERT",
+            "NEW TABLE AS new_rows",
+            _verification_changes(_codes(_CODES_NEW), counters),
+        ),
+        (
+            "dispatch_rollup_codes_updated",
+            "receipts_verification",
+            "UPDATE",
+            "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+            _verification_changes(_codes(_CODES_NEW, _CODES_OLD), counters),
+        ),
+        (
+            "dispatch_rollup_codes_deleted",
+            "receipts_verification",
+            "DELETE",
+            "OLD TABLE AS old_rows",
+            _verification_changes(_codes(_CODES_OLD), counters),
+        ),
+    ]
+
+
+TRIGGERS = triggers()
 
 
 def _forward():

@@ -45,7 +45,7 @@ GRAIN_CHOICES = [("minute", "Minute"), ("hour", "Hour"), ("day", "Day"), ("month
 
 
 class Migration(migrations.Migration):
-    dependencies = [("dispatch", "0014_rollup_months")]
+    dependencies = [("dispatch", "0015_provider_segment_rules")]
 
     operations = [
         migrations.AddField(

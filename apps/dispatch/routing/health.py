@@ -147,6 +147,14 @@ class Health:
         total = ok + fail
         return ProviderHealth((state or b"closed").decode(), total, ok / total if total else None)
 
+    def circuits(self, providers: Sequence[str]) -> dict[str, str]:
+        """Each provider's circuit: closed, open or half_open (one round trip). Raises RedisError."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for provider in providers:
+                pipe.hget(f"mc:breaker:{provider}", "state")
+            states = pipe.execute()
+        return {provider: (state or b"closed").decode() for provider, state in zip(providers, states, strict=True)}
+
     def mark_slow(self, providers: Sequence[str]) -> None:
         """Providers that let a call pass a lane's deadline: lanes with a deadline avoid them for
         SLOW_SECONDS (a slow provider is not failing, so the breaker is not told)."""

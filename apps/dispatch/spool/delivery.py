@@ -21,6 +21,7 @@ from apps.dispatch.delivery.sending import _outbound, _send_one
 from apps.dispatch.leases import sending_lease
 from apps.dispatch.models import Status
 from apps.dispatch.providers.base import ProviderError, SendResult
+from apps.dispatch.segments import segment_of
 from apps.dispatch.spool import store
 from apps.templates.models import MessageTemplate
 from messaging_center import ids, metrics
@@ -58,6 +59,7 @@ def _claimed(id_hex: str, attempt: int, data: dict[str, Any], tried: list[str]) 
         user_id=row["user_id"],
         account_id=uuid.UUID(row["account_id"]),
         previous_reference="",
+        segment=row.get("segment") or segment_of(row["channel"], row["address"]),
         claimed_at=timezone.now(),
     )
 

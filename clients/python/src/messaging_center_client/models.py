@@ -392,6 +392,7 @@ class StatsGroup:
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     cost: float | None
+    currency: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -415,6 +416,7 @@ class StatsGroup:
             latency_p50_ms=_opt_float(data, "latency_p50_ms"),
             latency_p95_ms=_opt_float(data, "latency_p95_ms"),
             cost=_opt_float(data, "cost"),
+            currency=_opt_str(data, "currency"),
             raw=data,
         )
 
