@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from apps.dispatch.delivery.finishing import FAILOVER_FROM
 from apps.dispatch.providers.errors import ACCEPTED
-from apps.dispatch.stats import GRAINS, percentile, rollup_spans
+from apps.dispatch.stats import GRAINS, MICRO, percentile, rollup_spans
 from messaging_center import availability
 
 WINDOWS = {"5m": dt.timedelta(minutes=5), "1h": dt.timedelta(hours=1), "1d": dt.timedelta(days=1)}
@@ -51,7 +51,7 @@ SELECT {{key}} AS key, sum(r.messages),
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'delivered'), 0),
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'undelivered'), 0),
        coalesce(sum(r.messages) FILTER (WHERE r.outcome = 'expired'), 0),
-       sum(r.codes), sum(r.filled), ARRAY[{_HISTOGRAM}]
+       sum(r.codes), sum(r.filled), ARRAY[{_HISTOGRAM}], sum(r.cost)
 FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
 JOIN dispatch_rollup r ON r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
 WHERE %(account)s::uuid IS NULL OR r.account_id = %(account)s
@@ -79,6 +79,8 @@ class Quality:
     failover_rate: float | None  # 7
     messages: int
     expiry_rate: float | None  # 8
+    cost: float  # in COST_CURRENCY
+    cost_per_delivered: float | None  # 10
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -91,8 +93,7 @@ def _window(window: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
 
 
 def quality_get(*, by: str, window: str, account: uuid.UUID | None = None, now: dt.datetime | None = None) -> list[Quality]:
-    """Metrics 1-8 per group (9, API availability: `api_availability`; 10, cost per delivered
-    message: with the prices)."""
+    """Metrics 1-8 and 10 per group (9, API availability, is the platform's: `api_availability`)."""
     if by not in BY or window not in WINDOWS:
         raise ValueError(f"by one of {sorted(BY)}, window one of {sorted(WINDOWS)}")
     start, end = _window(window, now or timezone.now())
@@ -116,8 +117,8 @@ def quality_get(*, by: str, window: str, account: uuid.UUID | None = None, now: 
 
 def _quality(key: str, calls: tuple[Any, ...] | None, messages: tuple[Any, ...] | None, failovers: int) -> Quality:
     made, accepted, submit = (int(calls[1]), int(calls[2]), calls[3]) if calls else (0, 0, None)
-    total, sent, delivered, undelivered, expired, codes, filled, receipt = (
-        (*map(int, messages[1:8]), messages[8]) if messages else (0, 0, 0, 0, 0, 0, 0, None)
+    total, sent, delivered, undelivered, expired, codes, filled, receipt, cost = (
+        (*map(int, messages[1:8]), messages[8], int(messages[9])) if messages else (0, 0, 0, 0, 0, 0, 0, None, 0)
     )
     return Quality(
         key=key,
@@ -136,6 +137,8 @@ def _quality(key: str, calls: tuple[Any, ...] | None, messages: tuple[Any, ...] 
         failover_rate=_rate(failovers, made),
         messages=total,
         expiry_rate=_rate(expired, total),
+        cost=cost / MICRO,
+        cost_per_delivered=round(cost / MICRO / delivered, 6) if delivered else None,
     )
 
 

@@ -73,6 +73,7 @@ def _messages(account: uuid.UUID, at: dt.datetime, provider: str, outcome: str, 
         queue_ms=[0] * len(LATENCY_BOUNDS_MS),
         codes=extra.get("codes", 0),
         filled=extra.get("filled", 0),
+        cost=extra.get("cost", 0),
     )
 
 
@@ -86,9 +87,10 @@ def test_each_metric_per_provider_over_five_minutes_and_an_hour() -> None:
     _calls(A, recent, "p-b", "accepted", 1, **{"200": 1})
     _calls(B, recent, "p-b", "accepted", 2, code="failover_from:p-a", **{"200": 2})
     # Messages through p-a: 4 delivered (2-3 s), 1 undelivered, 1 still sent, 1 expired; 6 codes, 3 filled.
-    _messages(A, recent, "p-a", "delivered", 4, latency={"2000": 4}, codes=4, filled=3)
-    _messages(A, recent, "p-a", "undelivered", 1, codes=1)
-    _messages(A, recent, "p-a", "sent", 1, codes=1)
+    # Each sent message cost 0.05 (50,000 micro-units).
+    _messages(A, recent, "p-a", "delivered", 4, latency={"2000": 4}, codes=4, filled=3, cost=200_000)
+    _messages(A, recent, "p-a", "undelivered", 1, codes=1, cost=50_000)
+    _messages(A, recent, "p-a", "sent", 1, codes=1, cost=50_000)
     _messages(A, recent, "p-a", "expired", 1)
     # Half an hour ago: counted in the hour, not in the five minutes.
     _calls(A, older, "p-a", "accepted", 10, **{"100": 10})
@@ -104,6 +106,7 @@ def test_each_metric_per_provider_over_five_minutes_and_an_hour() -> None:
     assert (a.codes, a.fill_rate) == (6, 0.5)
     assert (a.failovers, a.failover_rate) == (2, 0.2)  # 2 of its 10 calls' messages went on through p-b
     assert (a.messages, a.expiry_rate) == (7, round(1 / 7, 4))
+    assert (a.cost, a.cost_per_delivered) == (0.3, 0.075)  # 6 sent at 0.05, over 4 delivered
     assert (b.key, b.calls, b.submit_success_rate, b.failovers, b.sent) == ("p-b", 3, 1.0, 0, 0)
     assert b.delivery_rate is None and b.fill_rate is None
 
