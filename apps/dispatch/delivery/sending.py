@@ -28,7 +28,7 @@ from messaging_center import ids
 logger = logging.getLogger(__name__)
 
 
-def _outbound(
+def outbound_message(
     message: Claimed, template: MessageTemplate | None, route: routing.Route, to: str | None = None, batch_reference: str = ""
 ) -> OutboundMessage:
     provider_ids = (template.provider_template_ids or {}) if template else {}
@@ -66,7 +66,7 @@ def _outbound(
     )
 
 
-def _send_one(route: routing.Route, message: OutboundMessage) -> SendResult | ProviderError:
+def send_one(route: routing.Route, message: OutboundMessage) -> SendResult | ProviderError:
     if route.rate_limit:
         decision = limiter().take_request_token(account_id=f"provider:{route.name}", per_second=route.rate_limit)
         if not decision.allowed:
@@ -81,7 +81,7 @@ def _send_one(route: routing.Route, message: OutboundMessage) -> SendResult | Pr
 
 
 def _send_alone(route: routing.Route, message: OutboundMessage) -> list[SendResult | ProviderError]:
-    return [_send_one(route, message)]
+    return [send_one(route, message)]
 
 
 def _send_batch(route: routing.Route, messages: list[OutboundMessage]) -> list[SendResult | ProviderError]:
@@ -138,7 +138,7 @@ def _send_to_devices(
         if route is None:
             errors.append(ProviderError("no_provider", f"No enabled push provider for {platform} tokens.", permanent=True))
             continue
-        outcome = _send_one(route, _outbound(attempt.message, _template_of(attempt.message, templates), route, to=token))
+        outcome = send_one(route, outbound_message(attempt.message, _template_of(attempt.message, templates), route, to=token))
         if isinstance(outcome, SendResult):
             if not accepted:
                 attempt.route = route  # the message is recorded as sent through its first accepting provider
@@ -167,13 +167,13 @@ def _start_calls(choice: Choice) -> list[Call]:
     for single in choice.singles:
         route = single.route
         assert route is not None  # group_into_calls leaves out attempts without a route
-        outbound = _outbound(single.message, _template_of(single.message, choice.templates), route)
+        outbound = outbound_message(single.message, _template_of(single.message, choice.templates), route)
         calls.append(Call(route, [single], executor().submit(_send_alone, route, outbound)))
     for part, reference in choice.parts:
         route = part[0].route
         assert route is not None
         outbound_part = [
-            _outbound(a.message, _template_of(a.message, choice.templates), route, batch_reference=reference) for a in part
+            outbound_message(a.message, _template_of(a.message, choice.templates), route, batch_reference=reference) for a in part
         ]
         calls.append(Call(route, part, executor().submit(_send_batch, route, outbound_part)))
     return calls
@@ -190,7 +190,7 @@ def send_through_providers(claimed: Sequence[Claimed], choice: Choice | None = N
         templates = choice.templates
         settled = reconcile(
             [c for c in rest if c.needs_reconcile and c.previous_provider],
-            lambda m, route, reference: _outbound(m, _template_of(m, templates), route, batch_reference=reference),
+            lambda m, route, reference: outbound_message(m, _template_of(m, templates), route, batch_reference=reference),
         )
         choice.attempts.extend(settled)
         done = {a.message.id for a in settled}

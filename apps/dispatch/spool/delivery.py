@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.dispatch import routing
 from apps.dispatch.delivery.claims import Claimed
-from apps.dispatch.delivery.sending import _outbound, _send_one
+from apps.dispatch.delivery.sending import outbound_message, send_one
 from apps.dispatch.leases import sending_lease
 from apps.dispatch.models import Status
 from apps.dispatch.providers.base import ProviderError, SendResult
@@ -99,7 +99,7 @@ def _send(
     route = routing.choose(routes, allowed=health.allowed([r.name for r in channel_routes]), avoid=tried)
     if route is None:
         return None, ProviderError("providers_unhealthy", "Every provider's circuit is open.", permanent=False)
-    return route, _send_one(route, _outbound(message, template, route))
+    return route, send_one(route, outbound_message(message, template, route))
 
 
 def _finish(message: Claimed, route: routing.Route | None, outcome: SendResult | ProviderError, tried: list[str]) -> float:
