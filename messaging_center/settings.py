@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 import phonenumbers
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from devstack import embedded
@@ -99,6 +100,7 @@ INSTALLED_APPS = [
     "apps.dispatch",
     "apps.receipts",
     "apps.verifications",
+    "apps.alerts",
     "devstack",  # its management commands only (configure_simulator_*)
     "axes",  # admin sign-ins: lockout after repeated failures
 ]
@@ -275,6 +277,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Alerts (apps/alerts/) -------------------------------------------------------------------------
+# Alerts are also POSTed here as {"msgtype": "text", "text": {"content": …}} (DingTalk/Feishu robots).
+ALERT_WEBHOOK_URL = env_url("ALERT_WEBHOOK_URL", ("http", "https")) or ""
+# The internal account operator notices are sent as (made on first use, with its templates).
+ALERT_OPS_ACCOUNT = env_str("ALERT_OPS_ACCOUNT", "ops")
+# The hour (TIME_ZONE) the daily quality report goes out.
+ALERT_REPORT_HOUR = env_int("ALERT_REPORT_HOUR", 8, minimum=0, maximum=23)
+
 # --- Celery -------------------------------------------------------------------------------------
 # One lane (queue) per priority, highest first.
 LANES = tuple(Priority.values)
@@ -345,7 +355,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "flag-receipt-timeouts": {"task": "receipts.flag_timeouts", "schedule": 60.0, "options": _RECEIPTS},
     "failover-silent-verifications": {"task": "receipts.failover_silent", "schedule": 10.0, "options": _RECEIPTS},
     "publish-due-callbacks": {"task": "receipts.publish_due_callbacks", "schedule": 15.0, "options": _RECEIPTS},
+    # Alert rules over the rollups, provider health, lanes, callbacks and quotas (apps/alerts/): a few
+    # indexed reads; a notice adds its webhook call (at most 2 s to connect, 3 s to answer) and sends.
+    "evaluate-alerts": {"task": "alerts.evaluate", "schedule": 30.0, "options": _MAINTENANCE},
+    # The operators' morning report, in TIME_ZONE (CELERY_TIMEZONE).
+    "daily-quality-report": {
+        "task": "alerts.daily_report",
+        "schedule": crontab(hour=ALERT_REPORT_HOUR, minute=0),
+        "options": {"queue": "mc.housekeeping", "expires": 3600},
+    },
 }
+
 
 # --- Receipts and status callbacks ----------------------------------------------------------------
 # A `sent` message without a receipt this long gets a `receipt_timeout` event (once).
