@@ -1,8 +1,8 @@
 """Each rule kind: what it reads (readings.py) and, per subject, whether it fires.
 
 A finding is `firing` True (the condition holds), False (it does not: an open alert resolves) or None
-(too little traffic to tell: an open alert stays open, none opens). Rates are judged only over at least
-`min_volume` messages, calls or codes. Delivery rate here is delivered / messages with a receipt (the
+(too little traffic to tell, or a rate between the line and half a threshold above it: an open alert
+stays open, none opens). Rates are judged only over at least `min_volume` messages, calls or codes. Delivery rate here is delivered / messages with a receipt (the
 ones still awaiting theirs are receipt silence's business), so a provider's fresh minutes do not look
 like a drop while their receipts are on the way."""
 
@@ -55,7 +55,13 @@ def _rate(part: int, whole: int) -> float:
 
 
 def _judged(rule: AlertRule, rate: float, volume: int, limit: float) -> bool | None:
-    return None if volume < rule.min_volume else rate < limit
+    """Fires below `limit`; clears only half a threshold above it, so that a rate hovering at the
+    line neither flaps nor resolves an alert it has not really left."""
+    if volume < rule.min_volume:
+        return None
+    if rate < limit:
+        return True
+    return False if rate >= limit + rule.threshold / 2 else None
 
 
 def _delivery_rate_drop(rule: AlertRule, now: dt.datetime) -> Evaluation:
@@ -185,7 +191,7 @@ def _verification_fill_drop(rule: AlertRule, now: dt.datetime) -> Evaluation:
             "(compare the delivery rate of its providers); the platform caps limit codes per number (admin)."
         )
         # Few codes: the flood (or the day) is over, so an open alert resolves.
-        firing = codes.codes >= rule.min_volume and fill < expected - rule.threshold
+        firing = _judged(rule, fill, codes.codes, expected - rule.threshold) if codes.codes >= rule.min_volume else False
         findings.append(Finding(codes.account, firing, fill, summary, action))
     return Evaluation(findings, absent_clears=True)
 
