@@ -2,9 +2,10 @@
 
 A finding is `firing` True (the condition holds), False (it does not: an open alert resolves) or None
 (too little traffic to tell, or a rate between the line and half a threshold above it: an open alert
-stays open, none opens). Rates are judged only over at least `min_volume` messages, calls or codes. Delivery rate here is delivered / messages with a receipt (the
-ones still awaiting theirs are receipt silence's business), so a provider's fresh minutes do not look
-like a drop while their receipts are on the way."""
+stays open, none opens). Rates are judged only over at least `min_volume` messages, calls or codes.
+Delivery rate here is delivered / messages with a receipt (the ones still awaiting theirs are receipt
+silence's business), so a provider's fresh minutes do not look like a drop while their receipts are
+on the way."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from django.db.models import F
 from apps.alerts.models import AlertRule, OperatorRecipient
 from apps.alerts.rules import floor
 from apps.dispatch.models import LATENCY_BOUNDS_MS, Grain, Rollup
+from tests.receipts.conftest import _live_simulator_process, live_sim, receipts_worker  # noqa: F401 - the end-to-end test's
 
 WIDTHS = {Grain.MINUTE: dt.timedelta(minutes=1), Grain.HOUR: dt.timedelta(hours=1)}
 

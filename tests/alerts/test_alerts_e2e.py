@@ -16,13 +16,7 @@ from apps.alerts.services import alerts_evaluate
 from apps.dispatch.models import Provider
 from apps.dispatch.providers_config import provider_save
 from tests.dispatch.conftest import SIM_SETTINGS
-from tests.receipts.conftest import (  # noqa: F401 - fixtures
-    RECEIPT_TOKEN,
-    _live_simulator_process,
-    live_sim,
-    make_provider,
-    receipts_worker,
-)
+from tests.receipts.conftest import RECEIPT_TOKEN, make_provider
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

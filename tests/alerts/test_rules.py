@@ -148,7 +148,16 @@ def test_verification_fill_rate_drop_per_account(api, make_api_client, rollup) -
     now = timezone.now()
     two_hours_ago = now - dt.timedelta(hours=2)
     for client in (api, pumped):  # both had 80 % of their codes typed in over the day
-        rollup(client.account, at=two_hours_ago, grain=Grain.HOUR, category="verification", outcome="delivered", messages=100, codes=100, filled=80)
+        rollup(
+            client.account,
+            at=two_hours_ago,
+            grain=Grain.HOUR,
+            category="verification",
+            outcome="delivered",
+            messages=100,
+            codes=100,
+            filled=80,
+        )
     rollup(pumped.account, at=now - 10 * MIN, category="verification", outcome="delivered", messages=200, codes=200, filled=12)
     rollup(api.account, at=now - 10 * MIN, category="verification", outcome="delivered", messages=50, codes=50, filled=41)
     rollup(api.account, at=now - MIN, category="verification", outcome="delivered", messages=50, codes=50)  # not typed in yet
