@@ -18,7 +18,7 @@ from apps.dispatch.providers_config import provider_save
 from tests.dispatch.conftest import SIM_SETTINGS
 from tests.receipts.conftest import RECEIPT_TOKEN, make_provider
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.timeout(900)]
 
 BEAT_SECONDS = 30  # CELERY_BEAT_SCHEDULE["evaluate-alerts"]
 SENDS_PER_SECOND = 4
