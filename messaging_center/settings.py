@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 import phonenumbers
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from devstack import embedded
@@ -102,6 +103,7 @@ INSTALLED_APPS = [
     "apps.dispatch",
     "apps.receipts",
     "apps.verifications",
+    "apps.alerts",
     "devstack",  # its management commands only (configure_simulator_*)
     "axes",  # admin sign-ins: lockout after repeated failures
 ]
@@ -282,6 +284,14 @@ SPECTACULAR_SETTINGS = {
 # At most this many messages wait in the spool; past it a send answers 503 `unavailable`. 0: no spool.
 SPOOL_MAX_MESSAGES = env_int("SPOOL_MAX_MESSAGES", 20_000, minimum=0)
 
+# --- Alerts (apps/alerts/) -------------------------------------------------------------------------
+# Alerts are also POSTed here as {"msgtype": "text", "text": {"content": …}} (DingTalk/Feishu robots).
+ALERT_WEBHOOK_URL = env_url("ALERT_WEBHOOK_URL", ("http", "https")) or ""
+# The internal account operator notices are sent as (made on first use, with its templates).
+ALERT_OPS_ACCOUNT = env_str("ALERT_OPS_ACCOUNT", "ops")
+# The hour (TIME_ZONE) the daily quality report goes out.
+ALERT_REPORT_HOUR = env_int("ALERT_REPORT_HOUR", 8, minimum=0, maximum=23)
+
 # --- Celery -------------------------------------------------------------------------------------
 # One lane (queue) per priority, highest first.
 LANES = tuple(Priority.values)
@@ -358,6 +368,15 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "replay-spooled-receipts": {"task": "receipts.replay_spooled", "schedule": 2.0, "options": _RECEIPTS},
     "failover-silent-verifications": {"task": "receipts.failover_silent", "schedule": 10.0, "options": _RECEIPTS},
     "publish-due-callbacks": {"task": "receipts.publish_due_callbacks", "schedule": 15.0, "options": _RECEIPTS},
+    # Alert rules over the rollups, provider health, lanes, callbacks and quotas (apps/alerts/): a few
+    # indexed reads; a notice adds its webhook call (at most 2 s to connect, 3 s to answer) and sends.
+    "evaluate-alerts": {"task": "alerts.evaluate", "schedule": 30.0, "options": _MAINTENANCE},
+    # The operators' morning report, in TIME_ZONE (CELERY_TIMEZONE).
+    "daily-quality-report": {
+        "task": "alerts.daily_report",
+        "schedule": crontab(hour=ALERT_REPORT_HOUR, minute=0),
+        "options": {"queue": "mc.housekeeping", "expires": 3600},
+    },
 }
 
 # --- Routing on delivery data and cost (apps/dispatch/routing/quality.py, docs/quality.md) ---------
@@ -372,6 +391,7 @@ ROUTING_QUALITY_MIN_MESSAGES = env_int("ROUTING_QUALITY_MIN_MESSAGES", 20, minim
 ROUTING_SILENCE_AFTER_SECONDS = env_int("ROUTING_SILENCE_AFTER_SECONDS", 180, minimum=10)
 # Costs are stored in micro-units of this currency (ProviderPrice, dispatch_message.cost, `/stats` cost).
 COST_CURRENCY = env_str("COST_CURRENCY", "CNY")
+
 
 # --- Receipts and status callbacks ----------------------------------------------------------------
 # A `sent` message without a receipt this long gets a `receipt_timeout` event (once).

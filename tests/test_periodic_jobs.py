@@ -69,7 +69,7 @@ def _enqueued_once(message_ids: set[str]) -> None:
 def test_every_beat_job_is_skipped_while_another_run_of_it_holds_its_lock() -> None:
     app.loader.import_default_modules()  # every app's tasks, as a worker registers them
     jobs = sorted({str(entry["task"]) for entry in settings.CELERY_BEAT_SCHEDULE.values()})
-    assert len(jobs) == 13  # with the spool's two replays and the routing quality job
+    assert len(jobs) == 15  # with the spool's two replays, the routing quality job and the alerts' two
     for job in jobs:
         task = app.tasks[job]
         assert isinstance(task, PeriodicJob), f"{job} is beat-scheduled but does not run under its lock"

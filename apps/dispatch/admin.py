@@ -160,12 +160,23 @@ class MessageAdmin(admin.ModelAdmin):
                 refused += 1
         self.message_user(request, f"Canceled {canceled}; {refused} could not be canceled any more.", messages.INFO)
 
-    @admin.action(description="Send again (a new message with a fresh TTL)")
+    @admin.action(description="Send again (as an API send would: opt-outs, quiet hours, limits and quota apply)")
     def send_again(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
-        copies = [services.message_send_again(message=m) for m in queryset]
-        self.message_user(
-            request, f"Queued {len(copies)} new message(s): {', '.join(c.public_id for c in copies[:10])}", messages.INFO
-        )
+        """Each message sent again through the accept path; every outcome recorded in admin's log
+        (on the original message) and shown, a refusal with its reason."""
+        sent, refused = [], []
+        for message in queryset.select_related("account"):
+            outcome = services.message_send_again(message=message, by=request.user.get_username())
+            if outcome.public_id:
+                sent.append(f"{outcome.public_id} ({outcome.status})")
+                self.log_change(request, message, f"Sent again as {outcome.public_id} ({outcome.status}).")
+            else:
+                refused.append(f"{message.public_id}: {outcome.detail} ({outcome.status})")
+                self.log_change(request, message, f"Send again refused: {outcome.detail} ({outcome.status}).")
+        if sent:
+            self.message_user(request, f"Sent again {len(sent)} message(s): {', '.join(sent[:10])}", messages.INFO)
+        if refused:
+            self.message_user(request, f"Not sent again: {'; '.join(refused[:10])}", messages.WARNING)
 
 
 @admin.register(Outbox)

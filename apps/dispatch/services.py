@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.dispatch import outbox, transitions
+from apps.dispatch import transitions
 from apps.dispatch.accept.group import take_request_token
 from apps.dispatch.accept.idempotency import IDEMPOTENCY_TTL
+from apps.dispatch.accept.request import MAX_TTL_SECONDS
+from apps.dispatch.contacts import CHANNEL_ADDRESS_KEY
 from apps.dispatch.events import record_events
-from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Message, Status
+from apps.dispatch.sealing import SEALED_PREFIX, unseal
 from apps.dispatch.spool.accept import message_send
+from messaging_center import ids
 from messaging_center.db import bound_cursor
-from messaging_center.errors import Conflict
+from messaging_center.errors import Conflict, ServiceError
 
 __all__ = ["message_send", "take_request_token"]
 
@@ -36,35 +41,46 @@ def message_cancel(*, message: Message) -> Message:
     return message
 
 
-def message_send_again(*, message: Message) -> Message:
-    """Operator action: a copy of a finished message, queued on its lane with a fresh TTL."""
-    now = timezone.now()
-    ttl = message.expires_at - (message.scheduled_at or message.created_at)
-    copy = Message.objects.create(
-        account_id=message.account_id,
-        batch_id=message.batch_id,
-        template_id=message.template_id,
-        template_code=message.template_code,
-        channel=message.channel,
-        category=message.category,
-        priority=message.priority,
-        address=message.address,
-        user_id=message.user_id,
-        params=message.params,
-        title=message.title,
-        content=message.content,
-        segments=message.segments,
-        segment=message.segment,
-        status=Status.QUEUED,
-        created_at=now,
-        expires_at=now + ttl,
-        lease_until=now + queued_lease(),
-    )
-    resent = f"sent again from {message.public_id} by an operator"
-    record_events([(copy.id, Status.QUEUED, "resend", resent, "", None)], first=True)
-    with transaction.atomic():
-        outbox.enqueue([(copy.id, copy.priority)])
-    return copy
+@dataclass(frozen=True)
+class SentAgain:
+    status: str  # the new message's (queued, scheduled), or why there is none (suppressed, rejected, an error code)
+    detail: str = ""  # the reason of a refusal, as an API send would give it
+    public_id: str | None = None  # the new message, when one was accepted
+
+
+def message_send_again(*, message: Message, by: str) -> SentAgain:
+    """Operator action: the message's template, params, address, priority and TTL sent again through the
+    accept path, as a new API send of its account, so every rule of one applies (opt-outs and
+    preferences, quiet hours, dedup, frequency limits, the platform cap, the quota); the content is
+    rendered from the template as it is now. A secret param (a verification code) is sealed again."""
+    if not message.account.is_active:
+        return SentAgain("account_disabled", "The account is disabled by an operator.")
+    to: dict[str, str] = {"user_id": message.user_id} if message.user_id else {}
+    key = CHANNEL_ADDRESS_KEY.get(message.channel)
+    if key and message.address and not (message.channel == "push" and message.user_id):  # a user's push: all devices
+        to[key] = message.address
+    ttl = (message.expires_at - (message.scheduled_at or message.created_at)).total_seconds()
+    data = {
+        "template": message.template_code,
+        "to": to,
+        "params": unseal(message.params),
+        "priority": message.priority,
+        "ttl": min(max(int(ttl), 1), MAX_TTL_SECONDS),
+    }
+    secret = frozenset(k for k, v in message.params.items() if isinstance(v, str) and v.startswith(SEALED_PREFIX))
+    try:
+        with transaction.atomic():  # the new message and its first event, published on commit
+            response = message_send(account=message.account, data=data, secret_params=secret)
+            outcome = json.loads(response.body)["messages"][0]
+            if outcome["status"] not in (Status.QUEUED, Status.SCHEDULED):
+                return SentAgain(outcome["status"], outcome.get("detail") or outcome.get("code", ""))
+            copy_id = ids.decode("msg", outcome["id"])
+            assert copy_id is not None  # our own send's answer
+            resent = f"sent again from {message.public_id} by operator {by}"
+            record_events([(copy_id, outcome["status"], "resend", resent, "", None)], first=True)
+    except ServiceError as error:
+        return SentAgain(error.code, error.detail)
+    return SentAgain(outcome["status"], public_id=outcome["id"])
 
 
 def inbox_mark_read(*, account: Account, user_id: str, message: Message) -> Message:

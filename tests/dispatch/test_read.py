@@ -167,7 +167,7 @@ def test_first_event_of_each_outcome_is_made_from_the_message(api, sent, operato
 
     # A message made elsewhere keeps its own stored first event, and gets no second one.
     original = Message.objects.get(id=ids.decode("msg", scheduled))
-    copy = services.message_send_again(message=original)
+    copy = services.message_send_again(message=original, by="ops")
     events = api.get(f"/api/v1/messages/{copy.public_id}").json()["events"]
     assert [(e["status"], e["code"]) for e in events] == [("queued", "resend")]
     assert original.public_id in events[0]["detail"]
