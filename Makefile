@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench chaos clean install stop
+.PHONY: run test lint format bench chaos measure clean install stop
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -56,6 +56,10 @@ bench: $(STAMP)
 # Faults injected into a stack of its own (.data/chaos, wiped first), every message checked against
 # the simulator; prints a table, exits 1 on a finding. CHAOS_ARGS="--soak 1h" repeats the faults for
 # an hour under steady load, CHAOS_ARGS="--only redis" runs the scenarios whose name holds "redis".
+# The Done-when measurements that take minutes of real traffic (pytest marker `measure`), with their figures.
+measure: $(STAMP)
+	$(PY) -m pytest -m measure -s $(PYTEST_ARGS)
+
 chaos: $(STAMP)
 	$(PY) -m devstack.chaos $(CHAOS_ARGS)
 

@@ -2,7 +2,7 @@
 providers, the simulator turns one provider's receipts `undelivered`; the alert reaches the webhook
 and an operator's WeCom (sent through our own send path and the simulator) within 2 minutes, with
 the alert cycle run every 30 s as beat runs it; when the provider recovers, a resolve notice follows.
-The times are printed (`-s` shows them)."""
+The times are printed. Eight minutes of real traffic: `make measure`, not part of `make test`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from apps.dispatch.providers_config import provider_save
 from tests.dispatch.conftest import SIM_SETTINGS
 from tests.receipts.conftest import RECEIPT_TOKEN, make_provider
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.measure, pytest.mark.timeout(900)]
 
 BEAT_SECONDS = 30  # CELERY_BEAT_SCHEDULE["evaluate-alerts"]
 SENDS_PER_SECOND = 4
