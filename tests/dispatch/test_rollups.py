@@ -313,8 +313,6 @@ def test_stats_from_rollups_equal_stats_from_the_raw_rows(api, make_template, si
         for after, before in ranges:
             seen += _compare(api, group_by, after, before)
     assert seen > 50  # the ranges found traffic
-    by_provider = {g["key"]: g for g in api.get("/api/v1/stats", {"group_by": "provider"}).json()["groups"]}
-    assert by_provider["test-tencent"]["errors"].get("provider_error", 0) > 0  # its failed calls, counted
 
 
 def test_segment_of_a_number() -> None:
