@@ -126,6 +126,10 @@ DUPLICATE_SENDS = Counter(
 )
 for _channel in Channel.values:
     DUPLICATE_SENDS.labels(_channel)
+    for _lane in Priority.values:
+        MESSAGES_ACCEPTED.labels(_channel, _lane)
+for _outcome in ("ok", "error"):
+    CALLBACK_ATTEMPTS.labels(_outcome)
 
 
 def count(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:

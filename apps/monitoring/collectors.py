@@ -46,10 +46,17 @@ class BacklogCollector(Collector):
 
 
 def make_provider_series() -> None:
-    """Each provider's call counters (every outcome), call latency and message counters at 0."""
+    """Each provider's call counters (every outcome), call latency, message counters and receipt latency at 0."""
     for name, channel in Provider.objects.values_list("name", "channel"):
         metrics.PROVIDER_CALL_SECONDS.labels(name)
         for outcome in REASONS:
             metrics.PROVIDER_ATTEMPTS.labels(name, outcome)
-        for counter in (metrics.MESSAGES_SENT, metrics.MESSAGES_DELIVERED, metrics.MESSAGES_UNDELIVERED):
-            counter.labels(channel, name)
+        for per_channel in (
+            metrics.MESSAGES_SENT,
+            metrics.MESSAGES_DELIVERED,
+            metrics.MESSAGES_UNDELIVERED,
+            metrics.MESSAGES_FAILED,
+            metrics.RECEIPT_TIMEOUTS,
+            metrics.RECEIPT_LATENCY,
+        ):
+            per_channel.labels(channel, name)
