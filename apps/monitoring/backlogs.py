@@ -65,9 +65,7 @@ def lanes() -> list[Lane]:
     with connection.cursor() as cursor:
         cursor.execute(OLDEST_QUEUED, {"lanes": list(settings.LANES)})
         oldest = dict(cursor.fetchall())
-    return [
-        Lane(lane, None if depths is None else depths.get(f"mc.{lane}", 0), oldest.get(lane)) for lane in settings.LANES
-    ]
+    return [Lane(lane, None if depths is None else depths.get(f"mc.{lane}", 0), oldest.get(lane)) for lane in settings.LANES]
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,7 @@ HAS_COST = any(f.name == "cost" for f in Rollup._meta.get_fields())
 
 def _histogram_sum(column: str, where: str) -> str:
     """A histogram column summed bucket by bucket over the rows matching `where` (one aggregate per bucket)."""
-    return ", ".join(
-        f"coalesce(sum(r.{column}[{i}]) FILTER (WHERE {where}), 0)" for i in range(1, len(LATENCY_BOUNDS_MS) + 1)
-    )
+    return ", ".join(f"coalesce(sum(r.{column}[{i}]) FILTER (WHERE {where}), 0)" for i in range(1, len(LATENCY_BOUNDS_MS) + 1))
 
 
 _ACCOUNTS_ROLLUP = """
@@ -54,7 +52,7 @@ VOLUME = f"""
 SELECT r.bucket, r.channel, r.priority, sum(r.messages)::bigint
 {_ACCOUNTS_ROLLUP.format(table="dispatch_rollup")}
 GROUP BY 1, 2, 3 HAVING sum(r.messages) > 0
-"""  # noqa: S608 - our own constants
+"""
 DELIVERY = f"""
 SELECT r.bucket, r.provider,
        coalesce(sum(r.messages) FILTER (WHERE {_SENT}), 0)::bigint AS sent,
@@ -63,21 +61,21 @@ SELECT r.bucket, r.provider,
 {_ACCOUNTS_ROLLUP.format(table="dispatch_rollup")}
 WHERE r.provider <> ''
 GROUP BY 1, 2
-"""  # noqa: S608 - our own constants
+"""
 CALLS = f"""
 SELECT r.bucket, r.provider, sum(r.calls)::bigint AS calls,
        coalesce(sum(r.calls) FILTER (WHERE r.outcome = '{ACCEPTED}'), 0)::bigint AS accepted,
        ARRAY[{_histogram_sum("latency_ms", "TRUE")}] AS latency
 {_ACCOUNTS_ROLLUP.format(table="dispatch_attempt_rollup")}
 GROUP BY 1, 2 HAVING sum(r.calls) > 0
-"""  # noqa: S608 - our own constants
+"""
 ERRORS = f"""
 SELECT r.provider, r.outcome, r.code, sum(r.calls)::bigint
 {_ACCOUNTS_ROLLUP.format(table="dispatch_attempt_rollup")}
 WHERE r.outcome <> '{ACCEPTED}'
 GROUP BY 1, 2, 3 HAVING sum(r.calls) > 0
 ORDER BY 4 DESC, 1, 2, 3 LIMIT %(limit)s
-"""  # noqa: S608 - our own constants
+"""
 _COST = "coalesce(sum(r.cost), 0)::bigint" if HAS_COST else "NULL::bigint"
 ACCOUNTS = f"""
 SELECT a.id, sum(r.messages)::bigint,
@@ -86,7 +84,7 @@ SELECT a.id, sum(r.messages)::bigint,
        {_COST}
 {_ACCOUNTS_ROLLUP.format(table="dispatch_rollup")}
 GROUP BY 1
-"""  # noqa: S608 - our own constants
+"""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,9 @@ def test_the_vendored_charting_library_is_the_version_noted_with_its_license() -
     noted = (VENDOR / "VERSION.md").read_text()
     digest = hashlib.sha256((VENDOR / "echarts.min.js").read_bytes()).hexdigest()
     assert f"`{digest}`" in noted
-    assert "Apache License" in (VENDOR / "LICENSE").read_text() and "Apache Software Foundation" in (VENDOR / "NOTICE").read_text()
+    assert (
+        "Apache License" in (VENDOR / "LICENSE").read_text() and "Apache Software Foundation" in (VENDOR / "NOTICE").read_text()
+    )
 
 
 def _providers(sim: Any) -> None:
@@ -73,7 +75,9 @@ def test_after_traffic_every_chart_and_table_has_data(
         response = client.post("/api/v1/messages", {"template": "notice", "to": to, "params": {"n": "1"}})
         assert response.status_code == 202, response.content
     later = (timezone.now() + dt.timedelta(hours=2)).isoformat()
-    scheduled = api.post("/api/v1/messages", {"template": "notice", "to": {"phone": "+8613900009999"}, "params": {"n": "1"}, "send_at": later})
+    scheduled = api.post(
+        "/api/v1/messages", {"template": "notice", "to": {"phone": "+8613900009999"}, "params": {"n": "1"}, "send_at": later}
+    )
     assert scheduled.json()["messages"][0]["status"] == "scheduled"
     for _ in range(4):  # retries at once: the backoff is the worker's business
         waiting = list(Message.objects.filter(status__in=("queued", "retry_wait")).values_list("id", flat=True))

@@ -55,7 +55,11 @@ def test_promtool_accepts_the_rules_and_the_dashboards_queries(tmp_path: Path) -
     checked = subprocess.run([str(PROMTOOL), "check", "rules", str(RULES)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # The dashboard's queries, as recording rules: promtool parses each one.
-    recorded = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(_panel_exprs())]}]}
+    recorded = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"dashboard:query{i}", "expr": e} for i, e in enumerate(_panel_exprs())]}
+        ]
+    }
     queries = tmp_path / "dashboard-queries.yml"
     queries.write_text(yaml.safe_dump(recorded))
     checked = subprocess.run([str(PROMTOOL), "check", "rules", str(queries)], capture_output=True, text=True)

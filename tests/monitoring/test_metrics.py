@@ -65,7 +65,13 @@ def test_backlogs_and_the_oldest_queued_message_are_read_at_scrape_time(api: Any
     Message.objects.filter(id=retrying).update(status="retry_wait", attempts=1)
     now = timezone.now()
     StatusCallback.objects.create(
-        account_id=api.account.id, message_id=retrying, status="sent", body="{}", state="pending", next_attempt_at=now, created_at=now
+        account_id=api.account.id,
+        message_id=retrying,
+        status="sent",
+        body="{}",
+        state="pending",
+        next_attempt_at=now,
+        created_at=now,
     )
 
     samples = scrape()

@@ -44,7 +44,7 @@
         tooltip: { trigger: "axis", valueFormatter: format },
         legend: { type: "scroll", top: 0 },
         grid: { left: 60, right: 20, top: 36, bottom: 30 },
-        xAxis: { type: "time" },
+        xAxis: { type: "time", min: Date.parse(state.data.since), max: Date.parse(state.data.until) },
         yAxis: { type: "value", max: yMax, axisLabel: { formatter: format } },
         series: names.map(function (name) {
           return { name: name, type: "line", showSymbol: byName[name].length < 3, data: byName[name] };
