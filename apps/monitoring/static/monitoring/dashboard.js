@@ -5,7 +5,7 @@
   "use strict";
 
   var root = document.getElementById("mc-dashboard");
-  var state = { charts: {}, loaded: false, error: null, data: null };
+  var state = { charts: {}, loaded: false, error: null, data: null, loads: 0 };
   window.mcDashboard = state;
   var REFRESH_MS = 30000;
   var range = root.dataset.range;
@@ -171,6 +171,7 @@
         draw(data);
         state.loaded = true;
         state.error = null;
+        state.loads += 1;
         status.textContent = "Range " + data.range + " by " + data.grain + "; updated " + new Date(data.generated_at).toLocaleTimeString();
       })
       .catch(function (error) {
@@ -188,6 +189,7 @@
   window.addEventListener("resize", function () {
     Object.keys(state.charts).forEach(function (id) { state.charts[id].resize(); });
   });
+  state.reload = load;
   load();
   setInterval(load, REFRESH_MS);
 })();
