@@ -122,7 +122,9 @@ async def _render(base_url: str, password: str, out: Path, width: int) -> dict[s
         points: dict[str, int] = {}
         deadline = time.monotonic() + 60
         while True:  # the last calls' receipts may still be on their way: the data again until every chart has some
-            loads = await page.wait_for("window.mcDashboard && (window.mcDashboard.loads || window.mcDashboard.error)", 30, "data")
+            loads = await page.wait_for(
+                "window.mcDashboard && (window.mcDashboard.loads || window.mcDashboard.error)", 30, "data"
+            )
             error = await page.evaluate("window.mcDashboard.error")
             if error:
                 raise BrowserError(f"the dashboard could not load its data: {error}")

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from apps.monitoring import backlogs, series
 from tests.test_periodic_plans import BIG_TABLES, _empty_partitions, _index, _nodes, _parent_indexes, _plan, _summary, _table
-from tests.test_periodic_plans import history as history  # noqa: F401 - the fixture
+from tests.test_periodic_plans import history as history  # the fixture
 
 pytestmark = pytest.mark.django_db
 ROLLUPS = {"dispatch_rollup", "dispatch_attempt_rollup"}
@@ -48,7 +48,8 @@ CALLS = """
 INSERT INTO dispatch_attempt_rollup (account_id, grain, bucket, channel, provider, segment, template_code, outcome, code,
     calls, latency_ms)
 SELECT %(account)s, g.grain, g.bucket, 'sms', p.provider, 'CN-mobile', 'notice', o.outcome, '', 3, array_fill(0, ARRAY[32])
-FROM (SELECT 'minute' AS grain, generate_series(date_trunc('minute', now()) - interval '3 days', now(), interval '1 minute') AS bucket
+FROM (SELECT 'minute' AS grain,
+             generate_series(date_trunc('minute', now()) - interval '3 days', now(), interval '1 minute') AS bucket
       UNION ALL
       SELECT 'hour', generate_series(date_trunc('hour', now()) - interval '35 days', now(), interval '1 hour')) g,
      unnest(ARRAY['test-aliyun', 'test-tencent', 'test-wecom']) AS p(provider),
@@ -72,7 +73,12 @@ def test_every_dashboard_and_gauge_statement_reads_through_its_index(history: No
             if node["Node Type"] == "Seq Scan" and table in BIG_TABLES | ROLLUPS and node["Relation Name"] not in empty:
                 whole.append(f"Seq Scan on {node['Relation Name']}")
             # A partial index made for the state counted holds only those rows: reading it whole is the count.
-            if "Index Cond" not in node and node["Node Type"].startswith("Index") and table in BIG_TABLES and index not in indexes:
+            if (
+                "Index Cond" not in node
+                and node["Node Type"].startswith("Index")
+                and table in BIG_TABLES
+                and index not in indexes
+            ):
                 whole.append(f"whole index {index}")
         if whole:
             failures.append(f"{what}: reads whole {sorted(set(whole))} ({_summary(plan)[:6]})")
