@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench chaos measure clean install stop
+.PHONY: run test lint format bench chaos measure screenshots check-monitoring clean install stop
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -62,6 +62,20 @@ measure: $(STAMP)
 
 chaos: $(STAMP)
 	$(PY) -m devstack.chaos $(CHAOS_ARGS)
+
+# The staff dashboard in headless Chromium (Debian package `chromium`): the default run on a scratch
+# folder, traffic through the simulator, a sign-in; fails on an empty chart, saves docs/screenshots/*.png.
+screenshots: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium not found: apt-get install -y chromium"; exit 1; }
+	$(PY) -m devstack.screenshots
+
+# The Prometheus alert rules and the Grafana dashboard's queries (deploy/), with promtool from Debian's
+# `prometheus` package, installed when missing; then the suite's checks of both.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+check-monitoring: $(STAMP)
+	@command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+	promtool check rules deploy/prometheus/alerts.yml
+	$(PY) -m pytest tests/monitoring/test_deploy_monitoring.py -q
 
 stop: $(STAMP)
 	$(PY) -m devstack.embedded stop

@@ -3,9 +3,10 @@ by the launcher so that every process's samples are summed at scrape time."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter as Tally
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from django.conf import settings
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -14,7 +15,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from messaging_center.broker import queue_depths
-from messaging_center.vocabulary import Channel
+from messaging_center.vocabulary import Channel, Priority
+
+logger = logging.getLogger(__name__)
 
 REQUEST_LATENCY = Histogram(
     "mc_http_request_duration_seconds",
@@ -63,6 +66,41 @@ PROVIDER_CALL_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
 )
 MESSAGES_FAILED = Counter("mc_messages_failed_total", "Messages that failed for good.", ["channel", "provider"])
+ACCEPT_TO_SENT = Histogram(
+    "mc_accept_to_sent_seconds",
+    "From a message's acceptance (or the time it was scheduled for) to a provider accepting it, per lane.",
+    ["lane"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600),
+)
+for _lane in Priority.values:
+    ACCEPT_TO_SENT.labels(_lane)
+API_REFUSALS = Counter(
+    "mc_api_refusals_total",
+    "API requests refused (4xx, and 503 unavailable), by the error body's code.",
+    ["code"],
+)
+# The contract's codes (API.md, Conventions) and DRF's own have their series from start; a code not
+# listed here appears at its first refusal.
+API_ERROR_CODES = (
+    "validation_error",
+    "too_many_recipients",
+    "missing_params",
+    "not_authenticated",
+    "account_disabled",
+    "permission_denied",
+    "not_found",
+    "template_not_found",
+    "method_not_allowed",
+    "idempotency_conflict",
+    "not_cancelable",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+    "quota_exceeded",
+    "unavailable",
+)
+for _code in API_ERROR_CODES:
+    API_REFUSALS.labels(_code)
 HEDGED_SENDS = Counter(
     "mc_hedged_sends_total",
     "Messages sent through a second provider because the first had not answered within the lane's call deadline.",
@@ -92,6 +130,10 @@ DUPLICATE_SENDS = Counter(
 )
 for _channel in Channel.values:
     DUPLICATE_SENDS.labels(_channel)
+    for _lane in Priority.values:
+        MESSAGES_ACCEPTED.labels(_channel, _lane)
+for _outcome in ("ok", "error"):
+    CALLBACK_ATTEMPTS.labels(_outcome)
 
 
 def count(counter: Counter, label_sets: Iterable[tuple[str, ...]]) -> None:
@@ -127,7 +169,23 @@ def register_scrape_collector(collector: Collector) -> None:
         SCRAPE_COLLECTORS.append(collector)
 
 
+# Called before every scrape: label sets that depend on rows (each provider's series) are made at 0
+# from the rows of the moment, by the apps that know them (apps/monitoring/apps.py), so that every
+# series exists before its first event whichever process serves /metrics.
+SERIES_MAKERS: list[Callable[[], None]] = []
+
+
+def register_series_maker(make: Callable[[], None]) -> None:
+    if make not in SERIES_MAKERS:
+        SERIES_MAKERS.append(make)
+
+
 def render() -> bytes:
+    for make in SERIES_MAKERS:
+        try:
+            make()
+        except Exception:  # the database being down must not break the scrape
+            logger.warning("series not made before the scrape", exc_info=True)
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)

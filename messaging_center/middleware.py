@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -35,8 +36,21 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
 
+def refusal_code(response: HttpResponse) -> str | None:
+    """The error body's `code` of a refused API request (4xx, or 503 unavailable); None for any other answer.
+    DRF's responses carry their body as data; the others (413, a database outage) are small JSON bodies."""
+    if not (400 <= response.status_code < 500 or response.status_code == 503):
+        return None
+    data = getattr(response, "data", None)
+    if data is None and isinstance(response, JsonResponse):
+        data = json.loads(response.content)
+    code = data.get("code") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else "other"
+
+
 class RequestMetricsMiddleware:
-    """Request latency per route for /metrics; API answers per minute for the availability metric."""
+    """Request latency per route and API refusals by code, for /metrics; API answers per minute for the
+    availability metric."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -52,6 +66,8 @@ class RequestMetricsMiddleware:
         metrics.REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(time.perf_counter() - started)
         if request.path_info.startswith("/api/"):
             availability.TALLY.count(response.status_code)
+            if (code := refusal_code(response)) is not None:
+                metrics.API_REFUSALS.labels(code).inc()
         return response
 
 

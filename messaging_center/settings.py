@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "apps.receipts",
     "apps.verifications",
     "apps.alerts",
+    "apps.monitoring",  # the staff dashboard (/admin/dashboard/) and the scrape-time gauges of /metrics
     "devstack",  # its management commands only (configure_simulator_*)
     "axes",  # admin sign-ins: lockout after repeated failures
 ]

@@ -24,6 +24,8 @@ urlpatterns = [
     # view serves its start-up script as a file too (no inline script).
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api_docs/redoc.html"), name="redoc"),
+    # The staff dashboard, before the admin's own URLs (its catch-all would answer 404 for it).
+    path("admin/dashboard/", include("apps.monitoring.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -167,7 +167,8 @@ RECORD_PROVIDER = _build(
     of_attempt=_OF_ATTEMPT,
 )
 
-# → sent (with its cost), its `sent` events and the status callbacks owed, in one statement. Rows 's': the message;
+# → sent (with its cost), its `sent` events and the status callbacks owed, in one statement. Rows 's': the message and
+# the seconds from its acceptance (or the time it was scheduled for) to now, as the rollups' queue_ms;
 # 'c': (message, account) of a callback owed.
 SENT = _build(
     """
@@ -180,13 +181,14 @@ SENT = _build(
              AS c(id uuid, attempt int, provider text, pid text, code text, detail text, event_id uuid, started timestamptz,
                   reason text, price bigint)
         WHERE {of_attempt}
-        RETURNING m.id, m.account_id, c.provider, c.code, c.detail, c.attempt, c.event_id, c.started, c.reason
+        RETURNING m.id, m.account_id, c.provider, c.code, c.detail, c.attempt, c.event_id, c.started, c.reason,
+                  extract(epoch FROM now() - coalesce(m.scheduled_at, m.created_at)) AS waited
     ), events AS (
         INSERT INTO dispatch_messageevent (id, message_id, status, at, code, detail, provider, attempt, started_at, reason)
         SELECT event_id, id, {sent}, now(), code, detail, provider, attempt, started, reason FROM sent
     )
-    SELECT 's', id, NULL FROM sent
-    UNION ALL SELECT 'c', s.id, s.account_id FROM sent s JOIN accounts_account a ON a.id = s.account_id
+    SELECT 's', id, NULL, waited FROM sent
+    UNION ALL SELECT 'c', s.id, s.account_id, NULL FROM sent s JOIN accounts_account a ON a.id = s.account_id
               WHERE a.callback_url <> ''
 """,
     sent=sql.Literal(S.SENT),

@@ -165,10 +165,14 @@ def _mark_sent(attempts: list[Attempt]) -> None:
     with bound_cursor() as cursor:
         cursor.execute(transitions.SENT, params)
         found = cursor.fetchall()
-    done = {row[1] for row in found if row[0] == "s"}
+    waited = {row[1]: float(row[3]) for row in found if row[0] == "s"}
+    done = set(waited)
     metrics.count(
         metrics.MESSAGES_SENT, ((a.message.channel, a.route.name) for a in attempts if a.message.id in done and a.route)
     )
+    for attempt in attempts:
+        if attempt.message.id in waited:
+            metrics.ACCEPT_TO_SENT.labels(attempt.message.priority).observe(max(waited[attempt.message.id], 0.0))
 
     status_hooks.messages_sent(sorted(done), [(row[1], row[2], "") for row in found if row[0] == "c"])
 
