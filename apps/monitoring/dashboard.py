@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.conf import settings
 from redis.exceptions import RedisError
 
 from apps.accounts.models import Account
 from apps.accounts.selectors import quota_key
+from apps.dispatch.stats import MICRO
 from apps.monitoring import backlogs, series, states
 from messaging_center.broker import redis_client
 
@@ -28,7 +30,7 @@ def account_usage(window: series.Window, now: dt.datetime) -> list[dict[str, Any
     figures = series.account_figures(window)
     rows = []
     for account, today in zip(accounts, used, strict=True):
-        figure = figures.get(account.id, series.AccountFigures(0, 0, 0, None))
+        figure = figures.get(account.id, series.AccountFigures(0, 0, 0, 0))
         rows.append(
             {
                 "account": account.name,
@@ -39,7 +41,7 @@ def account_usage(window: series.Window, now: dt.datetime) -> list[dict[str, Any
                 "sent": figure.sent,
                 "delivered": figure.delivered,
                 "delivery_rate": figure.delivery_rate,
-                "cost": figure.cost,
+                "cost": figure.cost / MICRO,
             }
         )
     return rows
@@ -64,5 +66,5 @@ def dashboard_data(*, range_name: str, now: dt.datetime) -> dict[str, Any]:
         ],
         "backlogs": backlogs.backlogs().as_dict(),
         "accounts": account_usage(window, now),
-        "cost_recorded": series.HAS_COST,
+        "currency": settings.COST_CURRENCY,
     }

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import connection
 
-from apps.dispatch.models import LATENCY_BOUNDS_MS, Grain, Rollup
+from apps.dispatch.models import LATENCY_BOUNDS_MS, Grain
 from apps.dispatch.providers.errors import ACCEPTED
 from apps.dispatch.stats import percentile
 
@@ -30,9 +30,6 @@ RANGES: dict[str, tuple[dt.timedelta, str, dt.timedelta]] = {
     "7d": (dt.timedelta(days=7), Grain.HOUR, HOUR),
 }
 DEFAULT_RANGE = "1h"
-# Cost per message is summed once the rollups carry it (#23, routing and cost); until then the
-# dashboard shows its column as not yet recorded.
-HAS_COST = any(f.name == "cost" for f in Rollup._meta.get_fields())
 
 
 def _histogram_sum(column: str, where: str) -> str:
@@ -76,7 +73,7 @@ WHERE r.outcome <> '{ACCEPTED}'
 GROUP BY 1, 2, 3 HAVING sum(r.calls) > 0
 ORDER BY 4 DESC, 1, 2, 3 LIMIT %(limit)s
 """
-_COST = "coalesce(sum(r.cost), 0)::bigint" if HAS_COST else "NULL::bigint"
+_COST = "coalesce(sum(r.cost), 0)::bigint"
 ACCOUNTS = f"""
 SELECT a.id, sum(r.messages)::bigint,
        coalesce(sum(r.messages) FILTER (WHERE {_SENT}), 0)::bigint,
@@ -189,7 +186,7 @@ class AccountFigures:
     messages: int
     sent: int
     delivered: int
-    cost: int | None  # None until the rollups record cost
+    cost: int  # micro-units of COST_CURRENCY
 
     @property
     def delivery_rate(self) -> float | None:
@@ -199,6 +196,6 @@ class AccountFigures:
 def account_figures(window: Window) -> dict[Any, AccountFigures]:
     """Per account id: messages created in the range, how many reached a provider and were delivered."""
     return {
-        account_id: AccountFigures(int(messages), int(sent), int(delivered), None if cost is None else int(cost))
+        account_id: AccountFigures(int(messages), int(sent), int(delivered), int(cost))
         for account_id, messages, sent, delivered, cost in _rows(ACCOUNTS, window.params())
     }

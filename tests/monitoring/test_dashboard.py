@@ -133,4 +133,4 @@ def test_after_traffic_every_chart_and_table_has_data(
     assert accounts["orders"]["messages"] == 21 and accounts["orders"]["sent"] == 20
     assert (accounts["billing"]["used_today"], accounts["billing"]["daily_quota"]) == (10, 500)
     assert accounts["billing"]["delivery_rate"] is not None
-    assert data["cost_recorded"] is False and accounts["billing"]["cost"] is None
+    assert data["currency"] == "CNY" and accounts["billing"]["cost"] == 0.0  # no prices set

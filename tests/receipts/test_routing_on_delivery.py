@@ -69,6 +69,7 @@ def _state(provider: str) -> str:
     return judged.state if judged else ""
 
 
+@pytest.mark.measure  # minutes of real traffic: `make measure` (tests/dispatch/test_routing_quality.py: the rules)
 @override_settings(ROUTING_QUALITY_MIN_MESSAGES=10)
 def test_undelivered_receipts_move_a_segment_away_within_2_minutes_and_back_on_recovery(
     api, sms_template, live_sim, dispatch_worker

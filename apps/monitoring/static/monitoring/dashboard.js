@@ -150,11 +150,10 @@
       function (a) { return String(a.sent); },
       function (a) { return String(a.delivered); },
       function (a) { return percent(a.delivery_rate); },
-      function (a) { return a.cost === null ? "—" : String(a.cost); },
+      function (a) { return a.cost.toFixed(2); },
     ]);
-    document.getElementById("cost-note").textContent = data.cost_recorded
-      ? "Cost: the providers' prices per segment of the messages sent in the range."
-      : "Cost: not recorded yet (the rollups have no cost column on this version).";
+    document.getElementById("cost-note").textContent =
+      "Cost (" + data.currency + "): the providers' prices per segment of the messages sent in the range.";
   }
 
   function load() {
