@@ -1,7 +1,7 @@
 """Routing on delivery data, per provider and destination segment: the quality job's judgement from
 rollup minute rows (hand-computed figures), the choice it leads to (probe share, pins, price ties),
 and `mc_provider_state` on /metrics. The end-to-end runs with the simulator and a real worker are in
-test_routing_e2e.py."""
+tests/receipts/test_routing_on_delivery.py."""
 
 from __future__ import annotations
 
@@ -63,6 +63,10 @@ def _rows(
 
 @pytest.fixture
 def providers() -> None:
+    make_providers()
+
+
+def make_providers() -> None:
     for kind in ("aliyun", "tencent"):
         provider_save(provider=Provider(name=f"test-{kind}", kind=kind, channel="sms"), settings=_settings(kind))
 

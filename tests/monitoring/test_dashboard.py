@@ -134,3 +134,20 @@ def test_after_traffic_every_chart_and_table_has_data(
     assert (accounts["billing"]["used_today"], accounts["billing"]["daily_quota"]) == (10, 500)
     assert accounts["billing"]["delivery_rate"] is not None
     assert data["currency"] == "CNY" and accounts["billing"]["cost"] == 0.0  # no prices set
+
+
+def test_a_provider_demoted_for_a_segment_shows_in_the_providers_table(operator: Client) -> None:
+    from apps.dispatch.routing.quality import quality_update
+    from tests.dispatch.test_routing_quality import _rows, make_providers
+
+    make_providers()
+    _rows("test-aliyun", 0, delivered=2, undelivered=18)  # this minute: 10 % delivered
+    _rows("test-tencent", 0, delivered=30)
+    quality_update()
+
+    states = operator.get("/admin/dashboard/data.json").json()["states"]
+    by_segment = {(s["provider"], s["segment"]): s for s in states}
+    aliyun = by_segment[("test-aliyun", "CN-mobile")]
+    assert aliyun["state"] == "demoted (delivery rate 10% < 80%)" and aliyun["success_rate"] == pytest.approx(0.1)
+    assert by_segment[("test-tencent", "CN-mobile")]["state"] == "ok"
+    assert by_segment[("test-aliyun", "*")]["state"] == "closed"  # its circuit: calls are fine

@@ -138,7 +138,7 @@
       function (s) { return s.channel; },
       function (s) { return s.segment; },
       function (s) { return s.enabled ? "yes" : "no"; },
-      function (s) { return [s.state, "mc-state mc-state-" + s.state]; },
+      function (s) { return [s.state, "mc-state mc-state-" + s.state.split(" ")[0]]; },
       function (s) { return String(s.attempts); },
       function (s) { return percent(s.success_rate); },
     ]);
