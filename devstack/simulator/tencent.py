@@ -155,19 +155,24 @@ def _pull_sms_send_status(state: SimulatorState, params: dict[str, Any]) -> web.
     pulled = [queue.popleft() for _ in range(min(limit, len(queue)))] if queue else []
     return _ok(
         PullSmsSendStatusSet=[
-            {
-                "UserReceiveTime": (m.reported_at or m.sent_at).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S"),
-                "CountryCode": _split(m.to)[0],
-                "SubscriberNumber": _split(m.to)[1],
-                "PhoneNumber": m.to,
-                "SerialNo": m.provider_message_id,
-                "ReportStatus": "SUCCESS" if m.outcome == "delivered" else "FAIL",
-                "Description": "DELIVRD" if m.outcome == "delivered" else "UNDELIV",
-                "SessionContext": m.message_id or "",
-            }
-            for m in pulled
+            _pulled(m, (m.reported_at or m.sent_at).astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")) for m in pulled
         ]
     )
+
+
+def _pulled(m: Any, received: str | int) -> dict[str, Any]:
+    """One pulled delivery status: the pull of a batch says the time as text, the pull by number in
+    Unix seconds (as the two APIs document)."""
+    return {
+        "UserReceiveTime": received,
+        "CountryCode": _split(m.to)[0],
+        "SubscriberNumber": _split(m.to)[1],
+        "PhoneNumber": m.to,
+        "SerialNo": m.provider_message_id,
+        "ReportStatus": "SUCCESS" if m.outcome == "delivered" else "FAIL",
+        "Description": "DELIVRD" if m.outcome == "delivered" else "UNDELIV",
+        "SessionContext": m.message_id or "",
+    }
 
 
 def _pull_by_phone_number(state: SimulatorState, params: dict[str, Any]) -> web.Response:
@@ -189,21 +194,7 @@ def _pull_by_phone_number(state: SimulatorState, params: dict[str, Any]) -> web.
         for m in state.sent_to_address(PROVIDER, phone)
         if m.outcome is not None and begin <= m.sent_at.timestamp() and (end is None or m.sent_at.timestamp() <= end)
     ]
-    return _ok(
-        PullSmsSendStatusSet=[
-            {
-                "UserReceiveTime": int((m.reported_at or m.sent_at).timestamp()),
-                "CountryCode": _split(m.to)[0],
-                "SubscriberNumber": _split(m.to)[1],
-                "PhoneNumber": m.to,
-                "SerialNo": m.provider_message_id,
-                "ReportStatus": "SUCCESS" if m.outcome == "delivered" else "FAIL",
-                "Description": "DELIVRD" if m.outcome == "delivered" else "UNDELIV",
-                "SessionContext": m.message_id or "",
-            }
-            for m in reported[:limit]
-        ]
-    )
+    return _ok(PullSmsSendStatusSet=[_pulled(m, int((m.reported_at or m.sent_at).timestamp())) for m in reported[:limit]])
 
 
 def pushes(state: SimulatorState, messages: list[SentMessage]) -> list[Push]:

@@ -134,31 +134,13 @@ def route_messages(messages: Sequence[Claimed], choice: Choice) -> list[Attempt]
         )
         serving = usable_routes(message, choice)
         routes = [r for r in serving if r.name not in view.excluded]
-        if serving and not routes:
-            attempts.append(
-                Attempt(
-                    message,
-                    None,
-                    ProviderError(
-                        "no_provider",
-                        f"Every provider that can send this is excluded for segment {message.segment} by an operator's rule.",
-                        permanent=True,
-                    ),
-                )
-            )
-            continue
         if not routes:
-            attempts.append(
-                Attempt(
-                    message,
-                    None,
-                    ProviderError(
-                        "no_provider",
-                        f"No enabled {message.channel} provider can send this template to this address.",
-                        permanent=True,
-                    ),
-                )
+            why = (
+                f"Every provider that can send this is excluded for segment {message.segment} by an operator's rule."
+                if serving
+                else f"No enabled {message.channel} provider can send this template to this address."
             )
+            attempts.append(Attempt(message, None, ProviderError("no_provider", why, permanent=True)))
             continue
         if message.channel not in allowed:
             names = [r.name for r in routing.ROUTES.for_channel(message.channel)]
