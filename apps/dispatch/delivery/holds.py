@@ -18,6 +18,7 @@ from messaging_center.vocabulary import Category
 
 # A provider that can be asked is asked this long after the ambiguous outcome (a receipt may settle it first).
 ASK_AFTER_SECONDS = 10.0
+ASKS_PER_HOLD = 5
 
 
 def hold(category: str) -> dt.timedelta:
@@ -39,6 +40,15 @@ def first_wait(category: str, adapter: ProviderAdapter | None) -> float:
         return ASK_AFTER_SECONDS
     held = hold(category).total_seconds()
     return min(ASK_AFTER_SECONDS, held) if adapter.can_be_asked else held
+
+
+def next_look(category: str, left: float, adapter: ProviderAdapter) -> float:
+    """Seconds until a held message is looked at again: a provider that can be asked is asked again
+    several times in the hold (a provider that failed or hung on one question may answer the next;
+    five asks at most, each claim counting as an attempt), one that cannot be asked waits it out."""
+    if not adapter.can_be_asked:
+        return left
+    return min(left, max(ASK_AFTER_SECONDS, hold(category).total_seconds() / ASKS_PER_HOLD))
 
 
 def remaining(category: str, doubt_since: dt.datetime, now: dt.datetime) -> float:

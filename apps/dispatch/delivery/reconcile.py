@@ -72,7 +72,7 @@ def reconcile(claimed: Sequence[Claimed], outbound: Outbound) -> list[Attempt]:
                 error = ProviderError(
                     OUTCOME_UNKNOWN, f"{answer}; held {left:.0f} s more before sending again", permanent=False, ambiguous=True
                 )
-                settled.append(Attempt(message, route, error, wait=left))
+                settled.append(Attempt(message, route, error, wait=holds.next_look(message.category, left, route.adapter)))
     return settled
 
 
