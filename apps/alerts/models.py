@@ -15,6 +15,7 @@ class Kind(models.TextChoices):
     CALLBACK_BACKLOG = "callback_backlog", "Status callback backlog"
     VERIFICATION_FILL_DROP = "verification_fill_drop", "Verification fill-rate drop"
     QUOTA_NEAR = "quota_near", "Account near its daily quota"
+    PROVIDER_DEMOTED = "provider_demoted", "A provider demoted for a destination segment by routing"
 
 
 # What `threshold` and `window_minutes` mean for each kind (shown in admin next to the fields).
@@ -26,6 +27,7 @@ THRESHOLD_MEANS = {
     Kind.CALLBACK_BACKLOG: "status callbacks due and not yet delivered",
     Kind.VERIFICATION_FILL_DROP: "points below the account's 24 h fill rate (codes checked valid / codes sent)",
     Kind.QUOTA_NEAR: "share of the daily quota used (0.9 = 90 %)",
+    Kind.PROVIDER_DEMOTED: "not used: routing's own thresholds (docs/quality.md)",
 }
 WINDOW_MEANS = {
     Kind.DELIVERY_RATE_DROP: "minutes of messages compared with the baseline",
@@ -35,6 +37,7 @@ WINDOW_MEANS = {
     Kind.CALLBACK_BACKLOG: "minutes a callback has been due before it counts",
     Kind.VERIFICATION_FILL_DROP: "minutes of codes compared with the baseline (the last 2 minutes left out: not yet typed in)",
     Kind.QUOTA_NEAR: "not used",
+    Kind.PROVIDER_DEMOTED: "not used",
 }
 
 

@@ -21,6 +21,7 @@ from apps.accounts.selectors import quota_key
 from apps.dispatch.models import Grain, Provider
 from apps.dispatch.providers import ADAPTERS, adapter_class
 from apps.dispatch.routing import health
+from apps.dispatch.routing.quality import figures
 from messaging_center.broker import queue_depths, redis_client
 
 # Raw SQL: a LATERAL join per account over the rollups' primary key, which the ORM cannot express.
@@ -118,6 +119,24 @@ def submit_health() -> list[SubmitHealth]:
         failures = round(snapshot.attempts * (1 - snapshot.success_rate)) if snapshot.success_rate is not None else 0
         readings.append(SubmitHealth(name, snapshot.attempts, failures, snapshot.state))
     return readings
+
+
+@dataclass(frozen=True)
+class Demotion:
+    provider: str
+    segment: str
+    demoted: bool
+    reason: str
+    messages: int
+
+
+def demotions() -> list[Demotion]:
+    """Every provider and destination segment routing judged on delivery data, as its last run left
+    them (apps/dispatch/routing/quality.py; Redis, expiring when the job stops)."""
+    return [
+        Demotion(provider, segment, verdict.state == "demoted", verdict.reason, verdict.messages)
+        for (provider, segment), verdict in sorted(figures().items())
+    ]
 
 
 def providers_reporting_delivery() -> set[str]:

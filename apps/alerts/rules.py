@@ -128,6 +128,24 @@ def _submit_errors(rule: AlertRule, now: dt.datetime) -> Evaluation:
     return Evaluation(findings, absent_clears=True)
 
 
+def _provider_demoted(rule: AlertRule, now: dt.datetime) -> Evaluation:
+    """Routing's own verdict (every 15 s, the newest minutes with enough receipts): the quickest word
+    that a provider stopped delivering to a segment, whichever of its figures fell."""
+    findings = [
+        Finding(
+            f"{d.provider} · {d.segment}",
+            d.demoted,
+            None,
+            f"{d.reason or 'delivering'} ({d.messages} messages judged)",
+            "Routing sends the segment through the other providers, a probe share through it, "
+            "until its receipts recover; pin or exclude providers per segment in admin.",
+        )
+        for d in readings.demotions()
+        if _in_scope(rule, d.provider)
+    ]
+    return Evaluation(findings, absent_clears=True)
+
+
 def _receipt_silence(rule: AlertRule, now: dt.datetime) -> Evaluation:
     wait = rule.window_minutes * MINUTE
     rows = readings.provider_outcomes(since=floor(now - 2 * wait, MINUTE), until=floor(now - wait, MINUTE))
@@ -217,6 +235,7 @@ EVALUATORS: dict[str, Callable[[AlertRule, dt.datetime], Evaluation]] = {
     Kind.CALLBACK_BACKLOG: _callback_backlog,
     Kind.VERIFICATION_FILL_DROP: _verification_fill_drop,
     Kind.QUOTA_NEAR: _quota_near,
+    Kind.PROVIDER_DEMOTED: _provider_demoted,
 }
 
 

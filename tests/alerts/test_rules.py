@@ -176,3 +176,22 @@ def test_account_near_its_quota(make_api_client) -> None:
     found = _findings(Kind.QUOTA_NEAR, 0.9, now)
     assert found["near"] == (True, "93 of its 100 messages today (93%)")
     assert found["far"][0] is False
+
+
+def test_a_provider_demoted_for_a_segment_by_routing_fires_and_clears_when_it_recovers() -> None:
+    from apps.dispatch.models import Rollup
+    from apps.dispatch.routing.quality import quality_update
+    from tests.dispatch.test_routing_quality import _rows, make_providers
+
+    make_providers()
+    _rows("test-aliyun", 0, delivered=2, undelivered=18)  # this minute: 10 % delivered
+    _rows("test-tencent", 0, delivered=30)
+    quality_update()
+    assert _findings(Kind.PROVIDER_DEMOTED, 0) == {
+        "test-aliyun · CN-mobile": (True, "delivery rate 10% < 80% (20 messages judged)"),
+        "test-tencent · CN-mobile": (False, "delivering (30 messages judged)"),
+    }
+    Rollup.objects.filter(provider="test-aliyun").delete()
+    _rows("test-aliyun", 0, delivered=30)  # its receipts recover
+    quality_update()
+    assert _findings(Kind.PROVIDER_DEMOTED, 0)["test-aliyun · CN-mobile"][0] is False

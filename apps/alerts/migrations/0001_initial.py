@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100, unique=True)),
-                ('kind', models.CharField(choices=[('delivery_rate_drop', "Delivery rate drop against the provider's own 24 h"), ('submit_errors', 'Submit-error spike'), ('receipt_silence', 'Receipt silence'), ('queue_age', 'Oldest queued message of a lane'), ('callback_backlog', 'Status callback backlog'), ('verification_fill_drop', 'Verification fill-rate drop'), ('quota_near', 'Account near its daily quota')], max_length=32)),
+                ('kind', models.CharField(choices=[('delivery_rate_drop', "Delivery rate drop against the provider's own 24 h"), ('submit_errors', 'Submit-error spike'), ('receipt_silence', 'Receipt silence'), ('queue_age', 'Oldest queued message of a lane'), ('callback_backlog', 'Status callback backlog'), ('verification_fill_drop', 'Verification fill-rate drop'), ('quota_near', 'Account near its daily quota'), ('provider_demoted', 'A provider demoted for a destination segment by routing')], max_length=32)),
                 ('enabled', models.BooleanField(default=True)),
                 ('scope', models.CharField(blank=True, default='', help_text='Only this provider, lane or account name; blank = all of them.', max_length=64)),
                 ('threshold', models.FloatField(help_text='Its meaning depends on the kind: see the list below the form.')),

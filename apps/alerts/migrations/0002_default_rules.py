@@ -14,6 +14,7 @@ DEFAULT_RULES = [
     ("Status callback backlog", "callback_backlog", "", 1000, 5, 0),
     ("Verification fill-rate drop", "verification_fill_drop", "", 0.3, 30, 30),
     ("Account near its quota", "quota_near", "", 0.9, 0, 0),
+    ("Provider demoted for a segment", "provider_demoted", "", 0, 0, 0),
 ]
 
 
