@@ -9,8 +9,10 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -87,7 +89,8 @@ async def browser_page(width: int = 1400, height: int = 1000) -> AsyncIterator[P
     binary = chromium_path()
     if binary is None:
         raise BrowserError("chromium is not installed (Debian package `chromium`)")
-    with tempfile.TemporaryDirectory(prefix="mc-chromium-") as profile:
+    # ignore_cleanup_errors: a helper process of Chromium's may still be writing into its profile.
+    with tempfile.TemporaryDirectory(prefix="mc-chromium-", ignore_cleanup_errors=True) as profile:
         argv = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
         argv += [f"--user-data-dir={profile}", "--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"]
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -104,11 +107,14 @@ async def browser_page(width: int = 1400, height: int = 1000) -> AsyncIterator[P
                     await page.call("Runtime.enable")
                     yield page
         finally:
-            process.terminate()
+            # The whole session (start_new_session): the renderer and crashpad helpers too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
 
 

@@ -121,7 +121,7 @@ def test_retention_drops_old_partitions_and_never_a_message_in_flight(
             message.refresh_from_db()
             _with_history(message)
             made[name].append(message)
-    # In flight for the short account: one scheduled weeks ahead, one queued, one sent awaiting its receipt.
+    # In flight for the short account: one scheduled weeks ahead, one being sent, one sent awaiting its receipt.
     tomorrow = (timezone.now() + 20 * DAY).isoformat()
     scheduled = short.post(
         "/api/v1/messages", {"template": "notice", "to": {"phone": "+8613911111111"}, "params": {"n": "2"}, "send_at": tomorrow}
@@ -137,8 +137,9 @@ def test_retention_drops_old_partitions_and_never_a_message_in_flight(
 
     # Two days on: the short account's delivered messages are past their 1 day; the long one's are not.
     later = timezone.now() + 2 * DAY
-    # As a worker would leave them (the suite's worker may have taken the queued ones meanwhile).
-    Message.objects.filter(id=in_flight[1]).update(status="queued")
+    # As a worker would leave them: one being sent (its lease running, so that the suite's worker cannot
+    # take it meanwhile, as it could a queued one), one sent awaiting its receipt.
+    Message.objects.filter(id=in_flight[1]).update(status="sending", lease_until=later + dt.timedelta(minutes=5))
     Message.objects.filter(id=in_flight[2]).update(status="sent", sent_at=later - dt.timedelta(minutes=5), attempts=1)
     group = {
         table.name: _partition_holding(table.name, table.key if table.key == "message_id" else "id", delivered_short[0])
@@ -163,7 +164,7 @@ def test_retention_drops_old_partitions_and_never_a_message_in_flight(
     )
 
     # Five days on: the long account is past its 3 days too, and the sent message's receipt window has
-    # passed. Only the scheduled and the queued message are kept.
+    # passed. Only the scheduled message and the one being sent are kept.
     report = run_retention(now=timezone.now() + 5 * DAY)
     assert _counts(delivered_long) == dict.fromkeys(before, 0)
     assert set(Message.objects.filter(id__in=in_flight).values_list("id", flat=True)) == set(in_flight[:2])
@@ -179,7 +180,7 @@ def test_retention_drops_old_partitions_and_never_a_message_in_flight(
     assert Rollup.objects.filter(account_id=short.account.id, grain="day").exists()
 
     # Once nothing in the day is in flight, the whole day leaves by dropping its partitions.
-    Message.objects.filter(status__in=["scheduled", "queued", "sent"]).update(status="canceled")
+    Message.objects.filter(status__in=["scheduled", "queued", "sending", "sent"]).update(status="canceled")
     report = run_retention(now=timezone.now() + 5 * DAY)
     assert set(group.values()) <= set(report.dropped)
     assert not Message.objects.filter(account_id__in=[short.account.id, long_.account.id]).exists()
