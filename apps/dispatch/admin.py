@@ -19,6 +19,7 @@ from apps.dispatch import selectors, services
 from apps.dispatch.contacts import mask_address
 from apps.dispatch.models import (
     ANY_SEGMENT,
+    MICRO,
     PLATFORM_CAP_CATEGORIES,
     Message,
     Outbox,
@@ -352,4 +353,4 @@ class ProviderPriceAdmin(admin.ModelAdmin):
 
     @admin.display(description="per SMS segment")
     def per_segment(self, price: ProviderPrice) -> str:
-        return f"{price.price / 1_000_000:.6f} {django_settings.COST_CURRENCY}"
+        return f"{price.price / MICRO:.6f} {django_settings.COST_CURRENCY}"

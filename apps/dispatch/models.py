@@ -390,6 +390,7 @@ class ProviderSegmentRule(models.Model):
 
 
 ANY_SEGMENT = "*"
+MICRO = 1_000_000  # prices and costs are stored in micro-units of settings.COST_CURRENCY
 
 
 class ProviderPrice(models.Model):

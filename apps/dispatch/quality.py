@@ -18,8 +18,9 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from apps.dispatch.delivery.finishing import FAILOVER_FROM
+from apps.dispatch.models import MICRO
 from apps.dispatch.providers.errors import ACCEPTED
-from apps.dispatch.stats import GRAINS, MICRO, percentile, rollup_spans
+from apps.dispatch.stats import GRAINS, percentile, rate, rollup_spans
 from messaging_center import availability
 
 WINDOWS = {"5m": dt.timedelta(minutes=5), "1h": dt.timedelta(hours=1), "1d": dt.timedelta(days=1)}
@@ -83,10 +84,6 @@ class Quality:
     cost_per_delivered: float | None  # 10
 
 
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
 def _window(window: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     end = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)  # the minute under way counts
     return end - WINDOWS[window], end
@@ -123,20 +120,20 @@ def _quality(key: str, calls: tuple[Any, ...] | None, messages: tuple[Any, ...] 
     return Quality(
         key=key,
         calls=made,
-        submit_success_rate=_rate(accepted, made),
+        submit_success_rate=rate(accepted, made),
         submit_latency_p50_ms=percentile(submit, 0.5),
         submit_latency_p95_ms=percentile(submit, 0.95),
         sent=sent,
-        receipt_rate=_rate(delivered + undelivered, sent),
-        delivery_rate=_rate(delivered, sent),
+        receipt_rate=rate(delivered + undelivered, sent),
+        delivery_rate=rate(delivered, sent),
         receipt_latency_p50_ms=percentile(receipt, 0.5),
         receipt_latency_p95_ms=percentile(receipt, 0.95),
         codes=codes,
-        fill_rate=_rate(filled, codes),
+        fill_rate=rate(filled, codes),
         failovers=failovers,
-        failover_rate=_rate(failovers, made),
+        failover_rate=rate(failovers, made),
         messages=total,
-        expiry_rate=_rate(expired, total),
+        expiry_rate=rate(expired, total),
         cost=cost / MICRO,
         cost_per_delivered=round(cost / MICRO / delivered, 6) if delivered else None,
     )
@@ -150,4 +147,4 @@ def api_availability(*, window: str, now: dt.datetime | None = None) -> float | 
         total, failed = availability.answers(since=start.timestamp(), until=end.timestamp() - 1)
     except RedisError:
         return None
-    return _rate(total - failed, total)
+    return rate(total - failed, total)

@@ -34,7 +34,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.dispatch.models import HOUR_ROWS_KEPT, LATENCY_BOUNDS_MS, MINUTE_ROWS_KEPT, Grain
+from apps.dispatch.models import HOUR_ROWS_KEPT, LATENCY_BOUNDS_MS, MICRO, MINUTE_ROWS_KEPT, Grain
 from apps.dispatch.providers.errors import ACCEPTED
 from apps.dispatch.selectors import query_timestamp
 from messaging_center.errors import ValidationFailed
@@ -46,7 +46,6 @@ GROUP_KEYS = {
     "day": "to_char(r.bucket AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "segment": "r.segment",
 }
-MICRO = 1_000_000  # costs are stored in micro-units of the currency
 COUNTS = ("total", "sent", "delivered", "undelivered", "failed", "expired", "suppressed", "rejected")
 
 ORIGIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the triggers' date_bin origin: UTC minutes, hours, days
@@ -150,7 +149,8 @@ GROUP BY 1, 2
 """
 
 
-def _rate(part: int, whole: int) -> float | None:
+def rate(part: int, whole: int) -> float | None:
+    """part / whole to four places; None without a whole (not 0: nothing to judge by)."""
     return round(part / whole, 4) if whole else None
 
 
@@ -216,12 +216,12 @@ def _group(key: str, row: tuple[Any, ...] | None, calls: dict[str, int]) -> dict
         **counts,
         "attempts": made,
         "errors": dict(errors),
-        "success_rate": _rate(calls.get(ACCEPTED, 0), made),
-        "receipt_rate": _rate(counts["delivered"] + counts["undelivered"], counts["sent"]),
-        "delivery_rate": _rate(counts["delivered"], counts["sent"]),
+        "success_rate": rate(calls.get(ACCEPTED, 0), made),
+        "receipt_rate": rate(counts["delivered"] + counts["undelivered"], counts["sent"]),
+        "delivery_rate": rate(counts["delivered"], counts["sent"]),
         "latency_p50_ms": round(p50) if p50 is not None else None,
         "latency_p95_ms": round(p95) if p95 is not None else None,
-        "fill_rate": _rate(filled, codes),
+        "fill_rate": rate(filled, codes),
         "cost": cost / MICRO,
         "currency": settings.COST_CURRENCY,
     }

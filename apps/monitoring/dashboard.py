@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from apps.accounts.models import Account
 from apps.accounts.selectors import quota_key
-from apps.dispatch.stats import MICRO
+from apps.dispatch.models import MICRO
 from apps.monitoring import backlogs, series, states
 from messaging_center.broker import redis_client
 

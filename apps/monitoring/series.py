@@ -19,7 +19,7 @@ from django.db import connection
 
 from apps.dispatch.models import LATENCY_BOUNDS_MS, Grain
 from apps.dispatch.providers.errors import ACCEPTED
-from apps.dispatch.stats import percentile
+from apps.dispatch.stats import percentile, rate
 
 MINUTE, HOUR = dt.timedelta(minutes=1), dt.timedelta(hours=1)
 # The ranges the page offers: how far back, and the grain of its points (minute rows are kept 3 days).
@@ -148,10 +148,6 @@ def volume(window: Window) -> dict[str, dict[str, list[Point]]]:
     return {"by_channel": by_channel.as_json(), "by_lane": by_lane.as_json()}
 
 
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value)
 
@@ -163,11 +159,11 @@ def provider_quality(window: Window) -> dict[str, dict[str, list[Point]]]:
     figures = {name: Series() for name in ("success_rate", "call_p50_ms", "call_p95_ms")}
     figures |= {name: Series() for name in ("delivery_rate", "receipt_p50_ms", "receipt_p95_ms")}
     for bucket, provider, calls, accepted, latency in _rows(CALLS, window.params()):
-        figures["success_rate"].add(provider, bucket, _rate(accepted, calls))
+        figures["success_rate"].add(provider, bucket, rate(accepted, calls))
         figures["call_p50_ms"].add(provider, bucket, _rounded(percentile(latency, 0.5)))
         figures["call_p95_ms"].add(provider, bucket, _rounded(percentile(latency, 0.95)))
     for bucket, provider, sent, delivered, latency in _rows(DELIVERY, window.params()):
-        figures["delivery_rate"].add(provider, bucket, _rate(delivered, sent))
+        figures["delivery_rate"].add(provider, bucket, rate(delivered, sent))
         figures["receipt_p50_ms"].add(provider, bucket, _rounded(percentile(latency, 0.5)))
         figures["receipt_p95_ms"].add(provider, bucket, _rounded(percentile(latency, 0.95)))
     return {name: series.as_json() for name, series in figures.items()}
@@ -190,7 +186,7 @@ class AccountFigures:
 
     @property
     def delivery_rate(self) -> float | None:
-        return _rate(self.delivered, self.sent)
+        return rate(self.delivered, self.sent)
 
 
 def account_figures(window: Window) -> dict[Any, AccountFigures]:
