@@ -62,7 +62,7 @@ def _received(sim, number: str) -> list[dict]:
     return sim.messages(to=number)
 
 
-@pytest.mark.parametrize("kind", ["tencent", "twilio"])
+@pytest.mark.parametrize("kind", ["tencent", "twilio", "volcengine"])
 def test_a_provider_that_takes_the_message_then_times_out_is_asked_and_nobody_gets_it_twice(
     api, make_template, sim, worker_env, own_redis, tmp_path, kind
 ) -> None:
@@ -70,7 +70,7 @@ def test_a_provider_that_takes_the_message_then_times_out_is_asked_and_nobody_ge
         api,
         code="notice",
         content="Your parcel {{n}} is on its way.",
-        provider_template_ids={"aliyun": "SMS_100", "tencent": "1001"},
+        provider_template_ids={"aliyun": "SMS_100", "tencent": "1001", "volcengine": "ST_1001abcd"},
     )
     _providers(sim, kind)
     sim.behave(kind, fail_rate=1.0, error="timeout")  # accepted, then no answer

@@ -320,8 +320,35 @@ def test_polling_asks_per_message_and_returns_its_final_status(sim: Simulator) -
     assert sender.poll_receipts(since=since) == []
 
 
-def test_lookup_is_unsupported_as_the_details_carry_no_tag() -> None:
-    assert not volcengine.VolcengineSms({}).can_be_asked and volcengine.VolcengineSms.polls_receipts()
+def test_lookup_finds_our_send_to_the_number_by_template_and_values_alone_or_in_a_batch(sim: Simulator) -> None:
+    """GetSmsSendDetails without a MessageID lists the number's sends of a Beijing day, with no Tag: ours
+    is the one with our signature and template, sent since the message was made, whose content holds our
+    values. It is listed from the moment it is accepted, so a miss means "not there"."""
+    sender = volc(sim)
+    assert sender.can_be_asked and sender.lookup_sees_unreported
+    sim.behave("volcengine", receipt_delay_ms=60_000)  # no report: the lookup must not need one
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    ours = message(71, provider_template_id=TEMPLATE, params={"code": "482913"})
+    other_values = message(72, provider_template_id=TEMPLATE, to=ours.to, params={"code": "111111"})
+    other_template = message(73, provider_template_id="ST_00000000", to=ours.to, params={"code": "482913"})
+    for other in (other_values, other_template):
+        sender.send(other)
+    assert sender.lookup_sent(ours, since=since) is None  # not sent yet: a "no"
+    sent = sender.send(ours)
+
+    found = sender.lookup_sent(ours, since=since)
+    assert found is not None and found.provider_message_id == sent.provider_message_id and found.raw["reconciled"]
+    assert sender.lookup_sent(ours, since=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) is None  # sent before `since`
+
+    batch = [message(74 + n, provider_template_id=TEMPLATE, params={"code": f"90{n}"}) for n in range(3)]
+    outcomes = sender.send_batch(batch)
+    assert ["Messages" in r["request"] for r in sim.messages(to=batch[1].to)] == [True]  # one SendBatchSms, no Tag
+    found = sender.lookup_sent(batch[1], since=since)
+    assert found is not None and found.provider_message_id == outcomes[1].provider_message_id  # type: ignore[union-attr]
+
+    with pytest.raises(ProviderError) as refused:
+        volc(sim, secret_access_key="wrong").lookup_sent(ours, since=since)
+    assert refused.value.code == "SignatureDoesNotMatch"
 
 
 def test_validate_settings_and_template_ids() -> None:

@@ -43,6 +43,9 @@ SEND_VERSION = "2020-01-01"
 BATCH_VERSION = "2021-01-01"
 DETAILS_VERSION = "2021-01-11"
 MAX_NUMBERS_PER_CALL = 200  # SendSms and SendBatchSms alike
+# A lookup reads at most this many pages of a number's sends a day (GetSmsSendDetails takes 1-100 a page).
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 5
 # GetSmsSendDetails' dates are Beijing days.
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
@@ -198,9 +201,10 @@ class VolcengineSms(ProviderAdapter):
     200 numbers, each with its own parameters and its own MessageID, by which receipts match (the
     call's one Tag cannot name each message, so it sends none); a call refused for a reason that may
     be one message's (a bad number) is retried message by message. Polled with GetSmsSendDetails per
-    (phone, MessageID). There is no lookup after a timeout: the send details carry no Tag, so nothing
-    tells our message from another one to the same phone; such a message is held for its receipt
-    (apps/dispatch/delivery/holds.py). The status push is unsigned: the receiver
+    (phone, MessageID). After a timeout or a crash mid-send, `lookup_sent` lists the number's sends
+    (GetSmsSendDetails without a MessageID): they carry no Tag, so a send is ours when its signature,
+    template and time fit and its rendered content holds each of our parameters' values (a batch call
+    sends no Tag either, so its messages are found the same way). The status push is unsigned: the receiver
     must sit behind a secret per-provider URL token; its document names no answer body, so it gets
     the default 200.
     """
@@ -212,6 +216,7 @@ class VolcengineSms(ProviderAdapter):
     reports_delivery = True
     signed_receipts = False  # status reports carry no signature
     polls_by_message = True  # GetSmsSendDetails asks per (phone, MessageID)
+    lookup_sees_unreported = True  # a send is listed from its acceptance on (status 1, no receipt yet)
     sends_batches = True
     max_batch = MAX_NUMBERS_PER_CALL
 
@@ -335,21 +340,42 @@ class VolcengineSms(ProviderAdapter):
                 day += dt.timedelta(days=1)
         return receipts
 
-    def _send_details(self, phone: str, message_id: str, day: dt.date) -> list[Receipt] | None:
-        """The final statuses of one message on one day; None when that day does not have it."""
+    def lookup_sent(self, message: OutboundMessage, *, since: dt.datetime) -> SendResult | None:
+        """The number's sends day by day (Beijing days) from `since`'s, looked through for ours (see the
+        class). Two of our messages alike in all of that, to one number, the later one in doubt, would be
+        taken for each other: the lookup then says "sent" for a message the provider has once."""
+        sign, template = self._sign(message), self._template(message)
+        day, today = since.astimezone(CHINA).date(), dt.datetime.now(CHINA).date()
+        while day <= today:
+            for page in range(1, LOOKUP_MAX_PAGES + 1):
+                rows = self._details_page(phone_number(message.to), "", day, page, LOOKUP_PAGE_SIZE)
+                for row in rows:
+                    if _is_ours(row, message, sign, template, since):
+                        found = str(row["messageId"])
+                        return SendResult(found, {"MessageID": found, "reconciled": True, "status": row.get("status")})
+                if len(rows) < LOOKUP_PAGE_SIZE:
+                    break
+            day += dt.timedelta(days=1)
+        return None
+
+    def _details_page(self, phone: str, message_id: str, day: dt.date, page: int, size: int) -> list[dict[str, Any]]:
         result = self.call(
             "GetSmsSendDetails",
             DETAILS_VERSION,
             {
                 "subAccount": self.settings["sms_account"],
-                "phoneNumber": phone_number(phone),
+                "phoneNumber": phone,
                 "messageId": message_id,
                 "sendDate": day.strftime("%Y%m%d"),
-                "pageSize": 10,
-                "pageIndex": 1,
+                "pageSize": size,
+                "pageIndex": page,
             },
         )
-        rows = [row for row in result.get("sendDetailsResults") or [] if isinstance(row, dict)]
+        return [row for row in result.get("sendDetailsResults") or [] if isinstance(row, dict)]
+
+    def _send_details(self, phone: str, message_id: str, day: dt.date) -> list[Receipt] | None:
+        """The final statuses of one message on one day; None when that day does not have it."""
+        rows = self._details_page(phone_number(phone), message_id, day, 1, 10)
         if not rows:
             return None
         return [
@@ -370,6 +396,18 @@ class VolcengineSms(ProviderAdapter):
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _is_ours(row: Mapping[str, Any], message: OutboundMessage, sign: str, template: str, since: dt.datetime) -> bool:
+    """A listed send with our signature and template, sent since `since`, whose content (the template
+    rendered by Volcengine, text we do not have) holds every value we gave it."""
+    if not row.get("messageId") or row.get("signature") != sign or row.get("templateID") != template:
+        return False
+    sent_at = reported_at(row.get("sendTime"))
+    if sent_at is None or sent_at < since:
+        return False
+    content = str(row.get("content") or "")
+    return all(str(value) in content for value in message.params.values())
 
 
 def _message_ids(result: Mapping[str, Any], count: int) -> list[str]:
