@@ -170,7 +170,7 @@ def _line(name: str, result: LoadResult, per_request: int) -> str:
 
 DISPATCH_QUEUES = ("mc.critical", "mc.high", "mc.normal", "mc.bulk")
 # Which worker of the launcher consumes which lanes (devstack/launcher.py).
-LANE_WORKERS = {"critical": ("mc.critical", "mc.high"), "bulk": ("mc.normal", "mc.bulk")}
+LANE_WORKERS = {"critical": ("mc.critical",), "high": ("mc.high",), "bulk": ("mc.normal", "mc.bulk")}
 
 
 def set_consumers(stack: Stack, *, on: bool) -> None:

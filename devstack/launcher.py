@@ -112,9 +112,11 @@ def _children(settings_env: dict[str, str]) -> list[Child]:
             ),
             niceness=5,
         ),
-        Child(
-            "worker-critical", [*worker, "-Q", "mc.critical,mc.high", "-n", "critical@%h", "-c", settings_env["CRITICAL_WORKERS"]]
-        ),
+        # Verification codes alone: a chunk of the high lane waiting on a slow provider (no deadline:
+        # transactional messages are not hedged) would hold a child the codes need (make chaos,
+        # "Tencent 10 s slow": codes 18 s late behind two such chunks when both lanes shared a worker).
+        Child("worker-critical", [*worker, "-Q", "mc.critical", "-n", "critical@%h", "-c", settings_env["CRITICAL_WORKERS"]]),
+        Child("worker-high", [*worker, "-Q", "mc.high", "-n", "high@%h", "-c", settings_env["HIGH_WORKERS"]]),
         Child(
             "worker-bulk",
             [*worker, "-Q", "mc.normal,mc.bulk,mc.housekeeping", "-n", "bulk@%h", "-c", settings_env["BULK_WORKERS"]],
@@ -220,6 +222,7 @@ class Launcher:
         env["RECEIPTS_THREADS"] = str(env_int("RECEIPTS_THREADS", 2, minimum=1, maximum=64))
         # Prefork children per dispatch worker: chunks in flight at once (each sends on its own threads).
         env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 4, minimum=1, maximum=64))
+        env["HIGH_WORKERS"] = str(env_int("HIGH_WORKERS", 2, minimum=1, maximum=64))
         env["BULK_WORKERS"] = str(env_int("BULK_WORKERS", 2, minimum=1, maximum=64))
         # The default run is the development run whatever servers it is given; told otherwise
         # (MC_DEV_RUN=0) it starts no embedded server and needs every production variable.

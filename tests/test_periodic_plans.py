@@ -151,11 +151,11 @@ def history(api: Any) -> Iterator[None]:
 # The statements the jobs run through messaging_center.db.bound_cursor: prepared, and planned
 # generically (plan_cache_mode=force_generic_plan), so they are planned here with their parameters
 # bound on the server as well. The rest are bound on the client, as the jobs run them.
-BOUND = {transitions.DUE, transitions.LAPSED_AND_EXPIRED, transitions.EXPIRE, transitions.LAPSED}
+BOUND = {transitions.LAPSED_AND_EXPIRED, transitions.EXPIRE, transitions.LAPSED}
 
 
 # Run through db.generic_plan_cursor: one generic plan per connection, whatever the parameters.
-GENERIC = {transitions.DUE, transitions.LAPSED_AND_EXPIRED, transitions.LAPSED, polling.AWAITING, polling.LATE}
+GENERIC = {transitions.LAPSED_AND_EXPIRED, transitions.LAPSED}
 
 
 def _sql_type(value: Any) -> str:
@@ -263,7 +263,13 @@ def _statements() -> list[tuple[str, str | QuerySet[Any, Any], Any, str | None]]
     }
     return [
         ("relay-outbox", relay_query(1000), None, None),
-        ("enqueue-due-scheduled", transitions.DUE, {"batch": 1000, "lease": queued_lease()}, "msg_due"),
+        ("enqueue-due-scheduled", transitions.DUE_IDS, {"batch": 1000}, "due_by_time"),
+        (
+            "enqueue-due-scheduled: the messages",
+            transitions.DUE,
+            {"ids": some_ids, "lease": queued_lease()},
+            None,  # planned with its ids: pruned to none here (see the next test)
+        ),
         ("sweep: expired leases", transitions.LAPSED_AND_EXPIRED, {"batch": 1000}, "msg_lease"),
         ("sweep: expire", transitions.EXPIRE, {"ids": some_ids}, "dispatch_message_pkey"),
         (
@@ -282,13 +288,19 @@ def _statements() -> list[tuple[str, str | QuerySet[Any, Any], Any, str | None]]
             "poll-provider-receipts",
             polling.AWAITING,
             {**poll, "after_at": polling._START[0], "after_id": polling._START[1]},
-            "msg_sent_by_provider",
+            "due_by_time",
         ),
         (
             "poll-provider-receipts (lap under way)",
             polling.AWAITING,
             {**poll, "after_at": now - dt.timedelta(hours=2), "after_id": uuid.UUID(int=0)},
-            "msg_sent_by_provider",
+            "due_by_time",
+        ),
+        (
+            "poll-provider-receipts, flag-receipt-timeouts: the messages",
+            polling.SENT_BY_ID,
+            {"ids": some_ids},
+            None,  # planned with its ids: pruned to none here (see the next test)
         ),
         ("rematch-early-receipts", matching.REMATCH, matching.rematch_params(), "receipt_unmatched"),
         (
@@ -300,11 +312,18 @@ def _statements() -> list[tuple[str, str | QuerySet[Any, Any], Any, str | None]]
                 "until": now - dt.timedelta(minutes=10),
                 "after_at": now - dt.timedelta(minutes=20),
                 "after_id": uuid.UUID(int=0),
-                "event": polling.RECEIPT_TIMEOUT_EVENT,
                 "batch": 1000,
             },
-            "msg_sent_by_provider",
+            "due_by_time",
         ),
+        (
+            "flag-receipt-timeouts: rows past the windows",
+            polling.DUE_PAST,
+            # Each run leaves none past the windows: the next finds a minute's worth (here: the history's oldest).
+            {"providers": ["test-aliyun", "test-tencent", "test-wecom"], "before": now - dt.timedelta(days=29, hours=23)},
+            "due_by_time",
+        ),
+        ("flag-receipt-timeouts: flagged", polling.FLAGGED, {"ids": some_ids}, "dispatch_due_pkey"),
         (
             "failover-silent-verifications",
             candidates_query(None, Status.SENT, now - dt.timedelta(seconds=30)),
@@ -329,3 +348,25 @@ def test_every_periodic_statement_reads_only_its_due_rows(history: None) -> None
         if index is not None and not any(_index(node, parents) == index for node in _nodes(plan)):
             failures.append(f"{job}: not through {index} ({summary})")
     assert not failures, "\n".join(failures)
+
+
+def test_the_jobs_read_their_messages_from_the_partitions_that_hold_them_only(history: None) -> None:
+    """dispatch_due holds the scheduled and sent messages (kept by the triggers as the history went in);
+    a batch of them read by id plans over their own days' partitions, however many days are kept."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT kind, count(*) FROM dispatch_due GROUP BY kind")
+        due = dict(cursor.fetchall())
+        cursor.execute("SELECT status, count(*) FROM dispatch_message WHERE status IN ('scheduled', 'sent') GROUP BY status")
+        assert due == dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT id FROM dispatch_message WHERE status = 'sent' AND created_at > now() - interval '36 hours' LIMIT 50"
+        )
+        recent = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'dispatch_message'::regclass")
+        [(kept,)] = cursor.fetchall()
+    assert recent and kept > 30
+    for statement, params in ((polling.SENT_BY_ID, {"ids": recent}), (transitions.DUE, {"ids": recent, "lease": queued_lease()})):
+        plan = _plan(statement, params)
+        read = {node["Relation Name"] for node in _nodes(plan) if _table(node) == "dispatch_message"}
+        assert 1 <= len(read) <= 2, read
+        assert not [node for node in _nodes(plan) if node["Node Type"] == "Seq Scan"], _summary(plan)

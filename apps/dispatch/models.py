@@ -237,7 +237,8 @@ class AttemptRollup(models.Model):
     """Provider calls counted when they are made, by grain (minute, hour, day, month) and by account,
     channel, provider, segment, template, outcome (`accepted` or a normalized reason:
     providers.errors.REASONS) and the provider's own code. Kept by a trigger on the events (migration
-    0016): an event with a `reason` records a call. Read by `/stats` (attempts, errors, success rate)."""
+    0016): an event with a `reason` records a call, a `duplicate_send` event a duplicate (0017). Read by
+    `/stats` (attempts, errors, success rate, duplicates)."""
 
     pk = models.CompositePrimaryKey(
         "account_id", "grain", "bucket", "channel", "provider", "segment", "template_code", "outcome", "code"
@@ -257,6 +258,9 @@ class AttemptRollup(models.Model):
         "when the message's previous attempt went to another provider.",
     )
     calls = models.BigIntegerField(default=0)
+    duplicates = models.BigIntegerField(
+        db_default=0, default=0, help_text="Messages this provider delivered too, after another one had them."
+    )
     latency_ms = ArrayField(
         models.IntegerField(), help_text="The attempt's claim → the provider's answer, per bucket of LATENCY_BOUNDS_MS."
     )
@@ -275,6 +279,34 @@ LATENCY_BOUNDS_MS = (
     0, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500,
     10_000, 15_000, 20_000, 30_000, 45_000, 60_000, 90_000, 120_000, 180_000, 300_000, 600_000, 1_800_000, 3_600_000,
 )  # fmt: skip
+
+
+class DueKind(models.TextChoices):
+    SCHEDULED = "scheduled"  # `at` = scheduled_at: dispatch.enqueue_due
+    SENT = "sent"  # `at` = sent_at: receipt polling and timeouts
+
+
+class Due(models.Model):
+    """The messages the periodic jobs wait on, a row per message and kind, kept by statement triggers
+    on the messages (migration 0018): a `scheduled` row while the message is scheduled, a `sent` row
+    while it is sent (until it leaves `sent`, or the timeouts job drops it past the receipt windows).
+    Small and not partitioned: those jobs read it, then their messages by id (pruned to their
+    partitions), instead of a partial index in every messages partition — whose cost grew with the
+    days kept (#21)."""
+
+    pk = models.CompositePrimaryKey("kind", "message_id")
+    kind = models.CharField(max_length=16, choices=DueKind.choices)
+    message_id = models.UUIDField()
+    at = models.DateTimeField()
+    provider = models.CharField(max_length=64, blank=True, default="")
+    flagged = models.BooleanField(default=False, help_text="A `sent` message's receipt_timeout event is recorded.")
+
+    class Meta:
+        db_table = "dispatch_due"
+        indexes = [models.Index(fields=["kind", "provider", "at", "message_id"], name="due_by_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.message_id} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class Outbox(models.Model):

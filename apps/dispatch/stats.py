@@ -19,7 +19,10 @@ while failover delivered through another); receipt = messages with a receipt / s
 delivered / sent; latency = provider accepted → delivered, its percentiles read from the histogram
 (models.LATENCY_BOUNDS_MS, interpolated linearly inside the bucket that holds the rank: within one
 bucket of the exact value, i.e. within a factor 1.5 above 100 ms and 3 above 10 minutes; beyond the last
-edge, 1 h, the edge); fill = verification codes checked valid / codes sent (null where no codes
+edge, 1 h, the edge); duplicates = messages of the group a provider delivered too after
+another one had them (an attempt whose outcome was unknown reached the person: dispatch_attempt_rollup,
+under the provider that delivered it too, by when that was learnt); fill = verification codes checked
+valid / codes sent (null where no codes
 were sent); cost = what the providers charged for the group's messages (each message's price times SMS
 segments, set when it was sent), in COST_CURRENCY. A message still pending counts in `total` under
 provider "" until an attempt settles."""
@@ -142,7 +145,7 @@ GROUP BY 1 HAVING sum(r.messages) > 0
 """  # noqa: S608 - our own constants
 # Provider calls in the range (by when they were made), by outcome: `accepted` or a normalized reason.
 _ATTEMPTS = """
-SELECT {key} AS key, r.outcome, sum(r.calls)
+SELECT {key} AS key, r.outcome, sum(r.calls), sum(r.duplicates)
 FROM unnest(%(grains)s::text[], %(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS q(grain, lo, hi)
 JOIN dispatch_attempt_rollup r ON r.account_id = %(account)s AND r.grain = q.grain AND r.bucket >= q.lo AND r.bucket < q.hi
 GROUP BY 1, 2
@@ -199,13 +202,20 @@ def stats_get(*, account: Account, params: dict[str, str]) -> list[dict[str, Any
         calls = {**bounds, "grains": [Grain.DAY if grain == Grain.TOTALS else grain for grain in bounds["grains"]]}
         cursor.execute(_ATTEMPTS.format(key=GROUP_KEYS[group_by]), calls)
         attempts: dict[str, dict[str, int]] = {}
-        for key, outcome, count in cursor.fetchall():
-            attempts.setdefault(key, {})[outcome] = int(count)
-    return [_group(key, messages.get(key), attempts.get(key, {})) for key in sorted({*messages, *attempts})]
+        duplicates: dict[str, int] = {}
+        for key, outcome, count, twice in cursor.fetchall():
+            if count:
+                attempts.setdefault(key, {})[outcome] = int(count)
+            duplicates[key] = duplicates.get(key, 0) + int(twice)
+    return [
+        _group(key, messages.get(key), attempts.get(key, {}), duplicates.get(key, 0))
+        for key in sorted({*messages, *attempts, *duplicates})
+    ]
 
 
-def _group(key: str, row: tuple[Any, ...] | None, calls: dict[str, int]) -> dict[str, Any]:
-    """A group's figures from its messages' row of _STATS (None: only calls in the range) and its calls by outcome."""
+def _group(key: str, row: tuple[Any, ...] | None, calls: dict[str, int], duplicates: int) -> dict[str, Any]:
+    """A group's figures from its messages' row of _STATS (None: only calls in the range), its calls by
+    outcome and its duplicates to a person."""
     counts = dict(zip(COUNTS, map(int, row[1:9]), strict=True)) if row else dict.fromkeys(COUNTS, 0)
     codes, filled, histogram, cost = (int(row[9]), int(row[10]), row[11], int(row[12])) if row else (0, 0, None, 0)
     p50, p95 = percentile(histogram, 0.5), percentile(histogram, 0.95)
@@ -217,6 +227,7 @@ def _group(key: str, row: tuple[Any, ...] | None, calls: dict[str, int]) -> dict
         "attempts": made,
         "errors": dict(errors),
         "success_rate": rate(calls.get(ACCEPTED, 0), made),
+        "duplicates": duplicates,
         "receipt_rate": rate(counts["delivered"] + counts["undelivered"], counts["sent"]),
         "delivery_rate": rate(counts["delivered"], counts["sent"]),
         "latency_p50_ms": round(p50) if p50 is not None else None,

@@ -14,7 +14,7 @@ from typing import LiteralString
 
 from psycopg import sql
 
-from apps.dispatch.models import Status
+from apps.dispatch.models import DueKind, Status
 
 S = Status
 # status → the statuses it may move to. Set at accept and never moved: suppressed, rejected.
@@ -224,20 +224,29 @@ RETRY = _build(
 
 # --- the sweeper's beat jobs (apps.dispatch.delivery.sweeper) -------------------------------------
 
-# Scheduled messages whose time has come → queued (a batch, locked so that two runs never share one).
+# Scheduled messages whose time has come (dispatch_due, a batch, locked so that two runs never share
+# one) → queued: DUE_IDS, then DUE by those ids (plan-time pruning to their partitions).
+DUE_IDS = _build(
+    """
+    SELECT message_id FROM dispatch_due
+    WHERE kind = {scheduled} AND provider = '' AND at <= now()
+    ORDER BY at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+""",
+    scheduled=sql.Literal(DueKind.SCHEDULED),
+)
 DUE = _build(
     """
-    WITH due AS (
-        SELECT id FROM dispatch_message
-        WHERE {scheduled} AND scheduled_at <= now()
-        ORDER BY scheduled_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED
-    )
-    UPDATE dispatch_message AS m SET status = {queued}, lease_until = now() + %(lease)s
-    FROM due WHERE m.id = due.id
-    RETURNING m.id, m.priority
+    UPDATE dispatch_message SET status = {queued}, lease_until = now() + %(lease)s
+    WHERE id = ANY(%(ids)s) AND {scheduled}
+    RETURNING id, priority
 """,
     scheduled=_is(S.SCHEDULED),
     queued=sql.Literal(S.QUEUED),
+)
+# Rows of messages that left `scheduled` without the trigger seeing it (none expected): dropped.
+DUE_STALE = _build(
+    "DELETE FROM dispatch_due WHERE kind = {scheduled} AND message_id = ANY(%(ids)s)",
+    scheduled=sql.Literal(DueKind.SCHEDULED),
 )
 
 # Leased messages past their lease and their TTL: the sweeper expires them (see EXPIRE).

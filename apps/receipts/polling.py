@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -20,7 +21,6 @@ from apps.dispatch.providers.base import ProviderAdapter, ProviderError
 from apps.receipts.matching import receipts_record
 from messaging_center import metrics
 from messaging_center.broker import redis_client
-from messaging_center.db import generic_plan_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,11 @@ def _kinds(has: Callable[[type[ProviderAdapter]], bool]) -> list[str]:
 POLL_BATCH = 200
 RECEIPT_TIMEOUT_EVENT = "receipt_timeout"
 
-# Each job reads only its due rows, through an index made for it (docs/architecture.md, Periodic jobs):
-# `msg_sent_by_provider` = dispatch_message (provider, sent_at, id) WHERE status = 'sent'.
+# Each job reads only its due rows (docs/architecture.md, Periodic jobs): `sent` messages are the
+# `sent` rows of dispatch_due (a row per sent message: its provider and sent_at; apps/dispatch/models.Due),
+# through `due_by_time` (kind, provider, at, message_id); then the messages by id (a plain cursor:
+# planned with the ids, pruned to the partitions that hold them), so a run costs its batch whatever
+# the days of history kept.
 #
 # Polling walks a provider's `sent` messages inside the window in (sent_at, id) order, a batch per
 # run, from where the last run stopped (a cursor in Redis): every message awaiting a receipt is asked
@@ -41,20 +44,42 @@ RECEIPT_TIMEOUT_EVENT = "receipt_timeout"
 # the next starts again at the window's beginning. Without a cursor (first run, Redis flushed) a lap
 # starts at the beginning.
 AWAITING = """
-    SELECT id, address, provider_message_id, sent_at FROM dispatch_message
-    WHERE status = 'sent' AND provider = %(provider)s AND sent_at BETWEEN %(since)s AND %(until)s
-      AND (sent_at, id) > (%(after_at)s, %(after_id)s)
-    ORDER BY sent_at, id LIMIT %(batch)s
+    SELECT message_id, at FROM dispatch_due
+    WHERE kind = 'sent' AND provider = %(provider)s AND at BETWEEN %(since)s AND %(until)s
+      AND (at, message_id) > (%(after_at)s, %(after_id)s)
+    ORDER BY at, message_id LIMIT %(batch)s
 """
 # Timeouts: `sent` messages past RECEIPT_TIMEOUT_SECONDS (at most a day back), from where the last
-# run stopped; the NOT EXISTS keeps a message from being flagged twice should the cursor be lost.
+# run stopped; `flagged` keeps a message from being flagged twice should the cursor be lost.
 LATE = """
-    SELECT m.id, m.channel, m.provider, m.sent_at FROM dispatch_message m
-    WHERE m.status = 'sent' AND m.provider = ANY(%(providers)s) AND m.sent_at BETWEEN %(since)s AND %(until)s
-      AND (m.sent_at, m.id) > (%(after_at)s, %(after_id)s)
-      AND NOT EXISTS (SELECT 1 FROM dispatch_messageevent e WHERE e.message_id = m.id AND e.status = %(event)s)
-    ORDER BY m.sent_at, m.id LIMIT %(batch)s
+    SELECT message_id, provider, at FROM dispatch_due
+    WHERE kind = 'sent' AND provider = ANY(%(providers)s) AND at BETWEEN %(since)s AND %(until)s
+      AND NOT flagged AND (at, message_id) > (%(after_at)s, %(after_id)s)
+    ORDER BY at, message_id LIMIT %(batch)s
 """
+FLAGGED = "UPDATE dispatch_due SET flagged = TRUE WHERE kind = 'sent' AND message_id = ANY(%(ids)s)"
+# Rows past every window the jobs look back over (messages that stay `sent`: no receipt ever, or a
+# channel without receipts), provider by provider through the index.
+DUE_PAST = """
+    DELETE FROM dispatch_due WHERE kind = 'sent' AND provider = ANY(%(providers)s) AND at < %(before)s
+"""
+# The messages of a batch, by id, still `sent`.
+SENT_BY_ID = """
+    SELECT id, address, provider_message_id, channel FROM dispatch_message
+    WHERE id = ANY(%(ids)s) AND status = 'sent'
+"""
+LOOK_BACK = dt.timedelta(days=1)  # the timeouts job's reach
+
+
+def _sent_by_id(ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str, str]]:
+    """id → (address, provider id, channel) of those of `ids` still `sent`."""
+    if not ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(SENT_BY_ID, {"ids": ids})
+        return {mid: (address, pid, channel) for mid, address, pid, channel in cursor.fetchall()}
+
+
 _START = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), uuid.UUID(int=0))
 POLL_CURSOR_KEY = "mc:receipts:poll-cursor:{provider}"
 TIMEOUT_CURSOR_KEY = "mc:receipts:timeout-cursor"
@@ -94,14 +119,15 @@ def _awaiting(provider: Provider, *, limit: int) -> list[tuple[str, str, dt.date
         "until": now - dt.timedelta(seconds=settings.RECEIPT_POLL_DELAY_SECONDS),
         "batch": limit,
     }
-    with generic_plan_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(AWAITING, {**params, "after_at": after[0], "after_id": after[1]})
         rows = cursor.fetchall()
         if not rows and after != _START:  # the lap ended exactly at a batch's end: start the next one now
             cursor.execute(AWAITING, {**params, "after_at": _START[0], "after_id": _START[1]})
             rows = cursor.fetchall()
-    _cursor_set(key, (rows[-1][3], rows[-1][0]) if len(rows) == limit else None)
-    return [(phone, pid, sent_at) for _, phone, pid, sent_at in rows]
+    _cursor_set(key, (rows[-1][1], rows[-1][0]) if len(rows) == limit else None)
+    sent = _sent_by_id([mid for mid, _ in rows])
+    return [(sent[mid][0], sent[mid][1], sent_at) for mid, sent_at in rows if mid in sent]
 
 
 def receipts_poll_provider(provider: Provider, *, batch: int = POLL_BATCH) -> int:
@@ -132,28 +158,35 @@ def receipts_flag_timeouts(*, batch: int = 1000) -> int:
     """A `sent` message without a receipt after RECEIPT_TIMEOUT_SECONDS gets one `receipt_timeout`
     event (the message stays `sent`: a late receipt may still come)."""
     now = timezone.now()
+    window = dt.timedelta(seconds=settings.RECEIPT_POLL_WINDOW_SECONDS)
     after = _cursor_get(TIMEOUT_CURSOR_KEY)
     providers = list(
         Provider.objects.filter(kind__in=_kinds(lambda adapter: adapter.reports_delivery)).values_list("name", flat=True)
     )
-    with generic_plan_cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            DUE_PAST,
+            {"providers": list(Provider.objects.values_list("name", flat=True)), "before": now - max(LOOK_BACK, window)},
+        )  # the rows past every window: gone first
         cursor.execute(
             LATE,
             {
                 "providers": providers,
-                "since": now - dt.timedelta(days=1),
+                "since": now - LOOK_BACK,
                 "until": now - dt.timedelta(seconds=settings.RECEIPT_TIMEOUT_SECONDS),
                 "after_at": after[0],
                 "after_id": after[1],
-                "event": RECEIPT_TIMEOUT_EVENT,
                 "batch": batch,
             },
         )
-        late = cursor.fetchall()
-    detail = f"no delivery receipt within {settings.RECEIPT_TIMEOUT_SECONDS} s of sending"
-    record_events([(mid, RECEIPT_TIMEOUT_EVENT, "", detail, provider, None) for mid, _, provider, _ in late])
-    if late:  # after the events are stored: a run that fails leaves its rows for the next one
-        _cursor_set(TIMEOUT_CURSOR_KEY, (late[-1][3], late[-1][0]))
-    for _, channel, provider, _ in late:
+        rows = cursor.fetchall()
+        sent = _sent_by_id([mid for mid, _, _ in rows])
+        late = [(mid, sent[mid][2], provider) for mid, provider, _ in rows if mid in sent]
+        detail = f"no delivery receipt within {settings.RECEIPT_TIMEOUT_SECONDS} s of sending"
+        record_events([(mid, RECEIPT_TIMEOUT_EVENT, "", detail, provider, None) for mid, _, provider in late])
+        cursor.execute(FLAGGED, {"ids": [mid for mid, _, _ in rows]})
+    if rows:  # after the events are stored: a run that fails leaves its rows for the next one
+        _cursor_set(TIMEOUT_CURSOR_KEY, (rows[-1][2], rows[-1][0]))
+    for _, channel, provider in late:
         metrics.RECEIPT_TIMEOUTS.labels(channel, provider).inc()
     return len(late)

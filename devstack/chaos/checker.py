@@ -131,6 +131,7 @@ def _count_duplicates(figures: Figures, item: Expected, providers: Counter[str])
             figures.codes_twice += 1
         else:
             figures.dup_to_person += 1
+            figures.notes.append(f"two providers {_masked(item.number)} ({item.message_id}): {_names(providers)}")
 
 
 def _masked(number: str) -> str:

@@ -79,16 +79,16 @@ def no_fault(ctx: Context) -> tuple[Load, str, list[str]]:
     return drive(ctx.api, sms=200, codes=20, seconds=10), "nothing", []
 
 
-def kill_twice(kill: Callable[[Stack], str], worker: str | None) -> Run:
-    """Two kills into a burst, a few seconds apart (the second once the launcher brought the process
-    back). Providers answer after 0.8 s meanwhile, so that every kill lands on sends in flight."""
+def kill_twice(kill: Callable[[Stack, str], str], workers: tuple[str, str]) -> Run:
+    """Two kills into a burst, a few seconds apart: the worker of the burst's SMS (the high lane),
+    then, once the launcher brought it back, the one of its codes. Providers answer after 0.8 s
+    meanwhile, so that every kill lands on sends in flight."""
 
     def fault(stack: Stack) -> str:
-        first = kill(stack)
-        if worker is not None:
-            faults.wait_for_worker(stack, worker)
+        first = kill(stack, workers[0])
+        faults.wait_for_worker(stack, workers[0])
         time.sleep(2)
-        return f"{first}; again: {kill(stack)} (providers 0.8 s slow)"
+        return f"{first}; then: {kill(stack, workers[1])} (providers 0.8 s slow)"
 
     def run(ctx: Context) -> tuple[Load, str, list[str]]:
         ctx.stack.sim_behave(ALL_SMS, latency_ms=800)
@@ -154,8 +154,8 @@ def retry_past_visibility(ctx: Context) -> tuple[Load, str, list[str]]:
 
 SCENARIOS = [
     Scenario("no fault", no_fault),
-    Scenario("SIGKILL pool child", kill_twice(faults.kill_pool_child, "critical")),
-    Scenario("SIGKILL worker", kill_twice(faults.kill_worker, "critical")),
+    Scenario("SIGKILL pool child", kill_twice(faults.kill_pool_child, ("high", "critical"))),
+    Scenario("SIGKILL worker", kill_twice(faults.kill_worker, ("high", "critical"))),
     Scenario("SIGKILL beat", lambda ctx: during(ctx, STEADY, lambda: faults.kill_beat(ctx.stack), at=5)),
     Scenario("SIGKILL web mid-request", web_kills),
     Scenario("Redis killed, AOF kept", redis_killed(True)),

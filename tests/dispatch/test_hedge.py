@@ -78,6 +78,10 @@ def test_a_code_goes_through_another_provider_at_the_deadline_and_the_late_accep
     [aliyun] = [r for r in sim.messages(to="+8613900000001") if r["provider"] == "aliyun"]
     assert body["provider_message_id"] == aliyun["provider_message_id"]
     assert sorted(r["provider"] for r in sim.messages(to="+8613900000001")) == ["aliyun", "tencent"]
+    # /stats: Tencent's late acceptance is a call it accepted, and a duplicate to the person.
+    groups = {g["key"]: g for g in api.get("/api/v1/stats", {"group_by": "provider"}).json()["groups"]}
+    assert (groups["test-tencent"]["duplicates"], groups["test-tencent"]["attempts"]) == (1, 1)
+    assert (groups["test-tencent"]["success_rate"], groups["test-aliyun"]["duplicates"]) == (1.0, 0)
 
 
 def test_codes_right_after_a_hedge_go_around_the_slow_provider(api, templates, providers, sim, dispatch_worker) -> None:

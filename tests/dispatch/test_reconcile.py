@@ -151,6 +151,8 @@ def test_where_nothing_settles_the_outcome_a_code_goes_again_in_seconds_others_w
     assert held and all("no report of it yet" in detail for detail in held)
 
     # The code reached the person twice; Tencent's report of its copy (by our id) counts it, once.
+    stats_before = _by_provider(api)
+    assert {g["duplicates"] for g in stats_before.values()} == {0}
     before = REGISTRY.get_sample_value("mc_duplicate_sends_total", {"channel": "sms"})
     first = _received(sim, code_number)[0]
     for status in ("delivered", "delivered", "undelivered"):
@@ -160,3 +162,11 @@ def test_where_nothing_settles_the_outcome_a_code_goes_again_in_seconds_others_w
     assert REGISTRY.get_sample_value("mc_duplicate_sends_total", {"channel": "sms"}) == before + 1
     [duplicate] = _message(code).events.filter(code="duplicate_send")
     assert duplicate.provider == "test-tencent" and _message(code).status == "sent"  # the report moved nothing
+    # In /stats, under the provider that delivered it too; the report is no call of Tencent's.
+    after = _by_provider(api)
+    assert (after["test-tencent"]["duplicates"], after["test-aliyun"]["duplicates"]) == (1, 0)
+    assert {k: g["attempts"] for k, g in after.items()} == {k: g["attempts"] for k, g in stats_before.items()}
+
+
+def _by_provider(api) -> dict[str, dict]:
+    return {g["key"]: g for g in api.get("/api/v1/stats", {"group_by": "provider"}).json()["groups"]}

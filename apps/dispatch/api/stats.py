@@ -44,6 +44,10 @@ class StatsGroupOutput(serializers.Serializer):
     success_rate = serializers.FloatField(
         allow_null=True, help_text="Calls the provider accepted / calls made with it (per call, not per message)."
     )
+    duplicates = serializers.IntegerField(
+        help_text="Messages a provider delivered too after another one had them (an attempt whose outcome was "
+        "unknown reached the person as well; verification codes hedged past a slow provider included)."
+    )
     receipt_rate = serializers.FloatField(allow_null=True, help_text="With a receipt / sent.")
     delivery_rate = serializers.FloatField(allow_null=True, help_text="Delivered / sent.")
     latency_p50_ms = serializers.IntegerField(allow_null=True, help_text="Accepted → delivered.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import transaction
 from redis.exceptions import RedisError
 
@@ -11,20 +13,28 @@ from apps.dispatch.events import record_events, record_lost_attempts
 from apps.dispatch.leases import queued_lease
 from apps.dispatch.models import Status
 from messaging_center.broker import queue_depths
-from messaging_center.db import generic_plan_cursor
+from messaging_center.db import bound_cursor, generic_plan_cursor
 
 
 def enqueue_due(*, batch: int = 1000) -> int:
-    """Scheduled messages whose time has come → `queued`, published in chunks per lane."""
+    """Scheduled messages whose time has come → `queued`, published in chunks per lane: their rows of
+    dispatch_due, then the messages by id (not prepared: planned with the ids, pruned to their
+    partitions)."""
     total = 0
     while True:
-        with transaction.atomic(), generic_plan_cursor() as cursor:
-            cursor.execute(transitions.DUE, {"batch": batch, "lease": queued_lease()})
-            due = cursor.fetchall()
+        with transaction.atomic(), bound_cursor() as cursor:
+            cursor.execute(transitions.DUE_IDS, {"batch": batch})
+            ids = [row[0] for row in cursor.fetchall()]
+            due: list[tuple[uuid.UUID, str]] = []
+            if ids:
+                cursor.execute(transitions.DUE, {"ids": ids, "lease": queued_lease()})
+                due = cursor.fetchall()
+            if stale := set(ids) - {mid for mid, _ in due}:
+                cursor.execute(transitions.DUE_STALE, {"ids": list(stale)})
             record_events([(mid, Status.QUEUED, "", "due", "", None) for mid, _ in due])
             outbox.enqueue(due)
         total += len(due)
-        if len(due) < batch:
+        if len(ids) < batch:
             return total
 
 

@@ -387,6 +387,7 @@ class StatsGroup:
     attempts: int | None
     errors: dict[str, int]
     success_rate: float | None
+    duplicates: int | None
     receipt_rate: float | None
     delivery_rate: float | None
     latency_p50_ms: float | None
@@ -411,6 +412,7 @@ class StatsGroup:
             attempts=_opt_int(data, "attempts"),
             errors={str(code): n for code, n in errors.items() if isinstance(n, int)},
             success_rate=_opt_float(data, "success_rate"),
+            duplicates=_opt_int(data, "duplicates"),
             receipt_rate=_opt_float(data, "receipt_rate"),
             delivery_rate=_opt_float(data, "delivery_rate"),
             latency_p50_ms=_opt_float(data, "latency_p50_ms"),

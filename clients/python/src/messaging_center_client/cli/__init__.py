@@ -374,7 +374,7 @@ def cmd_stats(ctx: Context) -> int:
         ctx.json(dict(stats.raw))
         return EXIT_OK
     headers = ["KEY", "TOTAL", "SENT", "DELIVERED", "UNDELIV.", "FAILED", "EXPIRED", "SUPPR.", "REJECTED"]
-    headers += ["SUCCESS", "RECEIPTS", "DELIVERY", "P50 MS", "P95 MS", "COST"]
+    headers += ["SUCCESS", "TWICE", "RECEIPTS", "DELIVERY", "P50 MS", "P95 MS", "COST"]
     rows = [
         [
             g.key,
@@ -387,6 +387,7 @@ def cmd_stats(ctx: Context) -> int:
             g.suppressed,
             g.rejected,
             percent(g.success_rate),
+            g.duplicates,
             percent(g.receipt_rate),
             percent(g.delivery_rate),
             None if g.latency_p50_ms is None else round(g.latency_p50_ms),
