@@ -122,10 +122,9 @@ class Message(models.Model):
             # The periodic jobs' own partial indexes: each holds only the rows its job looks for, keyed
             # by the time it walks them in (docs/architecture.md, Periodic jobs). A row enters one only
             # when it reaches that state, so the hot path pays one insert per message, not per move.
-            # enqueue_due: scheduled messages by when they are due.
+            # Scheduled messages by when they are due (the backlog gauges; enqueue_due reads dispatch_due,
+            # as do receipt polling and timeouts, whose `sent` index here went with migration 0018).
             models.Index(fields=["scheduled_at"], name="msg_due", condition=Q(status="scheduled")),
-            # Receipt polling (per provider, a lap in (sent_at, id) order) and receipt timeouts.
-            models.Index(fields=["provider", "sent_at", "id"], name="msg_sent_by_provider", condition=Q(status="sent")),
             # Verification failover: unexpired codes still awaiting a receipt.
             models.Index(
                 fields=["expires_at"], name="msg_verification_sent", condition=Q(status="sent", category="verification")
