@@ -222,7 +222,7 @@ class Launcher:
         env["RECEIPTS_THREADS"] = str(env_int("RECEIPTS_THREADS", 2, minimum=1, maximum=64))
         # Prefork children per dispatch worker: chunks in flight at once (each sends on its own threads).
         env["CRITICAL_WORKERS"] = str(env_int("CRITICAL_WORKERS", 4, minimum=1, maximum=64))
-        env["HIGH_WORKERS"] = str(env_int("HIGH_WORKERS", 2, minimum=1, maximum=64))
+        env["HIGH_WORKERS"] = str(env_int("HIGH_WORKERS", 4, minimum=1, maximum=64))
         env["BULK_WORKERS"] = str(env_int("BULK_WORKERS", 2, minimum=1, maximum=64))
         # The default run is the development run whatever servers it is given; told otherwise
         # (MC_DEV_RUN=0) it starts no embedded server and needs every production variable.

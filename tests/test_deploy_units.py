@@ -14,7 +14,7 @@ from tests.settings import BASE_DIR
 UNITS = BASE_DIR / "deploy" / "systemd"
 SETTINGS_ENV = dict.fromkeys(
     ("PORT", "RECEIPTS_PORT", "FLOWER_PORT", "SIM_PORT", "WEB_WORKERS", "WEB_THREADS", "RECEIPTS_THREADS"), "1"
-) | {"WEB_ACCESS_LOG": "0", "CRITICAL_WORKERS": "4", "HIGH_WORKERS": "2", "BULK_WORKERS": "2"}
+) | {"WEB_ACCESS_LOG": "0", "CRITICAL_WORKERS": "4", "HIGH_WORKERS": "4", "BULK_WORKERS": "2"}
 PRODUCTION_CHILDREN = [c for c in _children(SETTINGS_ENV) if c.name != "simulator"]  # the simulator is the dev run's
 
 
