@@ -233,11 +233,9 @@ class Rollup(models.Model):
 
 
 class AttemptRollup(models.Model):
-    """Provider calls counted when they are made, by grain (minute, hour, day, month) and by account,
-    channel, provider, segment, template, outcome (`accepted` or a normalized reason:
-    providers.errors.REASONS) and the provider's own code. Kept by a trigger on the events (migration
-    0016): an event with a `reason` records a call, a `duplicate_send` event a duplicate (0017). Read by
-    `/stats` (attempts, errors, success rate, duplicates)."""
+    """Provider calls counted when made, by grain, account, channel, provider, segment, template, outcome
+    (`accepted` or a normalized reason: providers.errors.REASONS) and the provider's code. A trigger on
+    the events keeps it (0016: an event with a `reason` is a call; 0017: `duplicate_send`, a duplicate)."""
 
     pk = models.CompositePrimaryKey(
         "account_id", "grain", "bucket", "channel", "provider", "segment", "template_code", "outcome", "code"
@@ -280,18 +278,14 @@ LATENCY_BOUNDS_MS = (
 )  # fmt: skip
 
 
-class DueKind(models.TextChoices):
-    SCHEDULED = "scheduled"  # `at` = scheduled_at: dispatch.enqueue_due
-    SENT = "sent"  # `at` = sent_at: receipt polling and timeouts
+class DueKind(models.TextChoices):  # `at`: scheduled_at (enqueue_due); sent_at (receipt polling and timeouts)
+    SCHEDULED = "scheduled"
+    SENT = "sent"
 
 
 class Due(models.Model):
-    """The messages the periodic jobs wait on, a row per message and kind, kept by statement triggers
-    on the messages (migration 0018): a `scheduled` row while the message is scheduled, a `sent` row
-    while it is sent (until it leaves `sent`, or the timeouts job drops it past the receipt windows).
-    Small and not partitioned: those jobs read it, then their messages by id (pruned to their
-    partitions), instead of a partial index in every messages partition — whose cost grew with the
-    days kept (#21)."""
+    """A row per scheduled and per sent message, kept by triggers on the messages (migration 0018), for
+    the periodic jobs: small and unpartitioned, then their messages by id (docs/architecture.md, #4)."""
 
     pk = models.CompositePrimaryKey("kind", "message_id")
     kind = models.CharField(max_length=16, choices=DueKind.choices)
