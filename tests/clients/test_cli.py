@@ -204,9 +204,10 @@ def test_csv_resume_after_a_torn_write_and_refusal_of_a_foreign_results_file(
 def test_csv_of_10000_rows_interrupted_and_resumed_sends_each_row_once(
     live_server: Any, make_api_client: Callable[..., Any], make_template: Any, tmp_path: Path
 ) -> None:
-    # A rate of 3 requests/s: the first chunks go at once, later ones wait for Retry-After, so that
-    # the Ctrl-C lands mid-run (while a request is in flight or waiting) rather than after the end.
-    account = make_api_client("campaigns", rate_limit=3)
+    # A rate of 1 request/s: the first chunk goes at once, later ones wait for Retry-After, so that
+    # the Ctrl-C lands mid-run (while a request is in flight or waiting) rather than after the end (at
+    # 3/s the ten chunks were done within the moment the test took to notice the first).
+    account = make_api_client("campaigns", rate_limit=1)
     make_template(account, code="notice", content="Your code {{n}} is ready.")
     source = write_csv(tmp_path / "customers.csv", 10_000)
     out = tmp_path / "customers.csv.results.csv"
