@@ -196,22 +196,6 @@ def _periodic(stack: Stack, runs: int = 5) -> dict[str, tuple[float, float]]:
     return durations
 
 
-def _tree(table: str) -> str:
-    """A plain table, or a partitioned table's partitions."""
-    return (
-        f"(SELECT oid AS relid FROM pg_class WHERE oid = to_regclass('{table}') AND relkind = 'r' "  # noqa: S608 - our table names
-        f"UNION ALL SELECT relid FROM pg_partition_tree(to_regclass('{table}')) WHERE isleaf)"
-    )
-
-
-def table_sizes(stack: Stack) -> dict[str, int]:
-    sizes = {}
-    for table in BIG_TABLES:
-        [(size,)] = _sql(stack, f"SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM {_tree(table)}")  # noqa: S608
-        sizes[table] = int(size)  # type: ignore[call-overload]
-    return sizes
-
-
 def _postgres_cpu_seconds() -> float:
     """CPU seconds of the postmaster and every server process: the live ones', plus those of ended
     ones that the postmaster has reaped (its children_* times)."""
@@ -234,7 +218,7 @@ def _seq_tup_read() -> str:
         "SELECT coalesce(sum(t.seq_tup_read), 0), coalesce(sum(t.n_live_tup), 0), "  # noqa: S608
         "coalesce(sum(coalesce(io.idx_blks_hit, 0) + coalesce(io.idx_blks_read, 0)), 0) "
         "FROM pg_stat_user_tables t JOIN pg_statio_user_tables io USING (relid) "
-        f"WHERE relid IN {_tree('dispatch_message')}"
+        f"WHERE relid IN {steady.tree('dispatch_message')}"
     )
 
 
@@ -300,7 +284,7 @@ def measure(stack: Stack, key: str, phase: str, args: argparse.Namespace) -> Fig
         f"{pages:,.0f} pages of its indexes touched per minute",
         flush=True,
     )
-    for table, size in table_sizes(stack).items():
+    for table, size in steady.sizes(stack, BIG_TABLES).items():
         figures[f"size {table} (MiB)"] = size / 2**20
     return figures
 
@@ -352,7 +336,7 @@ def retention_cycle(stack: Stack) -> None:
     if run is None:
         print("\nRetention: apps.dispatch.retention has no run_retention(); the retention cycle is skipped.")
         return
-    before = table_sizes(stack)
+    before = steady.sizes(stack, BIG_TABLES)
     [(oldest,)] = _sql(stack, "SELECT min(created_at) FROM dispatch_message")
     started = time.perf_counter()
     try:
@@ -361,7 +345,7 @@ def retention_cycle(stack: Stack) -> None:
         print(f"\nRetention: run_retention() failed: {error!r}")
         return
     took = time.perf_counter() - started
-    after = table_sizes(stack)
+    after = steady.sizes(stack, BIG_TABLES)
     [(left,)] = _sql(stack, "SELECT min(created_at) FROM dispatch_message")
     print(f"\nRetention: one run_retention() took {took:.1f} s and returned {result!r}")
     print("  (a tenth of the history was seeded 31-35 days back, beyond the default 30-day retention)")
@@ -389,7 +373,7 @@ def _layout_notes(stack: Stack) -> None:
     """What the reader of the figures should know about the schema the history went into."""
     for table, kind in _sql(stack, "SELECT relname, relkind FROM pg_class WHERE relname = ANY(%s)", (list(seed.TABLES),)):
         if kind == "p":
-            [(parts,)] = _sql(stack, f"SELECT count(*) FROM {_tree(str(table))}")  # noqa: S608 - our table names
+            [(parts,)] = _sql(stack, f"SELECT count(*) FROM {steady.tree(str(table))}")  # noqa: S608 - our table names
             print(f"  ({table} is partitioned: the history went into {parts} partitions)")
     rollups = [
         str(name)
