@@ -22,7 +22,7 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.dispatch import tasks
-from apps.dispatch.models import Message, MessageEvent
+from apps.dispatch.models import Due, Message, MessageEvent
 from celery_app import app
 from messaging_center import ids
 from messaging_center.broker import redis_client
@@ -82,7 +82,9 @@ def test_a_due_message_waits_while_the_job_is_held_and_is_enqueued_once_after(ap
     with held("dispatch.enqueue_due"):
         assert tasks.enqueue_due.apply().get() is None
         assert Message.objects.get(id=message_id).status == "scheduled"
+    assert [(k, str(m)) for k, m in Due.objects.values_list("kind", "message_id")] == [("scheduled", message_id)]  # its row
     assert tasks.enqueue_due.apply().get() == 1
+    assert not Due.objects.filter(kind="scheduled").exists()  # gone with the message's `scheduled`
     assert tasks.enqueue_due.apply().get() == 0  # the same tick from the second beat finds nothing
     _enqueued_once({message_id})
 

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from apps.dispatch.models import Message, MessageEvent
+from apps.dispatch.models import Due, Message, MessageEvent
 from apps.dispatch.providers.base import Receipt
 from apps.receipts.matching import RECENT_MESSAGES, receipts_match_pending, receipts_record, receipts_rematch
 from apps.receipts.models import ProviderReceipt
@@ -54,6 +54,20 @@ def test_timeouts_are_flagged_in_batches_each_once_even_if_the_cursor_is_lost(ma
     assert receipts_flag_timeouts(batch=2) == 0
     flagged = MessageEvent.objects.filter(status="receipt_timeout").order_by("id").values_list("message_id", flat=True)
     assert list(flagged) == [m.id for m in messages]
+
+
+def test_the_jobs_table_follows_each_sent_message_and_forgets_those_past_every_window(make_message) -> None:
+    """dispatch_due (kept by the triggers) holds a row per `sent` message while it is sent; the
+    timeouts job drops the rows of messages sent before any job looks back."""
+    make_provider("aliyun")
+    waiting, answered, old = make_message(), make_message(), make_message()
+    assert set(Due.objects.filter(kind="sent").values_list("message_id", flat=True)) == {waiting.id, answered.id, old.id}
+    Message.objects.filter(id=answered.id).update(status="delivered")
+    Message.objects.filter(id=old.id).update(sent_at=timezone.now() - dt.timedelta(days=2))
+    assert Due.objects.get(message_id=old.id).at == Message.objects.get(id=old.id).sent_at
+    receipts_flag_timeouts()
+    assert list(Due.objects.values_list("kind", "message_id", "provider")) == [("sent", waiting.id, waiting.provider)]
+    assert Message.objects.get(id=old.id).status == "sent"  # only the job's row went
 
 
 def test_rematch_job_applies_receipts_that_beat_the_sent_finish(make_message) -> None:
