@@ -121,8 +121,8 @@ def main() -> None:
         down_at = time.time()
         postgres.stop()
         time.sleep(args.outage)
-        up_at = time.time()
         postgres.ensure_running()
+        up_at = time.time()  # the outage lasts until PostgreSQL answers again (its start-up included)
         print("PostgreSQL started again", flush=True)
         # When every message accepted during the outage has left the spool (the stream goes on).
         spool = redis_module.Redis.from_url(redis.url())
