@@ -171,6 +171,12 @@ def main() -> None:
         print(f"refusals: {dict(collections.Counter((a.status, a.code) for a in refused))}")
         print(f"every refusal 503 unavailable: {all(a.status == 503 and a.code == 'unavailable' for a in refused)}")
         print(f"accepted codes at the provider during the outage: {len(delivered_during)} of {len(accepted)}")
+        for a in accepted:
+            if a not in delivered_during:
+                first = min(received[_digits(a.phone)], default=None)
+                after = f"{(first - up).total_seconds():.2f} s after PostgreSQL was back" if first else "never"
+                asked = f"asked {a.at - down_at:.2f} s after the stop, answered in {a.took * 1000:.0f} ms"
+                print(f"  not yet: {asked}; at the provider {after}")
         if latencies:
             p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
             print(f"  accept → provider: p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
