@@ -214,7 +214,15 @@ def test_csv_of_10000_rows_interrupted_and_resumed_sends_each_row_once(
     env = os.environ | {"MC_BASE_URL": live_server.url, "MC_API_KEY": account.key}
     argv = [str(BIN / "mc"), "send", "--csv", str(source), "--template", "notice"]
 
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the CLI: a suite started in the background by a shell inherits it ignored.
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # Interrupted once the service has the second chunk (so the first one's answer is in the results)
     # or the results show one, well before the last of the ten throttled chunks.
     wait_until(
