@@ -160,13 +160,12 @@ def receipts_flag_timeouts(*, batch: int = 1000) -> int:
     now = timezone.now()
     window = dt.timedelta(seconds=settings.RECEIPT_POLL_WINDOW_SECONDS)
     after = _cursor_get(TIMEOUT_CURSOR_KEY)
-    providers = list(
-        Provider.objects.filter(kind__in=_kinds(lambda adapter: adapter.reports_delivery)).values_list("name", flat=True)
-    )
+    every = list(Provider.objects.values_list("name", "kind"))
+    reporting = set(_kinds(lambda adapter: adapter.reports_delivery))
+    providers = [name for name, kind in every if kind in reporting]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            DUE_PAST,
-            {"providers": list(Provider.objects.values_list("name", flat=True)), "before": now - max(LOOK_BACK, window)},
+            DUE_PAST, {"providers": [name for name, _ in every], "before": now - max(LOOK_BACK, window)}
         )  # the rows past every window: gone first
         cursor.execute(
             LATE,
